@@ -1,0 +1,159 @@
+//! The BM25 half of the index: a tantivy schema, its analyzer, and document conversion.
+use std::path::Path;
+
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, STORED,
+    STRING,
+};
+use tantivy::tokenizer::{
+    LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
+use tantivy::{Index, TantivyDocument};
+
+use crate::article::Article;
+use crate::IndexError;
+
+/// The analyzer of the text fields: lower-case, English stop words removed, Porter stemming.
+pub const ANALYZER: &str = "medlit_en";
+
+/// Handles to the fields of the BM25 schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    /// Raw term, stored: the document's identity for replacement and deletion.
+    pub pmid: Field,
+    pub title: Field,
+    pub abstract_text: Field,
+    /// Title and abstract together, indexed only: what free-text queries search.
+    pub text: Field,
+    pub year: Field,
+    pub journal: Field,
+    pub mesh: Field,
+    pub keywords: Field,
+    pub pub_types: Field,
+    pub doi: Field,
+    pub pmc: Field,
+}
+
+/// The schema and its field handles.
+pub fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let indexed = TextFieldIndexing::default()
+        .set_tokenizer(ANALYZER)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    let stored_text = TextOptions::default()
+        .set_indexing_options(indexed.clone())
+        .set_stored();
+    let plain_text = TextOptions::default().set_indexing_options(indexed);
+    let fields = Fields {
+        pmid: b.add_text_field("pmid", STRING | STORED),
+        title: b.add_text_field("title", stored_text.clone()),
+        abstract_text: b.add_text_field("abstract", stored_text.clone()),
+        text: b.add_text_field("text", plain_text),
+        year: b.add_i64_field(
+            "year",
+            NumericOptions::default()
+                .set_indexed()
+                .set_fast()
+                .set_stored(),
+        ),
+        journal: b.add_text_field("journal", stored_text.clone()),
+        mesh: b.add_text_field("mesh", stored_text.clone()),
+        keywords: b.add_text_field("keywords", stored_text.clone()),
+        pub_types: b.add_text_field("pub_types", stored_text),
+        doi: b.add_text_field("doi", STRING | STORED),
+        pmc: b.add_text_field("pmc", STRING | STORED),
+    };
+    (b.build(), fields)
+}
+
+/// The field handles of an opened index (checks that its schema is ours).
+pub fn fields_of(index: &Index) -> Result<Fields, tantivy::TantivyError> {
+    let s = index.schema();
+    let f = |name: &str| s.get_field(name);
+    Ok(Fields {
+        pmid: f("pmid")?,
+        title: f("title")?,
+        abstract_text: f("abstract")?,
+        text: f("text")?,
+        year: f("year")?,
+        journal: f("journal")?,
+        mesh: f("mesh")?,
+        keywords: f("keywords")?,
+        pub_types: f("pub_types")?,
+        doi: f("doi")?,
+        pmc: f("pmc")?,
+    })
+}
+
+/// Registers [`ANALYZER`]; tantivy does not persist analyzers, so every open must do this.
+pub fn register_analyzer(index: &Index) {
+    let mut builder = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .dynamic();
+    if let Some(stop) = StopWordFilter::new(tantivy::tokenizer::Language::English) {
+        builder = builder.filter_dynamic(stop);
+    }
+    let analyzer = builder
+        .filter_dynamic(Stemmer::new(tantivy::tokenizer::Language::English))
+        .build();
+    index.tokenizers().register(ANALYZER, analyzer);
+}
+
+/// Creates an empty BM25 index in `dir`.
+pub fn create(dir: &Path) -> Result<(Index, Fields), IndexError> {
+    std::fs::create_dir_all(dir).map_err(|e| IndexError::io("creating index folder", dir, e))?;
+    let (schema, fields) = schema();
+    let index = Index::create_in_dir(dir, schema)?;
+    register_analyzer(&index);
+    Ok((index, fields))
+}
+
+/// Opens the BM25 index in `dir`.
+pub fn open(dir: &Path) -> Result<(Index, Fields), IndexError> {
+    let index = Index::open_in_dir(dir).map_err(|e| IndexError::Index {
+        dir: dir.to_path_buf(),
+        reason: format!("cannot open the BM25 index: {e}"),
+    })?;
+    register_analyzer(&index);
+    let fields = fields_of(&index).map_err(|e| IndexError::Index {
+        dir: dir.to_path_buf(),
+        reason: format!("not a medlit BM25 index: {e}"),
+    })?;
+    Ok((index, fields))
+}
+
+/// The tantivy document of an article.
+pub fn document(f: &Fields, a: &Article) -> TantivyDocument {
+    let mut d = TantivyDocument::default();
+    d.add_text(f.pmid, a.pmid.to_string());
+    d.add_text(f.title, &a.title);
+    d.add_text(f.abstract_text, &a.abstract_text);
+    d.add_text(f.text, &a.title);
+    d.add_text(f.text, &a.abstract_text);
+    if let Some(y) = a.year {
+        d.add_i64(f.year, i64::from(y));
+    }
+    let journal = if a.journal.is_empty() {
+        &a.journal_iso
+    } else {
+        &a.journal
+    };
+    d.add_text(f.journal, journal);
+    for m in &a.mesh {
+        d.add_text(f.mesh, &m.descriptor);
+    }
+    for k in &a.keywords {
+        d.add_text(f.keywords, k);
+    }
+    for p in &a.pub_types {
+        d.add_text(f.pub_types, p);
+    }
+    if let Some(doi) = &a.doi {
+        d.add_text(f.doi, doi);
+    }
+    if let Some(pmc) = &a.pmc {
+        d.add_text(f.pmc, pmc);
+    }
+    d
+}

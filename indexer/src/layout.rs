@@ -1,0 +1,175 @@
+//! The index folder on disk: `manifest.json` names the live generation (`gen-NNNNNN/`), and a
+//! build writes a new generation beside it, then switches the manifest by atomic rename. A
+//! crash at any point leaves either the old or the new manifest, each naming a complete index.
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::IndexError;
+
+/// Bumped when the on-disk layout changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+
+/// What `manifest.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexManifest {
+    pub format_version: u32,
+    pub generation: u64,
+    pub created_unix: u64,
+    pub medlit_version: String,
+    /// The BM25 (tantivy) folder, relative to the index folder.
+    pub bm25_dir: String,
+    pub inputs: Vec<InputRecord>,
+    pub counts: Counts,
+}
+
+/// One input file as it was when indexed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputRecord {
+    pub path: String,
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub records_read: u64,
+    pub articles: u64,
+    pub deletions: u64,
+    pub rejected: u64,
+}
+
+/// The counts of a build, as `medlit index --json` prints them.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counts {
+    /// `PubmedArticle` records read, rejected ones included.
+    pub records_read: u64,
+    /// Distinct PMIDs in the index.
+    pub indexed: u64,
+    /// Indexed PMIDs with a non-empty abstract.
+    pub with_abstract: u64,
+    /// Records that replaced an earlier record with the same PMID.
+    pub replaced: u64,
+    /// PMIDs listed in `DeleteCitation` blocks.
+    pub deleted: u64,
+    /// Records skipped as malformed.
+    pub rejected: u64,
+}
+
+/// An index folder.
+#[derive(Debug, Clone)]
+pub struct IndexDir {
+    root: PathBuf,
+}
+
+impl IndexDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn generation_dir(&self, generation: u64) -> PathBuf {
+        self.root.join(generation_name(generation))
+    }
+
+    /// The manifest, or `None` when the folder holds no index yet.
+    pub fn read_manifest(&self) -> Result<Option<IndexManifest>, IndexError> {
+        let path = self.root.join(MANIFEST);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(IndexError::io("reading index manifest", path, e)),
+        };
+        let m: IndexManifest = serde_json::from_str(&text).map_err(|e| IndexError::Index {
+            dir: self.root.clone(),
+            reason: format!("{MANIFEST} is not valid: {e}"),
+        })?;
+        if m.format_version != FORMAT_VERSION {
+            return Err(IndexError::Index {
+                dir: self.root.clone(),
+                reason: format!(
+                    "index format {} is not supported by this medlit (format {FORMAT_VERSION}); rebuild it with `medlit index`",
+                    m.format_version
+                ),
+            });
+        }
+        Ok(Some(m))
+    }
+
+    /// The manifest of an existing index; a clear error when there is none.
+    pub fn manifest(&self) -> Result<IndexManifest, IndexError> {
+        self.read_manifest()?.ok_or_else(|| IndexError::Index {
+            dir: self.root.clone(),
+            reason: "no index here (no manifest.json); build one with `medlit index`".into(),
+        })
+    }
+
+    /// The live BM25 folder.
+    pub fn bm25_dir(&self, m: &IndexManifest) -> PathBuf {
+        self.root.join(&m.bm25_dir)
+    }
+
+    /// Takes the writer's lock: one build at a time per index folder.
+    pub fn lock(&self) -> Result<File, IndexError> {
+        fs::create_dir_all(&self.root)
+            .map_err(|e| IndexError::io("creating index folder", &self.root, e))?;
+        let path = self.root.join(".lock");
+        let f = File::create(&path).map_err(|e| IndexError::io("creating lock", &path, e))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(fs::TryLockError::WouldBlock) => Err(IndexError::Index {
+                dir: self.root.clone(),
+                reason: "another medlit process is writing this index".into(),
+            }),
+            Err(fs::TryLockError::Error(e)) => Err(IndexError::io("locking", path, e)),
+        }
+    }
+
+    /// Makes `m` the live manifest (write, fsync, rename, fsync the folder), then removes the
+    /// generations it does not name.
+    pub fn commit(&self, m: &IndexManifest) -> Result<(), IndexError> {
+        let tmp = self.root.join(format!("{MANIFEST}.tmp"));
+        let dest = self.root.join(MANIFEST);
+        let text = serde_json::to_vec_pretty(m).map_err(|e| IndexError::Index {
+            dir: self.root.clone(),
+            reason: format!("cannot serialise manifest: {e}"),
+        })?;
+        let mut f = File::create(&tmp).map_err(|e| IndexError::io("writing", &tmp, e))?;
+        f.write_all(&text)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| IndexError::io("writing", &tmp, e))?;
+        fs::rename(&tmp, &dest).map_err(|e| IndexError::io("switching manifest", &dest, e))?;
+        sync_dir(&self.root)?;
+        self.remove_other_generations(m.generation);
+        Ok(())
+    }
+
+    /// Best effort: an old generation left behind wastes space but never breaks the index.
+    fn remove_other_generations(&self, keep: u64) {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return;
+        };
+        let keep = generation_name(keep);
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("gen-") && name != keep {
+                if let Err(err) = fs::remove_dir_all(e.path()) {
+                    tracing::warn!(dir = %e.path().display(), %err, "could not remove an old index generation");
+                }
+            }
+        }
+    }
+}
+
+fn generation_name(generation: u64) -> String {
+    format!("gen-{generation:06}")
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), IndexError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| IndexError::io("syncing folder", dir, e))
+}

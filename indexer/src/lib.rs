@@ -1,0 +1,21 @@
+//! PubMed ingestion and index building for medlit.
+//!
+//! Module map:
+//! - [`article`]: `Article` (one citation) and `Rejected` (a skipped record and why).
+//! - [`pubmed`]: the streaming PubMed XML parser (`.xml` and `.xml.gz`).
+//! - [`bm25`]: the tantivy schema, analyzer and document conversion.
+//! - [`layout`]: the index folder, its manifest and atomic generation switch.
+//! - [`build`]: `medlit index`: parallel parse, ordered apply, commit.
+//! - [`error`]: the crate's error type.
+
+pub mod article;
+pub mod bm25;
+pub mod build;
+pub mod error;
+pub mod layout;
+pub mod pubmed;
+
+pub use article::{Article, MeshHeading, Rejected};
+pub use build::{build_index, BuildEvent, BuildOptions, BuildReport};
+pub use error::IndexError;
+pub use layout::{Counts, IndexDir, IndexManifest};

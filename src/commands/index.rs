@@ -1,0 +1,100 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use medlit_indexer::{build_index, BuildEvent, BuildOptions, BuildReport, Rejected};
+use serde::Serialize;
+
+use super::print_json;
+use crate::cli::IndexArgs;
+use crate::progress;
+
+/// How many rejected records the text report lists (all are in `--json`).
+const SHOWN_REJECTS: usize = 20;
+
+#[derive(Serialize)]
+struct IndexJson<'a> {
+    records_read: u64,
+    indexed: u64,
+    with_abstract: u64,
+    replaced: u64,
+    deleted: u64,
+    rejected: u64,
+    seconds: f64,
+    generation: u64,
+    index: String,
+    rejects: &'a [Rejected],
+}
+
+pub fn run(args: &IndexArgs) -> Result<()> {
+    let files = if args.files.is_empty() {
+        super::corpus_files(&super::manifest(&args.manifest)?)?
+    } else {
+        args.files.clone()
+    };
+    let dir = super::index_dir(&args.index)?;
+    let opts = BuildOptions {
+        inputs: files,
+        index_dir: dir.clone(),
+        writer_memory_mib: args.writer_memory,
+    };
+    let report = build(&opts, args.json)?;
+    if args.json {
+        let c = report.counts;
+        return print_json(&IndexJson {
+            records_read: c.records_read,
+            indexed: c.indexed,
+            with_abstract: c.with_abstract,
+            replaced: c.replaced,
+            deleted: c.deleted,
+            rejected: c.rejected,
+            seconds: report.seconds,
+            generation: report.generation,
+            index: dir.display().to_string(),
+            rejects: &report.rejected,
+        });
+    }
+    print_report(&report);
+    println!(
+        "index: {} (generation {})",
+        dir.display(),
+        report.generation
+    );
+    Ok(())
+}
+
+/// Builds with a progress bar on a terminal; shared by `index`, `demo` and `bench`.
+pub fn build(opts: &BuildOptions, json: bool) -> Result<BuildReport> {
+    let bar = progress::bytes(json, 0, "parsing");
+    let done = AtomicU64::new(0);
+    let report = build_index(opts, &|ev| match ev {
+        BuildEvent::Start { bytes, .. } => bar.set_length(bytes),
+        BuildEvent::Parsed { bytes, .. } => {
+            let total = done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            bar.set_position(total);
+        }
+        BuildEvent::Committing => bar.set_message("committing"),
+    })
+    .with_context(|| format!("indexing into {}", opts.index_dir.display()))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+pub fn print_report(r: &BuildReport) {
+    let c = &r.counts;
+    println!("records read   {:>9}", c.records_read);
+    println!("indexed PMIDs  {:>9}", c.indexed);
+    println!("with abstract  {:>9}", c.with_abstract);
+    println!("replaced       {:>9}", c.replaced);
+    println!("deleted        {:>9}", c.deleted);
+    println!("rejected       {:>9}", c.rejected);
+    println!("seconds        {:>9.1}", r.seconds);
+    for rej in r.rejected.iter().take(SHOWN_REJECTS) {
+        eprintln!("skipped: {rej}");
+    }
+    if r.rejected.len() > SHOWN_REJECTS {
+        eprintln!(
+            "… and {} more skipped records (all are listed by --json)",
+            r.rejected.len() - SHOWN_REJECTS
+        );
+    }
+}

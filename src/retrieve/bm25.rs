@@ -1,0 +1,249 @@
+//! BM25 search over the tantivy half of the index.
+//!
+//! Questions are natural language, not query syntax, so the query is built from the analyzer's
+//! terms (a disjunction of term queries over title + abstract) rather than parsed: a `?`, a
+//! colon or an unbalanced quote in a question can never make it fail.
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::Bound;
+use std::path::Path;
+use std::str::FromStr;
+
+use medlit_indexer::bm25::{self, Fields};
+use medlit_indexer::{IndexDir, IndexError, IndexManifest};
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+
+use super::Hit;
+
+/// Longest snippet, in characters.
+const SNIPPET_CHARS: usize = 240;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("tantivy: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("the query has no searchable words (only stop words or punctuation): {0:?}")]
+    EmptyQuery(String),
+    #[error("k must be at least 1")]
+    ZeroK,
+}
+
+/// An inclusive range of publication years; either end may be open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct YearRange {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl FromStr for YearRange {
+    type Err = String;
+
+    /// `1985`, `1980..1990`, `1980..` or `..1990` (both ends inclusive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let year = |t: &str| -> Result<Option<i64>, String> {
+            let t = t.trim();
+            if t.is_empty() {
+                return Ok(None);
+            }
+            match t.parse::<i64>() {
+                Ok(y) if (1000..=9999).contains(&y) => Ok(Some(y)),
+                _ => Err(format!("`{t}` is not a four-digit year")),
+            }
+        };
+        let r = match s.split_once("..") {
+            Some((a, b)) => YearRange {
+                from: year(a)?,
+                to: year(b)?,
+            },
+            None => {
+                let y = year(s)?.ok_or("empty year range")?;
+                YearRange {
+                    from: Some(y),
+                    to: Some(y),
+                }
+            }
+        };
+        if let (Some(a), Some(b)) = (r.from, r.to) {
+            if a > b {
+                return Err(format!("year range {a}..{b} is empty"));
+            }
+        }
+        if r.from.is_none() && r.to.is_none() {
+            return Err("year range needs at least one end, as in 1980..1990".into());
+        }
+        Ok(r)
+    }
+}
+
+impl fmt::Display for YearRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let end = |y: Option<i64>| y.map(|y| y.to_string()).unwrap_or_default();
+        write!(f, "{}..{}", end(self.from), end(self.to))
+    }
+}
+
+/// An opened BM25 index, ready for queries.
+pub struct Bm25Searcher {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    manifest: IndexManifest,
+}
+
+impl Bm25Searcher {
+    /// Opens the live generation of the index in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, SearchError> {
+        let layout = IndexDir::new(dir);
+        let manifest = layout.manifest()?;
+        let (index, fields) = bm25::open(&layout.bm25_dir(&manifest))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            index,
+            reader,
+            fields,
+            manifest,
+        })
+    }
+
+    pub fn manifest(&self) -> &IndexManifest {
+        &self.manifest
+    }
+
+    /// Distinct analyzed terms of `text`, in first-seen order.
+    fn terms(&self, text: &str) -> Result<Vec<String>, SearchError> {
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.text)?;
+        let mut stream = analyzer.token_stream(text);
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        while stream.advance() {
+            let t = stream.token().text.clone();
+            if seen.insert(t.clone()) {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The top `k` articles for `query`, optionally restricted to a year range.
+    pub fn search(
+        &self,
+        query: &str,
+        k: usize,
+        years: Option<YearRange>,
+    ) -> Result<Vec<Hit>, SearchError> {
+        if k == 0 {
+            return Err(SearchError::ZeroK);
+        }
+        let terms = self.terms(query)?;
+        if terms.is_empty() {
+            return Err(SearchError::EmptyQuery(query.to_string()));
+        }
+        let text_query = disjunction(self.fields.text, &terms);
+        let query_box: Box<dyn Query> = match years {
+            Some(r) => {
+                let bound = |y: Option<i64>| match y {
+                    Some(y) => Bound::Included(Term::from_field_i64(self.fields.year, y)),
+                    None => Bound::Unbounded,
+                };
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(text_query)),
+                    (
+                        Occur::Must,
+                        Box::new(RangeQuery::new(bound(r.from), bound(r.to))),
+                    ),
+                ]))
+            }
+            None => Box::new(text_query),
+        };
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query_box, &TopDocs::with_limit(k).order_by_score())?;
+
+        let mut abstract_snippets = SnippetGenerator::create(
+            &searcher,
+            &disjunction(self.fields.abstract_text, &terms),
+            self.fields.abstract_text,
+        )?;
+        abstract_snippets.set_max_num_chars(SNIPPET_CHARS);
+        let mut title_snippets = SnippetGenerator::create(
+            &searcher,
+            &disjunction(self.fields.title, &terms),
+            self.fields.title,
+        )?;
+        title_snippets.set_max_num_chars(SNIPPET_CHARS);
+
+        let mut hits = Vec::with_capacity(top.len());
+        for (i, (score, addr)) in top.into_iter().enumerate() {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let text = |f| {
+                doc.get_first(f)
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            };
+            let abstract_text = text(self.fields.abstract_text);
+            let mut snippet = abstract_snippets.snippet(&abstract_text);
+            if snippet.highlighted().is_empty() {
+                let t = title_snippets.snippet(&text(self.fields.title));
+                if !t.highlighted().is_empty() || abstract_text.is_empty() {
+                    snippet = t;
+                }
+            }
+            hits.push(Hit {
+                rank: i + 1,
+                pmid: text(self.fields.pmid),
+                title: text(self.fields.title),
+                journal: text(self.fields.journal),
+                year: doc.get_first(self.fields.year).and_then(|v| v.as_i64()),
+                score,
+                snippet: snippet.fragment().to_string(),
+                highlights: snippet
+                    .highlighted()
+                    .iter()
+                    .map(|r| [r.start, r.end])
+                    .collect(),
+            });
+        }
+        Ok(hits)
+    }
+}
+
+fn disjunction(field: tantivy::schema::Field, terms: &[String]) -> BooleanQuery {
+    BooleanQuery::new(
+        terms
+            .iter()
+            .map(|t| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(field, t),
+                    IndexRecordOption::WithFreqs,
+                ));
+                (Occur::Should, q)
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn year_ranges_parse() {
+        let r: YearRange = "1980..1990".parse().unwrap();
+        assert_eq!((r.from, r.to), (Some(1980), Some(1990)));
+        let r: YearRange = "2001".parse().unwrap();
+        assert_eq!((r.from, r.to), (Some(2001), Some(2001)));
+        let r: YearRange = "..1990".parse().unwrap();
+        assert_eq!((r.from, r.to), (None, Some(1990)));
+        assert!("1990..1980".parse::<YearRange>().is_err());
+        assert!("..".parse::<YearRange>().is_err());
+        assert!("19x0".parse::<YearRange>().is_err());
+    }
+}
