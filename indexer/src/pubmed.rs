@@ -15,6 +15,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use crate::article::{Article, MeshHeading, Rejected};
+use crate::utf8::Utf8Sanitizer;
 use crate::IndexError;
 
 /// Something a file yields, in document order.
@@ -98,7 +99,7 @@ pub fn parse_reader<R: BufRead>(
 ) -> Result<ParseSummary, IndexError> {
     let mut input = input;
     skip_bom(&mut input).map_err(|e| IndexError::io("reading input", origin, e))?;
-    let mut reader = Reader::from_reader(input);
+    let mut reader = Reader::from_reader(Utf8Sanitizer::new(input));
     let cfg = reader.config_mut();
     cfg.expand_empty_elements = true;
     cfg.check_end_names = true;
@@ -106,18 +107,10 @@ pub fn parse_reader<R: BufRead>(
 
     let mut p = Parser::new(origin);
     let mut buf = Vec::with_capacity(1 << 12);
+    let mut pending_bad = std::collections::VecDeque::new();
     loop {
         let pos = reader.buffer_position();
-        let event = match reader.read_event_into(&mut buf) {
-            // The reader has consumed the bad text: the record is skipped, the file goes on.
-            Err(quick_xml::Error::Encoding(e)) if reader.buffer_position() > pos => {
-                p.mark_bad(format!("invalid UTF-8 in text ({e})"));
-                buf.clear();
-                continue;
-            }
-            other => other,
-        };
-        let event = event.map_err(|e| {
+        let event = reader.read_event_into(&mut buf).map_err(|e| {
             let reason = match &e {
                 quick_xml::Error::Io(io) => format!("{io} (truncated or corrupt input?)"),
                 other => other.to_string(),
@@ -128,6 +121,21 @@ pub fn parse_reader<R: BufRead>(
                 reason,
             }
         })?;
+        // The sanitizer reads ahead: only replacements inside this event's bytes count here.
+        pending_bad.extend(reader.get_mut().take_bad());
+        let end = reader.buffer_position();
+        let mut bad_here = None;
+        while let Some(&at) = pending_bad.front() {
+            if at >= end {
+                break;
+            }
+            bad_here.get_or_insert(at);
+            pending_bad.pop_front();
+        }
+        let is_end = matches!(event, Event::End(_));
+        if let (true, Some(at)) = (is_end, bad_here) {
+            p.mark_bad(format!("invalid UTF-8 at byte {at}"));
+        }
         match event {
             Event::Start(e) => p.start(&e, pos)?,
             Event::End(_) => p.end(on_record),
@@ -167,6 +175,9 @@ pub fn parse_reader<R: BufRead>(
                 break;
             }
             Event::Empty(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+        if let (false, Some(at)) = (is_end, bad_here) {
+            p.mark_bad(format!("invalid UTF-8 at byte {at}"));
         }
         buf.clear();
     }

@@ -1,0 +1,194 @@
+//! Malformed input: each fixture gets the behaviour the parser promises (a counted skip with
+//! file, line and reason, or an error naming the file), and a failed build changes nothing.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use medlit_indexer::pubmed::{parse_file, Record};
+use medlit_indexer::{build_index, BuildOptions, IndexDir};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn titles(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Article(a) => Some(a.title.clone()),
+            Record::Delete(_) => None,
+        })
+        .collect()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn unclosed_tag_fails_the_file() {
+    let err = parse_file(&fixture("unclosed_tag.xml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unclosed_tag.xml"), "{err}");
+    assert!(err.contains("XML error"), "{err}");
+}
+
+#[test]
+fn bad_entity_skips_only_that_record() {
+    let p = parse_file(&fixture("bad_entity.xml")).unwrap();
+    assert_eq!(p.records_read, 2);
+    assert_eq!(titles(&p.records), vec!["Known entities & β-blockers γ"]);
+    assert_eq!(p.rejected.len(), 1);
+    let r = &p.rejected[0];
+    assert_eq!(r.pmid, Some(900201));
+    assert_eq!(r.reason, "unknown entity &foo;");
+    assert_eq!(r.line, Some(3), "{r}");
+    assert!(r.to_string().contains("bad_entity.xml:3"), "{r}");
+}
+
+#[test]
+fn missing_pmid_is_a_counted_skip() {
+    let p = parse_file(&fixture("missing_pmid.xml")).unwrap();
+    assert_eq!(p.records_read, 2);
+    assert_eq!(titles(&p.records), vec!["A record with a PMID"]);
+    assert_eq!(p.rejected.len(), 1);
+    assert_eq!(p.rejected[0].reason, "no MedlineCitation/PMID");
+    assert_eq!(p.rejected[0].line, Some(3));
+}
+
+#[test]
+fn empty_abstract_is_indexed_without_abstract() {
+    let p = parse_file(&fixture("empty_abstract.xml")).unwrap();
+    let Record::Article(a) = &p.records[0] else {
+        panic!("expected an article")
+    };
+    assert_eq!(a.pmid, 900401);
+    assert!(!a.has_abstract(), "{:?}", a.abstract_text);
+    assert!(p.rejected.is_empty());
+}
+
+#[test]
+fn invalid_utf8_skips_only_that_record() {
+    let good = std::fs::read_to_string(fixture("good.xml")).unwrap();
+    // Corrupt the first abstract's text with bytes that are not UTF-8.
+    let mut bytes = good.into_bytes();
+    let at = bytes.windows(7).position(|w| w == b"protein").unwrap();
+    bytes[at] = 0xff;
+    bytes[at + 1] = 0xfe;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad_utf8.xml");
+    std::fs::write(&path, &bytes).unwrap();
+    let p = parse_file(&path).unwrap();
+    assert_eq!(p.records_read, 2);
+    assert_eq!(
+        titles(&p.records),
+        vec!["Rifampin in experimental brucellosis."]
+    );
+    assert_eq!(p.rejected.len(), 1);
+    assert!(
+        p.rejected[0].reason.contains("invalid UTF-8"),
+        "{:?}",
+        p.rejected
+    );
+    assert_eq!(p.rejected[0].pmid, Some(900001));
+}
+
+#[test]
+fn truncated_gzip_fails_the_file() {
+    let good = std::fs::read(fixture("good.xml")).unwrap();
+    let gz = gzip(&good);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.xml.gz");
+    std::fs::write(&path, &gz[..gz.len() / 2]).unwrap();
+    let err = parse_file(&path).unwrap_err().to_string();
+    assert!(err.contains("cut.xml.gz"), "{err}");
+    // A whole gzip of the same file parses: the failure is the truncation.
+    std::fs::write(&path, &gz).unwrap();
+    assert_eq!(parse_file(&path).unwrap().records.len(), 2);
+}
+
+#[test]
+fn not_pubmed_empty_file_and_directory_are_errors() {
+    let err = parse_file(&fixture("not_pubmed.xml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not PubMed XML") && err.contains("<rss>"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.xml");
+    std::fs::write(&empty, b"").unwrap();
+    let err = parse_file(&empty).unwrap_err().to_string();
+    assert!(err.contains("empty.xml") && err.contains("empty"), "{err}");
+    let err = parse_file(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("directory"), "{err}");
+}
+
+#[test]
+fn good_fixture_fields() {
+    let p = parse_file(&fixture("good.xml")).unwrap();
+    let arts: Vec<_> = p
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Article(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(arts[0].year, Some(1999));
+    assert_eq!(arts[0].journal_iso, "J Fixture Stud");
+    assert_eq!(arts[0].languages, vec!["eng"]);
+    assert_eq!(arts[1].year, Some(2001), "year from MedlineDate");
+    assert_eq!(
+        arts[1].abstract_text,
+        "BACKGROUND: Brucellosis is a zoonosis.\nRESULTS: Rifampin cured nearly all mice; tetracycline did not."
+    );
+}
+
+#[test]
+fn a_broken_file_leaves_the_existing_index_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let opts = |inputs: Vec<PathBuf>| BuildOptions {
+        inputs,
+        index_dir: index.clone(),
+        writer_memory_mib: 32,
+    };
+    let first = build_index(&opts(vec![fixture("good.xml")]), &|_| {}).unwrap();
+    assert_eq!(first.counts.indexed, 2);
+    let before = IndexDir::new(&index).manifest().unwrap();
+
+    let cut = dir.path().join("cut.xml.gz");
+    let gz = gzip(&std::fs::read(fixture("good.xml")).unwrap());
+    std::fs::write(&cut, &gz[..gz.len() - 20]).unwrap();
+    let err = build_index(&opts(vec![fixture("empty_abstract.xml"), cut]), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cut.xml.gz"), "{err}");
+
+    let after = IndexDir::new(&index).manifest().unwrap();
+    assert_eq!(before, after, "the manifest must not change");
+    let gens: Vec<_> = std::fs::read_dir(&index)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gen-"))
+        .collect();
+    assert_eq!(gens, vec!["gen-000001"], "the failed generation is removed");
+
+    // A directory and a missing file are refused before anything is written.
+    let err = build_index(&opts(vec![dir.path().to_path_buf()]), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = build_index(&opts(vec![dir.path().join("nope.xml")]), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope.xml"), "{err}");
+    assert_eq!(IndexDir::new(&index).manifest().unwrap(), before);
+}
