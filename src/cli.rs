@@ -163,6 +163,9 @@ pub struct BenchIngestArgs {
     /// Skip the Python peer (pubmed_parser.parse_medline_xml)
     #[arg(long)]
     pub no_peer: bool,
+    /// Runs of each medlit measurement; the best is reported (the peer runs once)
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
     /// Python interpreter used to create the peer's virtual environment
     #[arg(long, default_value = "python3")]
     pub python: String,

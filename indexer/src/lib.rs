@@ -3,6 +3,8 @@
 //! Module map:
 //! - [`article`]: `Article` (one citation) and `Rejected` (a skipped record and why).
 //! - [`pubmed`]: the streaming PubMed XML parser (`.xml` and `.xml.gz`).
+//! - [`source`]: buffered input that skips unused subtrees (reference lists, affiliations)
+//!   without tokenizing them.
 //! - [`utf8`]: makes input valid UTF-8, recording where it was not (so one record is skipped,
 //!   not the file).
 //! - [`bm25`]: the tantivy schema, analyzer and document conversion.
@@ -16,6 +18,7 @@ pub mod build;
 pub mod error;
 pub mod layout;
 pub mod pubmed;
+pub mod source;
 pub mod utf8;
 
 pub use article::{Article, MeshHeading, Rejected};

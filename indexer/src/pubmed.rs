@@ -15,6 +15,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use crate::article::{Article, MeshHeading, Rejected};
+use crate::source::SkippingSource;
 use crate::utf8::Utf8Sanitizer;
 use crate::IndexError;
 
@@ -42,6 +43,10 @@ pub struct ParsedFile {
 }
 
 /// Parses a `.xml` or `.xml.gz` file (gzip is recognised by its magic bytes).
+///
+/// The first pass trusts the input to be UTF-8 (it nearly always is, and checking it twice
+/// costs time); if it is not, the file is parsed again through [`Utf8Sanitizer`], so that
+/// only the records holding the bad bytes are skipped.
 pub fn parse_file(path: &Path) -> Result<ParsedFile, IndexError> {
     let meta = std::fs::metadata(path).map_err(|e| IndexError::io("reading input", path, e))?;
     if meta.is_dir() {
@@ -50,6 +55,13 @@ pub fn parse_file(path: &Path) -> Result<ParsedFile, IndexError> {
             reason: "is a directory, not a PubMed XML file".into(),
         });
     }
+    match parse_file_with(path, false) {
+        Err(Failure::InvalidUtf8) => parse_file_with(path, true).map_err(Failure::into_error),
+        other => other.map_err(Failure::into_error),
+    }
+}
+
+fn parse_file_with(path: &Path, sanitize: bool) -> Result<ParsedFile, Failure> {
     let file = File::open(path).map_err(|e| IndexError::io("opening input", path, e))?;
     let mut hashed = BufReader::with_capacity(1 << 16, HashingReader::new(file));
     let gz = {
@@ -60,10 +72,11 @@ pub fn parse_file(path: &Path) -> Result<ParsedFile, IndexError> {
     };
     let mut records = Vec::new();
     let summary = if gz {
-        let mut dec = BufReader::with_capacity(1 << 17, MultiGzDecoder::new(&mut hashed));
-        parse_reader(&mut dec, path, &mut |r| records.push(r))?
+        parse_stream(MultiGzDecoder::new(&mut hashed), path, sanitize, &mut |r| {
+            records.push(r)
+        })?
     } else {
-        parse_reader(&mut hashed, path, &mut |r| records.push(r))?
+        parse_stream(&mut hashed, path, sanitize, &mut |r| records.push(r))?
     };
     let (sha256, file_bytes) = hashed
         .into_inner()
@@ -82,6 +95,81 @@ pub fn parse_file(path: &Path) -> Result<ParsedFile, IndexError> {
     })
 }
 
+/// Why a parse stopped.
+enum Failure {
+    /// Invalid UTF-8 met without the sanitizer: parse again with it.
+    InvalidUtf8,
+    Error(IndexError),
+}
+
+impl Failure {
+    fn into_error(self) -> IndexError {
+        match self {
+            Failure::Error(e) => e,
+            // The sanitized pass never reports this; keep a clear message all the same.
+            Failure::InvalidUtf8 => IndexError::BadFile {
+                file: PathBuf::new(),
+                reason: "invalid UTF-8".into(),
+            },
+        }
+    }
+}
+
+impl From<IndexError> for Failure {
+    fn from(e: IndexError) -> Self {
+        Failure::Error(e)
+    }
+}
+
+/// What the parse loop needs from its input beyond bytes.
+trait Input: BufRead {
+    /// Whether invalid UTF-8 is replaced (and logged) rather than stopping the parse.
+    fn sanitizing(&self) -> bool;
+    fn has_bad(&self) -> bool;
+    fn take_bad(&mut self) -> Vec<u64>;
+    /// Passes over the content of the element just opened; `None` if this input cannot.
+    fn skip_element(&mut self, name: &[u8]) -> std::io::Result<Option<bool>>;
+    /// Bytes passed over by `skip_element`, which the XML reader's position does not count.
+    fn skipped(&self) -> u64;
+}
+
+impl<R: BufRead> Input for Utf8Sanitizer<R> {
+    fn sanitizing(&self) -> bool {
+        true
+    }
+    fn has_bad(&self) -> bool {
+        Utf8Sanitizer::has_bad(self)
+    }
+    fn take_bad(&mut self) -> Vec<u64> {
+        Utf8Sanitizer::take_bad(self)
+    }
+    fn skip_element(&mut self, _: &[u8]) -> std::io::Result<Option<bool>> {
+        Ok(None)
+    }
+    fn skipped(&self) -> u64 {
+        0
+    }
+}
+
+/// The trusted pass: quick-xml's own UTF-8 check stops the parse at a bad byte.
+impl<R: Read> Input for SkippingSource<R> {
+    fn sanitizing(&self) -> bool {
+        false
+    }
+    fn has_bad(&self) -> bool {
+        false
+    }
+    fn take_bad(&mut self) -> Vec<u64> {
+        Vec::new()
+    }
+    fn skip_element(&mut self, name: &[u8]) -> std::io::Result<Option<bool>> {
+        SkippingSource::skip_element(self, name).map(Some)
+    }
+    fn skipped(&self) -> u64 {
+        SkippingSource::skipped(self)
+    }
+}
+
 /// Counts from one parse.
 #[derive(Debug, Clone, Default)]
 pub struct ParseSummary {
@@ -91,17 +179,40 @@ pub struct ParseSummary {
 }
 
 /// Parses PubMed XML from `input`, calling `on_record` for each good record in order.
-/// `origin` names the input in reports and errors.
+/// `origin` names the input in reports and errors. Invalid UTF-8 skips the record holding it.
 pub fn parse_reader<R: BufRead>(
     input: R,
     origin: &Path,
     on_record: &mut dyn FnMut(Record),
 ) -> Result<ParseSummary, IndexError> {
-    let mut input = input;
-    skip_bom(&mut input).map_err(|e| IndexError::io("reading input", origin, e))?;
-    let mut reader = Reader::from_reader(Utf8Sanitizer::new(input));
+    parse_stream(input, origin, true, on_record).map_err(Failure::into_error)
+}
+
+fn parse_stream<R: Read>(
+    input: R,
+    origin: &Path,
+    sanitize: bool,
+    on_record: &mut dyn FnMut(Record),
+) -> Result<ParseSummary, Failure> {
+    let io_err = |e| IndexError::io("reading input", origin, e);
+    if sanitize {
+        let mut src = Utf8Sanitizer::new(BufReader::with_capacity(1 << 16, input));
+        skip_bom(&mut src).map_err(io_err)?;
+        run(Reader::from_reader(src), origin, on_record)
+    } else {
+        let mut src = SkippingSource::new(input);
+        skip_bom(&mut src).map_err(io_err)?;
+        run(Reader::from_reader(src), origin, on_record)
+    }
+}
+
+fn run<S: Input>(
+    mut reader: Reader<S>,
+    origin: &Path,
+    on_record: &mut dyn FnMut(Record),
+) -> Result<ParseSummary, Failure> {
     let cfg = reader.config_mut();
-    cfg.expand_empty_elements = true;
+    cfg.expand_empty_elements = false;
     cfg.check_end_names = true;
     cfg.trim_text(false);
 
@@ -109,8 +220,14 @@ pub fn parse_reader<R: BufRead>(
     let mut buf = Vec::with_capacity(1 << 12);
     let mut pending_bad = std::collections::VecDeque::new();
     loop {
-        let pos = reader.buffer_position();
-        let event = reader.read_event_into(&mut buf).map_err(|e| {
+        let pos = reader.buffer_position() + reader.get_ref().skipped();
+        let event = match reader.read_event_into(&mut buf) {
+            Err(quick_xml::Error::Encoding(_)) if !reader.get_ref().sanitizing() => {
+                return Err(Failure::InvalidUtf8)
+            }
+            other => other,
+        };
+        let event = event.map_err(|e| {
             let reason = match &e {
                 quick_xml::Error::Io(io) => format!("{io} (truncated or corrupt input?)"),
                 other => other.to_string(),
@@ -122,8 +239,10 @@ pub fn parse_reader<R: BufRead>(
             }
         })?;
         // The sanitizer reads ahead: only replacements inside this event's bytes count here.
-        pending_bad.extend(reader.get_mut().take_bad());
-        let end = reader.buffer_position();
+        if reader.get_ref().has_bad() {
+            pending_bad.extend(reader.get_mut().take_bad());
+        }
+        let end = reader.buffer_position() + reader.get_ref().skipped();
         let mut bad_here = None;
         while let Some(&at) = pending_bad.front() {
             if at >= end {
@@ -137,7 +256,21 @@ pub fn parse_reader<R: BufRead>(
             p.mark_bad(format!("invalid UTF-8 at byte {at}"));
         }
         match event {
-            Event::Start(e) => p.start(&e, pos)?,
+            Event::Start(e) => {
+                p.start(&e, pos)?;
+                if p.skippable() {
+                    // At the end of input the reader reports the truncation on its next read,
+                    // so whether the end tag was found needs no handling here.
+                    reader
+                        .get_mut()
+                        .skip_element(e.name().as_ref().as_bytes())
+                        .map_err(|err| IndexError::io("reading input", origin, err))?;
+                }
+            }
+            Event::Empty(e) => {
+                p.start(&e, pos)?;
+                p.end(on_record);
+            }
             Event::End(_) => p.end(on_record),
             Event::Text(t) => p.text(&t),
             Event::CData(t) => p.text(&t),
@@ -146,35 +279,35 @@ pub fn parse_reader<R: BufRead>(
                 if let Some(Ok(enc)) = d.encoding() {
                     let enc = enc.to_ascii_lowercase();
                     if enc != "utf-8" && enc != "utf8" {
-                        return Err(IndexError::BadFile {
+                        return Err(Failure::Error(IndexError::BadFile {
                             file: origin.to_path_buf(),
                             reason: format!(
                                 "declares encoding `{enc}`; PubMed XML is UTF-8 and no other encoding is supported"
                             ),
-                        });
+                        }));
                     }
                 }
             }
             Event::Eof => {
                 if let Some(open) = p.stack.last() {
-                    return Err(IndexError::Xml {
+                    return Err(Failure::Error(IndexError::Xml {
                         file: origin.to_path_buf(),
-                        offset: reader.buffer_position(),
+                        offset: reader.buffer_position() + reader.get_ref().skipped(),
                         reason: format!(
                             "unexpected end of file inside <{}> (truncated file?)",
                             open.name()
                         ),
-                    });
+                    }));
                 }
                 if !p.seen_root {
-                    return Err(IndexError::BadFile {
+                    return Err(Failure::Error(IndexError::BadFile {
                         file: origin.to_path_buf(),
                         reason: "empty: no PubmedArticleSet element".into(),
-                    });
+                    }));
                 }
                 break;
             }
-            Event::Empty(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+            Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
         }
         if let (false, Some(at)) = (is_end, bad_here) {
             p.mark_bad(format!("invalid UTF-8 at byte {at}"));
@@ -184,7 +317,7 @@ pub fn parse_reader<R: BufRead>(
     Ok(ParseSummary {
         records_read: p.records_read,
         rejected: p.rejected,
-        xml_bytes: reader.buffer_position(),
+        xml_bytes: reader.buffer_position() + reader.get_ref().skipped(),
     })
 }
 
@@ -235,6 +368,8 @@ enum Tag {
     ArticleId,
     ELocationId,
     DeleteCitation,
+    /// Elements whose content medlit never uses: passed over without tokenizing.
+    Skip,
     Other,
 }
 
@@ -277,6 +412,26 @@ impl Tag {
             "ArticleId" => Tag::ArticleId,
             "ELocationID" => Tag::ELocationId,
             "DeleteCitation" => Tag::DeleteCitation,
+            "ReferenceList"
+            | "History"
+            | "AffiliationInfo"
+            | "ChemicalList"
+            | "CommentsCorrectionsList"
+            | "GrantList"
+            | "MedlineJournalInfo"
+            | "DateCompleted"
+            | "DateRevised"
+            | "ArticleDate"
+            | "Pagination"
+            | "InvestigatorList"
+            | "SupplMeshList"
+            | "GeneralNote"
+            | "OtherAbstract"
+            | "OtherID"
+            | "CoiStatement"
+            | "CopyrightInformation"
+            | "PersonalNameSubjectList"
+            | "DataBankList" => Tag::Skip,
             _ => Tag::Other,
         }
     }
@@ -320,7 +475,7 @@ impl Tag {
             Tag::ArticleId => "ArticleId",
             Tag::ELocationId => "ELocationID",
             Tag::DeleteCitation => "DeleteCitation",
-            Tag::Other => "element",
+            Tag::Skip | Tag::Other => "element",
         }
     }
 }
@@ -457,6 +612,11 @@ impl Parser {
             });
         }
         Ok(())
+    }
+
+    /// The element just opened can be passed over: unused content inside a record.
+    fn skippable(&self) -> bool {
+        self.stack.last() == Some(&Tag::Skip) && self.capture.is_none() && self.draft.is_some()
     }
 
     fn target_for(&mut self, tag: Tag, e: &BytesStart<'_>) -> Option<Target> {
@@ -677,7 +837,7 @@ impl Parser {
     }
 
     fn finish_capture(&mut self, cap: Capture) {
-        let text = normalize_space(&cap.text);
+        let text = normalized(cap.text);
         if cap.target == Target::DeletePmid {
             if let (Some(list), Ok(pmid)) = (self.deletions.as_mut(), text.parse::<u64>()) {
                 list.push(pmid);
@@ -799,6 +959,15 @@ fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Option<char> {
 
 /// Collapses runs of white space to one space and trims the ends.
 pub fn normalize_space(s: &str) -> String {
+    normalized(s.to_string())
+}
+
+/// [`normalize_space`] on an owned string, which is returned as is when already normal (the
+/// common case: most text runs are single-line).
+fn normalized(s: String) -> String {
+    if is_normal(&s) {
+        return s;
+    }
     let mut out = String::with_capacity(s.len());
     for word in s.split_whitespace() {
         if !out.is_empty() {
@@ -807,6 +976,34 @@ pub fn normalize_space(s: &str) -> String {
         out.push_str(word);
     }
     out
+}
+
+/// No leading or trailing white space, no white space but single ASCII spaces.
+fn is_normal(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.first() == Some(&b' ') || b.last() == Some(&b' ') {
+        return false;
+    }
+    if s.is_ascii() {
+        // Whole-buffer searches (SIMD) rather than a byte loop: abstracts are long.
+        return memchr::memchr3(b'\n', b'\t', b'\r', b).is_none()
+            && memchr::memchr2(0x0b, 0x0c, b).is_none()
+            && memchr::memmem::find(b, b"  ").is_none();
+    }
+    let mut prev_space = true;
+    for c in s.chars() {
+        if c == ' ' {
+            if prev_space {
+                return false;
+            }
+            prev_space = true;
+        } else if c.is_whitespace() {
+            return false;
+        } else {
+            prev_space = false;
+        }
+    }
+    !prev_space || s.is_empty()
 }
 
 /// The first plausible four-digit year in a `MedlineDate` such as "1998 Dec-1999 Jan".
@@ -892,6 +1089,11 @@ mod tests {
     #[test]
     fn whitespace_is_collapsed() {
         assert_eq!(normalize_space("  a \n\t b  "), "a b");
+        assert_eq!(normalize_space("a  b"), "a b");
+        assert_eq!(normalize_space("a\u{a0}b\u{3000}"), "a b");
+        assert_eq!(normalize_space("already normal, αβ"), "already normal, αβ");
+        assert_eq!(normalize_space("   "), "");
+        assert_eq!(normalize_space(""), "");
     }
 
     #[test]

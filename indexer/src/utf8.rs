@@ -5,32 +5,38 @@
 //! recorded; the parser then skips just the record that contains it.
 use std::io::{self, BufRead, Read};
 
-const CHUNK: usize = 1 << 16;
 const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 
+/// Passes valid UTF-8 straight through from the inner buffer (no copy); only an invalid or
+/// buffer-straddling sequence goes through a small side buffer.
 pub struct Utf8Sanitizer<R> {
     inner: R,
-    out: Vec<u8>,
-    pos: usize,
-    /// Output bytes handed out before `out`.
-    base: u64,
-    /// Bytes of a sequence cut by a chunk boundary, completed by the next read.
-    carry: Vec<u8>,
-    chunk: Box<[u8]>,
+    /// Bytes at the start of the inner buffer already known to be valid.
+    validated: usize,
+    /// A replacement character or a reassembled straddling sequence, served before the inner
+    /// buffer.
+    side: Vec<u8>,
+    side_pos: usize,
+    /// Output bytes consumed so far.
+    emitted: u64,
     bad: Vec<u64>,
 }
 
-impl<R: Read> Utf8Sanitizer<R> {
+impl<R: BufRead> Utf8Sanitizer<R> {
     pub fn new(inner: R) -> Self {
         Self {
             inner,
-            out: Vec::with_capacity(CHUNK + 4),
-            pos: 0,
-            base: 0,
-            carry: Vec::new(),
-            chunk: vec![0u8; CHUNK].into_boxed_slice(),
+            validated: 0,
+            side: Vec::with_capacity(8),
+            side_pos: 0,
+            emitted: 0,
             bad: Vec::new(),
         }
+    }
+
+    /// Whether replacements were recorded that [`take_bad`](Self::take_bad) has not returned.
+    pub fn has_bad(&self) -> bool {
+        !self.bad.is_empty()
     }
 
     /// Removes and returns the recorded offsets (in output bytes) of replaced sequences.
@@ -38,68 +44,47 @@ impl<R: Read> Utf8Sanitizer<R> {
         std::mem::take(&mut self.bad)
     }
 
-    fn refill(&mut self) -> io::Result<()> {
-        self.base += self.out.len() as u64;
-        self.out.clear();
-        self.pos = 0;
-        loop {
-            let n = loop {
-                match self.inner.read(&mut self.chunk) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            let eof = n == 0;
-            let mut raw = std::mem::take(&mut self.carry);
-            raw.extend_from_slice(&self.chunk[..n]);
-            if raw.is_empty() {
-                return Ok(());
-            }
-            self.sanitize(&raw, eof);
-            if !self.out.is_empty() || eof {
-                return Ok(());
-            }
-        }
-    }
-
-    fn sanitize(&mut self, raw: &[u8], eof: bool) {
-        let mut rest = raw;
-        loop {
-            match std::str::from_utf8(rest) {
-                Ok(_) => {
-                    self.out.extend_from_slice(rest);
-                    return;
-                }
-                Err(e) => {
-                    let good = e.valid_up_to();
-                    self.out.extend_from_slice(&rest[..good]);
-                    match e.error_len() {
-                        Some(len) => {
-                            self.replace();
-                            rest = &rest[good + len..];
-                        }
-                        None if eof => {
-                            self.replace();
-                            return;
-                        }
-                        None => {
-                            self.carry = rest[good..].to_vec();
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     fn replace(&mut self) {
-        self.bad.push(self.base + self.out.len() as u64);
-        self.out.extend_from_slice(REPLACEMENT);
+        self.bad.push(self.emitted);
+        self.side.extend_from_slice(REPLACEMENT);
+    }
+
+    /// The inner buffer starts with an invalid or incomplete sequence: resolve it into `side`.
+    fn slow_path(&mut self) -> io::Result<()> {
+        self.side.clear();
+        self.side_pos = 0;
+        let mut seq: Vec<u8> = Vec::with_capacity(4);
+        loop {
+            let avail = self.inner.fill_buf()?;
+            let Some(&b) = avail.first() else {
+                // End of input inside a sequence.
+                if !seq.is_empty() {
+                    self.replace();
+                }
+                return Ok(());
+            };
+            seq.push(b);
+            match std::str::from_utf8(&seq) {
+                Ok(_) => {
+                    self.inner.consume(1);
+                    self.side.extend_from_slice(&seq);
+                    return Ok(());
+                }
+                Err(e) if e.error_len().is_none() => self.inner.consume(1),
+                Err(_) => {
+                    // Drop the bytes before `b`, or `b` itself when it cannot start anything.
+                    if seq.len() == 1 {
+                        self.inner.consume(1);
+                    }
+                    self.replace();
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 
-impl<R: Read> Read for Utf8Sanitizer<R> {
+impl<R: BufRead> Read for Utf8Sanitizer<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let avail = self.fill_buf()?;
         let n = avail.len().min(buf.len());
@@ -109,16 +94,39 @@ impl<R: Read> Read for Utf8Sanitizer<R> {
     }
 }
 
-impl<R: Read> BufRead for Utf8Sanitizer<R> {
+impl<R: BufRead> BufRead for Utf8Sanitizer<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.pos >= self.out.len() {
-            self.refill()?;
+        if self.side_pos < self.side.len() {
+            return Ok(&self.side[self.side_pos..]);
         }
-        Ok(&self.out[self.pos..])
+        if self.validated == 0 {
+            let avail = self.inner.fill_buf()?;
+            if avail.is_empty() {
+                return Ok(&[]);
+            }
+            let valid = match std::str::from_utf8(avail) {
+                Ok(_) => avail.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            if valid == 0 {
+                self.slow_path()?;
+                return Ok(&self.side[self.side_pos..]);
+            }
+            self.validated = valid;
+        }
+        let avail = self.inner.fill_buf()?;
+        Ok(&avail[..self.validated.min(avail.len())])
     }
 
     fn consume(&mut self, amt: usize) {
-        self.pos = (self.pos + amt).min(self.out.len());
+        self.emitted += amt as u64;
+        if self.side_pos < self.side.len() {
+            self.side_pos = (self.side_pos + amt).min(self.side.len());
+            return;
+        }
+        let amt = amt.min(self.validated);
+        self.validated -= amt;
+        self.inner.consume(amt);
     }
 }
 
@@ -138,7 +146,7 @@ mod tests {
     }
 
     fn run(input: &[u8], step: usize) -> (String, Vec<u64>) {
-        let mut s = Utf8Sanitizer::new(Trickle(input, step));
+        let mut s = Utf8Sanitizer::new(io::BufReader::with_capacity(step, Trickle(input, step)));
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         (out, s.take_bad())

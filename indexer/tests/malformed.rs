@@ -192,3 +192,44 @@ fn a_broken_file_leaves_the_existing_index_untouched() {
     assert!(err.contains("nope.xml"), "{err}");
     assert_eq!(IndexDir::new(&index).manifest().unwrap(), before);
 }
+
+#[test]
+fn skipped_subtrees_match_the_fully_tokenized_parse() {
+    let path = fixture("skipped_subtrees.xml");
+    let fast = parse_file(&path).unwrap();
+    let mut full = Vec::new();
+    let summary = medlit_indexer::pubmed::parse_reader(
+        std::io::BufReader::new(std::fs::File::open(&path).unwrap()),
+        &path,
+        &mut |r| full.push(r),
+    )
+    .unwrap();
+    assert_eq!(
+        fast.records, full,
+        "skipping must not change what is parsed"
+    );
+    assert_eq!(fast.xml_bytes, summary.xml_bytes);
+    let Record::Article(a) = &fast.records[0] else {
+        panic!("expected an article")
+    };
+    assert_eq!(a.title, "Kept title");
+    assert_eq!(a.abstract_text, "Kept abstract.");
+    assert_eq!(a.authors, vec!["Ann Roe"]);
+    assert_eq!(a.doi.as_deref(), Some("10.1000/elocation"));
+    assert_eq!(a.pmc.as_deref(), Some("PMC42"));
+    assert_eq!(titles(&fast.records)[1], "After the skip");
+}
+
+#[test]
+fn truncation_inside_a_skipped_subtree_fails_the_file() {
+    let text = std::fs::read_to_string(fixture("skipped_subtrees.xml")).unwrap();
+    let cut = &text[..text.find("Nested list").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut_in_skip.xml");
+    std::fs::write(&path, cut).unwrap();
+    let err = parse_file(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("cut_in_skip.xml") && err.contains("end of file"),
+        "{err}"
+    );
+}

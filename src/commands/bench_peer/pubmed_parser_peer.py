@@ -8,6 +8,6 @@ import pubmed_parser as pp
 out = []
 for path in sys.argv[1:]:
     t0 = time.perf_counter()
-    records = pp.parse_medline_xml(path)
+    records = list(pp.parse_medline_xml(path))
     out.append({"file": path, "records": len(records), "seconds": time.perf_counter() - t0})
 print(json.dumps(out))

@@ -1,0 +1,244 @@
+//! End-to-end tests of the `medlit` binary on the real PubMed sample.
+//!
+//! Assets come through `medlit fetch` itself, into `$MEDLIT_HOME` (or the platform default),
+//! so a run after the first touches no network.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn medlit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_medlit"))
+        .args(args)
+        .output()
+        .expect("running medlit")
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = medlit(args);
+    assert!(
+        out.status.success(),
+        "medlit {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "medlit {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("indexer/tests/fixtures")
+        .join(name)
+}
+
+/// The sample indexed once for this test binary.
+fn sample_index() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let fetched = ok_json(&["fetch", "--only", "corpus", "--json"]);
+        assert_eq!(fetched["files"].as_array().map(Vec::len), Some(2));
+        let dir = tempfile::tempdir().unwrap();
+        let idx = dir.path().join("index");
+        let report = ok_json(&["index", "--index", idx.to_str().unwrap(), "--json"]);
+        assert_eq!(report["records_read"], 50_788);
+        assert_eq!(report["indexed"], 50_783);
+        assert_eq!(report["with_abstract"], 33_272);
+        assert_eq!(report["replaced"], 5);
+        assert_eq!(report["deleted"], 20);
+        assert_eq!(report["rejected"], 0);
+        assert!(report["seconds"].as_f64().unwrap() > 0.0);
+        dir
+    })
+    .path()
+}
+
+fn index_arg() -> String {
+    sample_index().join("index").display().to_string()
+}
+
+#[test]
+fn second_fetch_is_a_no_op() {
+    sample_index();
+    let again = ok_json(&["fetch", "--only", "corpus", "--json"]);
+    for f in again["files"].as_array().unwrap() {
+        assert_eq!(f["outcome"], "present", "{f}");
+    }
+}
+
+#[test]
+fn search_finds_the_source_article_with_snippet() {
+    let q = "In mice infected with Brucella melitensis, three weeks of rifampin cured nearly all \
+             animals, whereas which comparator antibiotic left about 70% with primary spleen infections?";
+    let v = ok_json(&["search", q, "--index", &index_arg(), "--json", "--k", "5"]);
+    assert_eq!(v["query"], q);
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 5);
+    let top = &hits[0];
+    assert_eq!(top["rank"], 1);
+    assert_eq!(top["pmid"], "409786");
+    assert_eq!(top["year"], 1977);
+    assert_eq!(top["journal"], "The Journal of infectious diseases");
+    let snippet = top["snippet"].as_str().unwrap();
+    let highlighted: Vec<&str> = top["highlights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &snippet[r[0].as_u64().unwrap() as usize..r[1].as_u64().unwrap() as usize])
+        .collect();
+    assert!(highlighted.contains(&"Rifampin"), "{highlighted:?}");
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+
+    // Text output names the PMID and marks matches.
+    let out = medlit(&["search", q, "--index", &index_arg(), "--k", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("PMID 409786"), "{text}");
+    assert!(text.contains("**Rifampin**"), "{text}");
+}
+
+#[test]
+fn year_filter_restricts_results() {
+    let v = ok_json(&[
+        "search",
+        "brucella melitensis infection",
+        "--index",
+        &index_arg(),
+        "--year",
+        "2020..2021",
+        "--json",
+    ]);
+    let hits = v["hits"].as_array().unwrap();
+    assert!(!hits.is_empty());
+    for h in hits {
+        let y = h["year"].as_i64().unwrap();
+        assert!((2020..=2021).contains(&y), "{h}");
+    }
+    let old = ok_json(&[
+        "search",
+        "brucella melitensis infection",
+        "--index",
+        &index_arg(),
+        "--year",
+        "..1980",
+        "--json",
+    ]);
+    for h in old["hits"].as_array().unwrap() {
+        assert!(h["year"].as_i64().unwrap() <= 1980, "{h}");
+    }
+    let bad = medlit(&[
+        "search",
+        "x",
+        "--index",
+        &index_arg(),
+        "--year",
+        "1990..1980",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("empty"), "{}", stderr(&bad));
+}
+
+#[test]
+fn search_without_an_index_says_how_to_build_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = medlit(&[
+        "search",
+        "dystrophin",
+        "--index",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("medlit index"), "{}", stderr(&out));
+}
+
+#[test]
+fn index_reports_skipped_records_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("index");
+    let out = medlit(&[
+        "index",
+        "--index",
+        idx.to_str().unwrap(),
+        fixture("good.xml").to_str().unwrap(),
+        fixture("bad_entity.xml").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bad_entity.xml:3 (byte"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("unknown entity &foo;"));
+    let v = ok_json(&[
+        "search",
+        "beta blockers",
+        "--index",
+        idx.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["hits"][0]["pmid"], "900202");
+}
+
+#[test]
+fn a_broken_input_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("index");
+    let cut = dir.path().join("cut.xml.gz");
+    sample_index(); // the corpus is fetched by then
+    let assets = medlit_corpus::MedlitHome::from_env().unwrap().assets();
+    let full = std::fs::read(assets.join("corpus/pubmed20n0014.xml.gz")).unwrap();
+    std::fs::write(&cut, &full[..full.len() / 3]).unwrap();
+    let out = medlit(&[
+        "index",
+        "--index",
+        idx.to_str().unwrap(),
+        fixture("good.xml").to_str().unwrap(),
+        cut.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cut.xml.gz"), "{}", stderr(&out));
+    assert!(!idx.join("manifest.json").exists());
+
+    let missing = medlit(&[
+        "index",
+        "--index",
+        idx.to_str().unwrap(),
+        "/no/such/file.xml",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("/no/such/file.xml"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn bad_manifest_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("bad.toml");
+    std::fs::write(&m, "format = 1\n[[asset]]\nname = 3\n").unwrap();
+    let out = medlit(&["fetch", "--manifest", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("index");
+    let v = ok_json(&["demo", "--index", idx.to_str().unwrap(), "--json"]);
+    assert_eq!(v["indexed_now"], true);
+    assert_eq!(v["hits"][0]["pmid"], "409786", "{v}");
+    // A second run reuses the index.
+    let again = ok_json(&["demo", "--index", idx.to_str().unwrap(), "--json"]);
+    assert_eq!(again["indexed_now"], false);
+}
