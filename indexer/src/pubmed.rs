@@ -499,7 +499,6 @@ enum Target {
     Language,
     PubType,
     Descriptor,
-    Qualifier,
     Keyword,
     Doi,
     Pmc,
@@ -721,8 +720,9 @@ impl Parser {
                 Target::Descriptor
             }
             T::QualifierName if self.stack.ends_with(&[T::MeshHeading, T::QualifierName]) => {
+                // Only the major-topic flag of a qualifier matters, not its text.
                 draft.mesh_major |= attr(e, "MajorTopicYN", draft).as_deref() == Some("Y");
-                Target::Qualifier
+                return None;
             }
             T::Keyword if self.stack.ends_with(&[T::KeywordList, T::Keyword]) => Target::Keyword,
             T::ArticleId
@@ -873,7 +873,6 @@ impl Parser {
             Target::Language => push_nonempty(&mut a.languages, text),
             Target::PubType => push_nonempty(&mut a.pub_types, text),
             Target::Descriptor => d.mesh_descriptor = text,
-            Target::Qualifier => {}
             Target::Keyword => push_nonempty(&mut a.keywords, text),
             Target::Doi => a.doi = Some(text).filter(|s| !s.is_empty()),
             Target::Pmc => a.pmc = Some(text).filter(|s| !s.is_empty()),

@@ -57,6 +57,8 @@ struct IngestBench {
     peer: Option<Throughput>,
     /// Our single-thread records/s over the peer's (same files, same run).
     ratio_vs_peer: Option<f64>,
+    /// Our parallel records/s over the peer's (single-threaded) records/s.
+    ratio_parallel_vs_peer: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +136,9 @@ fn ingest(args: &BenchIngestArgs) -> Result<()> {
     let ratio = peer
         .as_ref()
         .map(|p| parse_1.records_per_s / p.records_per_s.max(1e-9));
+    let ratio_parallel = peer
+        .as_ref()
+        .map(|p| parse_par.records_per_s / p.records_per_s.max(1e-9));
     let out = IngestBench {
         files: files.iter().map(|f| f.display().to_string()).collect(),
         xml_bytes,
@@ -143,6 +148,7 @@ fn ingest(args: &BenchIngestArgs) -> Result<()> {
         runs,
         peer,
         ratio_vs_peer: ratio,
+        ratio_parallel_vs_peer: ratio_parallel,
     };
     if args.json {
         return print_json(&out);
@@ -163,8 +169,8 @@ fn ingest(args: &BenchIngestArgs) -> Result<()> {
     if let Some(p) = &out.peer {
         row("pubmed_parser (Python), 1 thread", p);
     }
-    if let Some(r) = out.ratio_vs_peer {
-        println!("ratio (medlit 1 thread / peer): {r:.1}x");
+    if let (Some(r), Some(rp)) = (out.ratio_vs_peer, out.ratio_parallel_vs_peer) {
+        println!("ratio vs peer: {r:.1}x on one thread, {rp:.1}x in parallel");
     }
     println!("medlit index end to end (BM25): {:.1} s", out.index_seconds);
     Ok(())
