@@ -80,7 +80,7 @@ pub struct IndexDirArg {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "A second run checks only file sizes and stamps: no network, under a second.\n\
+    after_help = "A second run checks only file sizes and stamps: no network, under a second. \
 pip honours its usual settings (PIP_INDEX_URL, PIP_FIND_LINKS, a pip.conf); MEDLIT_PIP sets the pip command."
 )]
 pub struct FetchArgs {
@@ -96,9 +96,9 @@ pub struct FetchArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Files are applied in the order given: a later record with the same PMID replaces an earlier one,\n\
-and DeleteCitation entries remove PMIDs. Malformed records are skipped and listed (file:line, reason);\n\
-a file that is not well-formed PubMed XML (truncated gzip, broken XML) stops the run and leaves the\n\
+    after_help = "Files are applied in the order given: a later record with the same PMID replaces an earlier one, \
+and DeleteCitation entries remove PMIDs. Malformed records are skipped and listed (file:line, reason). \
+A file that is not well-formed PubMed XML (truncated gzip, broken XML) stops the run and leaves the \
 existing index untouched."
 )]
 pub struct IndexArgs {

@@ -14,6 +14,7 @@
 
 pub mod article;
 pub mod bm25;
+mod bufio;
 pub mod build;
 pub mod error;
 pub mod layout;

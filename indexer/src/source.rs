@@ -153,11 +153,7 @@ impl<R: Read> SkippingSource<R> {
 
 impl<R: Read> Read for SkippingSource<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        crate::bufio::read_from_buf(self, out)
     }
 }
 
@@ -179,17 +175,7 @@ impl<R: Read> BufRead for SkippingSource<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Hands out input a few bytes per read, so every boundary case is crossed.
-    struct Trickle<'a>(&'a [u8], usize);
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.0.len().min(self.1).min(buf.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
+    use crate::bufio::Trickle;
 
     fn rest_after_skip(input: &str, step: usize) -> (bool, String, u64) {
         let mut s = SkippingSource::new(Trickle(input.as_bytes(), step));

@@ -85,12 +85,8 @@ impl<R: BufRead> Utf8Sanitizer<R> {
 }
 
 impl<R: BufRead> Read for Utf8Sanitizer<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(buf.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        crate::bufio::read_from_buf(self, out)
     }
 }
 
@@ -133,17 +129,7 @@ impl<R: BufRead> BufRead for Utf8Sanitizer<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A reader that returns at most `n` bytes per call, to split sequences across reads.
-    struct Trickle<'a>(&'a [u8], usize);
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.0.len().min(self.1).min(buf.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
+    use crate::bufio::Trickle;
 
     fn run(input: &[u8], step: usize) -> (String, Vec<u64>) {
         let mut s = Utf8Sanitizer::new(io::BufReader::with_capacity(step, Trickle(input, step)));
