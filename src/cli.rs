@@ -37,6 +37,9 @@ pub enum Command {
     Search(SearchArgs),
     /// Run the whole pipeline on the embedded default: fetch, index, query
     Demo(DemoArgs),
+    /// Measure quality on evaluation sets (JSONL, as in the shared dev sets)
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Benchmarks against peers, run on this machine in the same run
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -172,6 +175,39 @@ pub struct BenchIngestArgs {
     #[command(flatten)]
     pub manifest: ManifestArg,
     /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Retrieval quality: recall@1/10/100, MRR@10 and latency per search mode
+    Retrieval(EvalRetrievalArgs),
+}
+
+/// Search modes that `eval retrieval` can measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalModeArg {
+    Bm25,
+    /// Every mode, side by side
+    All,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The dataset has one JSON object per line with `question` (or `query`) and `pmid`, \
+like ../shared/eval/dev_qa.jsonl. A hit is the source PMID among the top k results."
+)]
+pub struct EvalRetrievalArgs {
+    /// JSONL dataset
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Search mode to measure
+    #[arg(long, value_enum, default_value = "all")]
+    pub mode: EvalModeArg,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
 }

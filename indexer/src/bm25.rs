@@ -2,7 +2,7 @@
 use std::path::Path;
 
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, STORED,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED,
     STRING,
 };
 use tantivy::tokenizer::{
@@ -13,6 +13,9 @@ use tantivy::{Index, TantivyDocument};
 use crate::article::Article;
 use crate::IndexError;
 
+/// Name of the fast PMID column.
+pub const PMID_FAST: &str = "pmid_fast";
+
 /// The analyzer of the text fields: lower-case, English stop words removed, Porter stemming.
 pub const ANALYZER: &str = "medlit_en";
 
@@ -21,6 +24,8 @@ pub const ANALYZER: &str = "medlit_en";
 pub struct Fields {
     /// Raw term, stored: the document's identity for replacement and deletion.
     pub pmid: Field,
+    /// The PMID as a fast (columnar) u64, so ranking needs no stored-document reads.
+    pub pmid_fast: Field,
     pub title: Field,
     pub abstract_text: Field,
     /// Title and abstract together, indexed only: what free-text queries search.
@@ -46,6 +51,7 @@ pub fn schema() -> (Schema, Fields) {
     let plain_text = TextOptions::default().set_indexing_options(indexed);
     let fields = Fields {
         pmid: b.add_text_field("pmid", STRING | STORED),
+        pmid_fast: b.add_u64_field(PMID_FAST, FAST),
         title: b.add_text_field("title", stored_text.clone()),
         abstract_text: b.add_text_field("abstract", stored_text.clone()),
         text: b.add_text_field("text", plain_text),
@@ -72,6 +78,7 @@ pub fn fields_of(index: &Index) -> Result<Fields, tantivy::TantivyError> {
     let f = |name: &str| s.get_field(name);
     Ok(Fields {
         pmid: f("pmid")?,
+        pmid_fast: f(PMID_FAST)?,
         title: f("title")?,
         abstract_text: f("abstract")?,
         text: f("text")?,
@@ -127,6 +134,7 @@ pub fn open(dir: &Path) -> Result<(Index, Fields), IndexError> {
 pub fn document(f: &Fields, a: &Article) -> TantivyDocument {
     let mut d = TantivyDocument::default();
     d.add_text(f.pmid, a.pmid.to_string());
+    d.add_u64(f.pmid_fast, a.pmid);
     d.add_text(f.title, &a.title);
     d.add_text(f.abstract_text, &a.abstract_text);
     d.add_text(f.text, &a.title);

@@ -80,14 +80,9 @@ pub fn build_index(
 
     let dir = IndexDir::new(&opts.index_dir);
     let _lock = dir.lock()?;
-    let previous = dir.read_manifest()?;
-    let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
+    // Past every generation present, so a folder left by a crashed build is never reused.
+    let generation = dir.next_generation();
     let gen_dir = dir.generation_dir(generation);
-    if gen_dir.exists() {
-        // Left by a build that crashed before its manifest switch: never live, safe to drop.
-        std::fs::remove_dir_all(&gen_dir)
-            .map_err(|e| IndexError::io("removing stale generation", &gen_dir, e))?;
-    }
     let result = build_generation(opts, &gen_dir, on_event);
     let (counts, inputs, rejected, xml_bytes) = match result {
         Ok(r) => r,

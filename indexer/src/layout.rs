@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::IndexError;
 
 /// Bumped when the on-disk layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MANIFEST: &str = "manifest.json";
 
 /// What `manifest.json` records.
@@ -83,19 +83,23 @@ impl IndexDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(IndexError::io("reading index manifest", path, e)),
         };
-        let m: IndexManifest = serde_json::from_str(&text).map_err(|e| IndexError::Index {
+        let invalid = |e: serde_json::Error| IndexError::Index {
             dir: self.root.clone(),
             reason: format!("{MANIFEST} is not valid: {e}"),
-        })?;
-        if m.format_version != FORMAT_VERSION {
+        };
+        // The version decides how the rest is read, so it is checked on its own first.
+        let raw: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
+        let version = raw.get("format_version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(FORMAT_VERSION)) {
             return Err(IndexError::Index {
                 dir: self.root.clone(),
                 reason: format!(
                     "index format {} is not supported by this medlit (format {FORMAT_VERSION}); rebuild it with `medlit index`",
-                    m.format_version
+                    version.map_or("unknown".to_string(), |v| v.to_string())
                 ),
             });
         }
+        let m: IndexManifest = serde_json::from_value(raw).map_err(invalid)?;
         Ok(Some(m))
     }
 
@@ -105,6 +109,30 @@ impl IndexDir {
             dir: self.root.clone(),
             reason: "no index here (no manifest.json); build one with `medlit index`".into(),
         })
+    }
+
+    /// The generation number for a new build: one past every generation this folder has
+    /// seen, whether or not its manifest is of a format this medlit reads (a rebuild is how
+    /// an old index is replaced).
+    pub fn next_generation(&self) -> u64 {
+        let from_manifest = fs::read_to_string(self.root.join(MANIFEST))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("generation").and_then(|g| g.as_u64()))
+            .unwrap_or(0);
+        let from_dirs = fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("gen-"))
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .max()
+            .unwrap_or(0);
+        from_manifest.max(from_dirs) + 1
     }
 
     /// The live BM25 folder.

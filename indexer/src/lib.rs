@@ -7,6 +7,9 @@
 //!   without tokenizing them.
 //! - [`utf8`]: makes input valid UTF-8, recording where it was not (so one record is skipped,
 //!   not the file).
+//! - [`passages`]: `Passage` and the sentence-aligned, overlapping passage splitter.
+//! - [`embed`]: the `Embedder` trait and the MiniLM ONNX backend (fastembed, ONNX Runtime
+//!   loaded at run time).
 //! - [`bm25`]: the tantivy schema, analyzer and document conversion.
 //! - [`layout`]: the index folder, its manifest and atomic generation switch.
 //! - [`build`]: `medlit index`: parallel parse, ordered apply, commit.
@@ -16,8 +19,10 @@ pub mod article;
 pub mod bm25;
 mod bufio;
 pub mod build;
+pub mod embed;
 pub mod error;
 pub mod layout;
+pub mod passages;
 pub mod pubmed;
 pub mod source;
 pub mod utf8;

@@ -233,3 +233,32 @@ fn truncation_inside_a_skipped_subtree_fails_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn an_index_of_an_older_format_is_replaced_by_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    std::fs::create_dir_all(index.join("gen-000005")).unwrap();
+    std::fs::write(
+        index.join("manifest.json"),
+        r#"{"format_version": 0, "generation": 5}"#,
+    )
+    .unwrap();
+    let err = IndexDir::new(&index).manifest().unwrap_err().to_string();
+    assert!(err.contains("rebuild"), "{err}");
+    let report = build_index(
+        &BuildOptions {
+            inputs: vec![fixture("good.xml")],
+            index_dir: index.clone(),
+            writer_memory_mib: 32,
+        },
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(report.generation, 6);
+    assert_eq!(IndexDir::new(&index).manifest().unwrap().generation, 6);
+    assert!(
+        !index.join("gen-000005").exists(),
+        "the old generation is removed"
+    );
+}

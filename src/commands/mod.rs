@@ -8,6 +8,7 @@ use crate::cli::{IndexDirArg, ManifestArg};
 
 pub mod bench;
 pub mod demo;
+pub mod eval;
 pub mod fetch;
 pub mod index;
 pub mod search;

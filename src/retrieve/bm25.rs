@@ -19,6 +19,9 @@ use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use super::Hit;
 
+/// Documents with their BM25 scores, best first.
+type Scored = Vec<(f32, tantivy::DocAddress)>;
+
 /// Longest snippet, in characters.
 const SNIPPET_CHARS: usize = 240;
 
@@ -133,22 +136,9 @@ impl Bm25Searcher {
         Ok(out)
     }
 
-    /// The top `k` articles for `query`, optionally restricted to a year range.
-    pub fn search(
-        &self,
-        query: &str,
-        k: usize,
-        years: Option<YearRange>,
-    ) -> Result<Vec<Hit>, SearchError> {
-        if k == 0 {
-            return Err(SearchError::ZeroK);
-        }
-        let terms = self.terms(query)?;
-        if terms.is_empty() {
-            return Err(SearchError::EmptyQuery(query.to_string()));
-        }
-        let text_query = disjunction(self.fields.text, &terms);
-        let query_box: Box<dyn Query> = match years {
+    fn query(&self, terms: &[String], years: Option<YearRange>) -> Box<dyn Query> {
+        let text_query = disjunction(self.fields.text, terms);
+        match years {
             Some(r) => {
                 let bound = |y: Option<i64>| match y {
                     Some(y) => Bound::Included(Term::from_field_i64(self.fields.year, y)),
@@ -163,10 +153,68 @@ impl Bm25Searcher {
                 ]))
             }
             None => Box::new(text_query),
-        };
-        let searcher = self.reader.searcher();
-        let top = searcher.search(&query_box, &TopDocs::with_limit(k).order_by_score())?;
+        }
+    }
 
+    fn top(
+        &self,
+        query: &str,
+        k: usize,
+        years: Option<YearRange>,
+    ) -> Result<(Vec<String>, Scored), SearchError> {
+        if k == 0 {
+            return Err(SearchError::ZeroK);
+        }
+        let terms = self.terms(query)?;
+        if terms.is_empty() {
+            return Err(SearchError::EmptyQuery(query.to_string()));
+        }
+        let searcher = self.reader.searcher();
+        let top = searcher.search(
+            &self.query(&terms, years),
+            &TopDocs::with_limit(k).order_by_score(),
+        )?;
+        Ok((terms, top))
+    }
+
+    /// The top `k` PMIDs and scores for `query`, read from the fast column: no snippets, no
+    /// stored documents. What fusion and evaluation use.
+    pub fn rank(
+        &self,
+        query: &str,
+        k: usize,
+        years: Option<YearRange>,
+    ) -> Result<Vec<(u64, f32)>, SearchError> {
+        let (_, top) = self.top(query, k, years)?;
+        let searcher = self.reader.searcher();
+        let mut columns = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let col = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    searcher
+                        .segment_reader(addr.segment_ord)
+                        .fast_fields()
+                        .u64(bm25::PMID_FAST)?,
+                ),
+            };
+            if let Some(pmid) = col.first(addr.doc_id) {
+                out.push((pmid, score));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The top `k` articles for `query`, optionally restricted to a year range.
+    pub fn search(
+        &self,
+        query: &str,
+        k: usize,
+        years: Option<YearRange>,
+    ) -> Result<Vec<Hit>, SearchError> {
+        let (terms, top) = self.top(query, k, years)?;
+        let searcher = self.reader.searcher();
         let mut abstract_snippets = SnippetGenerator::create(
             &searcher,
             &disjunction(self.fields.abstract_text, &terms),

@@ -1,0 +1,173 @@
+//! Dense embeddings: the [`Embedder`] trait and its first backend, all-MiniLM-L6-v2 (int8
+//! ONNX) run by ONNX Runtime through fastembed.
+//!
+//! ONNX Runtime is loaded at run time from the shared library that `medlit fetch` takes from
+//! the `onnxruntime` wheel; nothing is downloaded at build time. ort panics when it cannot load
+//! the library on first use, so the file is checked and loaded explicitly first, and a missing
+//! or incompatible library is an error, not a crash.
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use fastembed::{
+    InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
+};
+use serde::{Deserialize, Serialize};
+
+/// Identifies an embedding model; an index records it and refuses queries from another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    /// sha256 of the model file.
+    pub sha256: String,
+    pub dim: usize,
+    /// Longest input in tokens (special tokens included); longer input is truncated.
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("{what} not found at {path} (run `medlit fetch --only embedding-model --only tokenizer --only runtime`)")]
+    Missing { what: &'static str, path: PathBuf },
+    #[error("ONNX Runtime library {path}: {reason}")]
+    Runtime { path: PathBuf, reason: String },
+    #[error("embedding model: {0}")]
+    Model(String),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Turns texts into unit-length vectors. Queries and passages go through the same call.
+pub trait Embedder: Send {
+    fn info(&self) -> &ModelInfo;
+    /// One vector per text, L2-normalised, `info().dim` wide.
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Tokens `text` takes (special tokens excluded), without truncation: for passage splitting.
+    fn count_tokens(&self, text: &str) -> usize;
+}
+
+/// Where the MiniLM backend finds its files.
+#[derive(Debug, Clone)]
+pub struct OnnxConfig {
+    /// Folder with `model.onnx`, `tokenizer.json`, `config.json`, `special_tokens_map.json`,
+    /// `tokenizer_config.json`.
+    pub model_dir: PathBuf,
+    /// The ONNX Runtime shared library (`libonnxruntime.so.*`).
+    pub runtime_lib: PathBuf,
+    /// Model id recorded in the index.
+    pub id: String,
+    /// sha256 of `model.onnx` (from the data manifest; recorded in the index).
+    pub sha256: String,
+    pub max_tokens: usize,
+    /// ONNX Runtime intra-op threads.
+    pub threads: usize,
+    pub batch_size: usize,
+}
+
+/// all-MiniLM-L6-v2 through fastembed: mean pooling, L2 normalisation, 384 dimensions.
+pub struct OnnxEmbedder {
+    model: TextEmbedding,
+    /// The same tokenizer without truncation, for counting.
+    counter: tokenizers::Tokenizer,
+    info: ModelInfo,
+    batch_size: usize,
+}
+
+/// ONNX Runtime can be loaded once per process.
+static RUNTIME: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn load_runtime(lib: &Path) -> Result<(), EmbedError> {
+    let mut loaded = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    if loaded.is_some() {
+        return Ok(());
+    }
+    if !lib.is_file() {
+        return Err(EmbedError::Missing {
+            what: "ONNX Runtime library",
+            path: lib.to_path_buf(),
+        });
+    }
+    ort::init_from(lib).map_err(|e| EmbedError::Runtime {
+        path: lib.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    *loaded = Some(lib.to_path_buf());
+    Ok(())
+}
+
+fn read(dir: &Path, name: &'static str) -> Result<Vec<u8>, EmbedError> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        return Err(EmbedError::Missing { what: name, path });
+    }
+    std::fs::read(&path).map_err(|source| EmbedError::Io { path, source })
+}
+
+impl OnnxEmbedder {
+    pub fn load(cfg: &OnnxConfig) -> Result<Self, EmbedError> {
+        let files = TokenizerFiles {
+            tokenizer_file: read(&cfg.model_dir, "tokenizer.json")?,
+            config_file: read(&cfg.model_dir, "config.json")?,
+            special_tokens_map_file: read(&cfg.model_dir, "special_tokens_map.json")?,
+            tokenizer_config_file: read(&cfg.model_dir, "tokenizer_config.json")?,
+        };
+        let onnx = read(&cfg.model_dir, "model.onnx")?;
+        load_runtime(&cfg.runtime_lib)?;
+        let user_model = UserDefinedEmbeddingModel::new(onnx, files).with_pooling(Pooling::Mean);
+        let options = InitOptionsUserDefined::new()
+            .with_max_length(cfg.max_tokens)
+            .with_intra_threads(cfg.threads.max(1));
+        let model = TextEmbedding::try_new_from_user_defined(user_model, options)
+            .map_err(|e| EmbedError::Model(e.to_string()))?;
+        let mut counter = model.tokenizer.clone();
+        counter
+            .with_truncation(None)
+            .map_err(|e| EmbedError::Model(e.to_string()))?;
+        counter.with_padding(None);
+        let mut me = Self {
+            model,
+            counter,
+            info: ModelInfo {
+                id: cfg.id.clone(),
+                sha256: cfg.sha256.clone(),
+                dim: 0,
+                max_tokens: cfg.max_tokens,
+            },
+            batch_size: cfg.batch_size.max(1),
+        };
+        // The width comes from the model itself, not from a constant.
+        let probe = me.embed(&["dimension probe"])?;
+        me.info.dim = probe.first().map_or(0, Vec::len);
+        Ok(me)
+    }
+}
+
+impl Embedder for OnnxEmbedder {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.model
+            .embed(texts, Some(self.batch_size))
+            .map_err(|e| EmbedError::Model(e.to_string()))
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.counter
+            .encode(text, false)
+            .map(|e| e.get_ids().len())
+            .unwrap_or_else(|_| text.split_whitespace().count() * 2)
+    }
+}
+
+/// Cosine similarity of two unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

@@ -1,0 +1,137 @@
+//! The MiniLM embedder on the real model and real abstracts that `medlit fetch` brings.
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use medlit_corpus::fetch::ensure_embedded;
+use medlit_corpus::{AssetKind, DataManifest};
+use medlit_indexer::embed::{dot, EmbedError, Embedder, OnnxConfig, OnnxEmbedder};
+use medlit_indexer::pubmed::{parse_file, Record};
+use medlit_indexer::Article;
+
+fn assets() -> &'static PathBuf {
+    static A: OnceLock<PathBuf> = OnceLock::new();
+    A.get_or_init(|| {
+        ensure_embedded(&[
+            AssetKind::Corpus,
+            AssetKind::EmbeddingModel,
+            AssetKind::Tokenizer,
+            AssetKind::Runtime,
+        ])
+        .unwrap_or_else(|e| panic!("fetching the model assets failed: {e}"))
+    })
+}
+
+fn config() -> OnnxConfig {
+    let m = DataManifest::embedded().unwrap();
+    let file = |kind| {
+        m.of_kind(kind)
+            .flat_map(|a| a.files.iter())
+            .next()
+            .unwrap()
+            .clone()
+    };
+    let model = file(AssetKind::EmbeddingModel);
+    let runtime = file(AssetKind::Runtime);
+    OnnxConfig {
+        model_dir: assets().join(&model.dest).parent().unwrap().to_path_buf(),
+        runtime_lib: assets().join(&runtime.dest),
+        id: "all-minilm-l6-v2-int8".into(),
+        sha256: model.sha256,
+        max_tokens: 256,
+        threads: 2,
+        batch_size: 16,
+    }
+}
+
+fn embedder() -> &'static Mutex<OnnxEmbedder> {
+    static E: OnceLock<Mutex<OnnxEmbedder>> = OnceLock::new();
+    E.get_or_init(|| Mutex::new(OnnxEmbedder::load(&config()).expect("loading MiniLM")))
+}
+
+fn article(pmid: u64) -> Article {
+    let path = assets().join("corpus/pubmed20n0014.xml.gz");
+    parse_file(&path)
+        .unwrap()
+        .records
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Article(a) if a.pmid == pmid => Some(*a),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("PMID {pmid} not in the sample"))
+}
+
+fn text(a: &Article) -> String {
+    format!("{}\n{}", a.title, a.abstract_text)
+}
+
+#[test]
+fn vectors_are_unit_length_384_wide_and_deterministic() {
+    let mut e = embedder().lock().unwrap();
+    assert_eq!(e.info().dim, 384);
+    let texts = [
+        "Dystrophin is absent in Duchenne muscular dystrophy.",
+        "Rifampin cured experimental brucellosis in mice.",
+        "β-blockers and µg/kg doses ≥ 5: a résumé 中文",
+    ];
+    let a = e.embed(&texts).unwrap();
+    let b = e.embed(&texts).unwrap();
+    assert_eq!(a, b, "the same input gives the same vectors");
+    for v in &a {
+        assert_eq!(v.len(), 384);
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    // Batching must not change a text's vector (padding is masked out by mean pooling).
+    let alone = e.embed(&texts[..1]).unwrap();
+    let max_diff = alone[0]
+        .iter()
+        .zip(&a[0])
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-4, "{max_diff}");
+}
+
+#[test]
+fn a_question_is_closest_to_its_source_abstract() {
+    // dev_qa q0122 and its source, against two other abstracts of the same file.
+    let question =
+        "In mice infected with Brucella melitensis, three weeks of rifampin cured nearly \
+                    all animals, whereas which comparator antibiotic left about 70% with primary \
+                    spleen infections?";
+    let source = article(409786);
+    let others = [article(408356), article(412235)];
+    let mut e = embedder().lock().unwrap();
+    let docs = [text(&source), text(&others[0]), text(&others[1])];
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let vecs = e.embed(&refs).unwrap();
+    let q = &e.embed(&[question]).unwrap()[0];
+    let sims: Vec<f32> = vecs.iter().map(|v| dot(q, v)).collect();
+    assert!(sims[0] > sims[1] && sims[0] > sims[2], "{sims:?}");
+    // A paraphrase with no shared keywords still prefers the source.
+    let para =
+        "In rodents given Malta fever, which drug left most with the organism in the spleen?";
+    let p = &e.embed(&[para]).unwrap()[0];
+    let sims: Vec<f32> = vecs.iter().map(|v| dot(p, v)).collect();
+    assert!(sims[0] > sims[1], "{sims:?}");
+}
+
+#[test]
+fn token_counts_are_not_truncated() {
+    let e = embedder().lock().unwrap();
+    let long = "muscle ".repeat(600);
+    assert!(e.count_tokens(&long) >= 600, "{}", e.count_tokens(&long));
+    assert_eq!(e.count_tokens(""), 0);
+}
+
+#[test]
+fn a_missing_model_is_an_error_naming_the_file() {
+    let mut cfg = config();
+    let dir = tempfile::tempdir().unwrap();
+    cfg.model_dir = dir.path().to_path_buf();
+    let Err(err) = OnnxEmbedder::load(&cfg) else {
+        panic!("loading from an empty folder must fail")
+    };
+    assert!(matches!(err, EmbedError::Missing { .. }), "{err}");
+    assert!(err.to_string().contains("tokenizer.json"), "{err}");
+}
