@@ -10,6 +10,7 @@
 //! - [`passages`]: `Passage` and the sentence-aligned, overlapping passage splitter.
 //! - [`embed`]: the `Embedder` trait and the MiniLM ONNX backend (fastembed, ONNX Runtime
 //!   loaded at run time).
+//! - [`dense`]: passage vectors, docmap and the HNSW graph (write, open, search, exact).
 //! - [`bm25`]: the tantivy schema, analyzer and document conversion.
 //! - [`layout`]: the index folder, its manifest and atomic generation switch.
 //! - [`build`]: `medlit index`: parallel parse, ordered apply, commit.
@@ -19,6 +20,7 @@ pub mod article;
 pub mod bm25;
 mod bufio;
 pub mod build;
+pub mod dense;
 pub mod embed;
 pub mod error;
 pub mod layout;

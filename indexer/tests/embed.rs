@@ -39,7 +39,7 @@ fn config() -> OnnxConfig {
         sha256: model.sha256,
         max_tokens: 256,
         threads: 2,
-        batch_size: 16,
+        batch_size: 1,
     }
 }
 
@@ -134,4 +134,52 @@ fn a_missing_model_is_an_error_naming_the_file() {
     };
     assert!(matches!(err, EmbedError::Missing { .. }), "{err}");
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
+}
+
+#[test]
+fn hnsw_finds_the_exact_top_10_on_real_vectors() {
+    use medlit_indexer::dense::{write, DenseIndex, HnswParams, RowRef};
+    // Titles of the 2020 file: real text, short enough to embed thousands in a test.
+    let path = assets().join("corpus/pubmed20n0014.xml.gz");
+    let titles: Vec<(u64, String)> = parse_file(&path)
+        .unwrap()
+        .records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Article(a) if !a.title.is_empty() => Some((a.pmid, a.title)),
+            _ => None,
+        })
+        .take(4100)
+        .collect();
+    let (queries, docs) = titles.split_at(100);
+    let mut e = embedder().lock().unwrap();
+    let doc_refs: Vec<&str> = docs.iter().map(|(_, t)| t.as_str()).collect();
+    let vectors = e.embed(&doc_refs).unwrap();
+    let rows: Vec<RowRef> = docs
+        .iter()
+        .map(|(pmid, _)| RowRef {
+            pmid: *pmid,
+            passage_no: 0,
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let info = e.info().clone();
+    write(dir.path(), &info, &rows, &vectors, HnswParams::default()).unwrap();
+    let index = DenseIndex::open(dir.path(), &info).unwrap();
+    let q_refs: Vec<&str> = queries.iter().map(|(_, t)| t.as_str()).collect();
+    let qv = e.embed(&q_refs).unwrap();
+    let mut found = 0;
+    for q in &qv {
+        let exact: Vec<usize> = index.exact(q, 10).into_iter().map(|(i, _)| i).collect();
+        let approx: Vec<usize> = index
+            .search(q, 10, None)
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        found += exact.iter().filter(|i| approx.contains(i)).count();
+    }
+    let recall = found as f64 / (10 * qv.len()) as f64;
+    assert!(recall >= 0.95, "HNSW recall@10 {recall}");
+    // Every row maps back to its article.
+    assert_eq!(index.row(0).map(|r| r.pmid), Some(docs[0].0));
 }
