@@ -115,6 +115,12 @@ pub struct IndexArgs {
     /// Indexing memory budget of the BM25 writer, in MiB
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub writer_memory: usize,
+    /// Also embed every passage (all-MiniLM-L6-v2) and build the dense HNSW index. Slow on a
+    /// CPU: about 20 passages/s on 2 cores, so the sample (~75k passages) takes about an hour
+    #[arg(long)]
+    pub dense: bool,
+    #[command(flatten)]
+    pub embed: EmbedArgs,
     /// Print a JSON report instead of text
     #[arg(long)]
     pub json: bool,
@@ -130,11 +136,25 @@ pub struct SearchArgs {
     /// Only articles published in these years: 1985, 1980..1990, 1980.. or ..1990 (inclusive)
     #[arg(long, value_name = "RANGE")]
     pub year: Option<YearRange>,
+    /// bm25 (keywords), dense (meaning), hybrid (both, fused); auto: hybrid when the index has
+    /// a dense part, else bm25
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: SearchModeArg,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
     #[command(flatten)]
     pub index: IndexDirArg,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SearchModeArg {
+    Auto,
+    Bm25,
+    Dense,
+    Hybrid,
 }
 
 #[derive(Debug, Args)]
@@ -189,7 +209,9 @@ pub enum EvalCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EvalModeArg {
     Bm25,
-    /// Every mode, side by side
+    Dense,
+    Hybrid,
+    /// Every mode the index supports, side by side
     All,
 }
 
@@ -206,8 +228,47 @@ pub struct EvalRetrievalArgs {
     #[arg(long, value_enum, default_value = "all")]
     pub mode: EvalModeArg,
     #[command(flatten)]
+    pub fusion: FusionArgs,
+    #[command(flatten)]
     pub index: IndexDirArg,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+/// How passages are embedded and the HNSW graph is built.
+#[derive(Debug, Args, Clone)]
+pub struct EmbedArgs {
+    /// ONNX Runtime threads for embedding
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub embed_threads: usize,
+    /// Passages per ONNX Runtime call; 1 avoids padding, which measured fastest on a CPU
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub embed_batch: usize,
+    /// Longest passage in model tokens (the model's window; longer text is split)
+    #[arg(long, default_value_t = 256, value_name = "TOKENS")]
+    pub max_tokens: usize,
+    /// HNSW: neighbours per node
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: usize,
+    /// HNSW: candidate list length while building
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    /// HNSW: candidate list length at query time (stored in the index as its default)
+    #[arg(long, default_value_t = 96)]
+    pub ef_search: usize,
+}
+
+/// How hybrid search fuses the BM25 and dense lists.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct FusionArgs {
+    /// Reciprocal rank fusion constant k (score = sum of 1/(k + rank))
+    #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_K)]
+    pub rrf_k: f32,
+    /// Candidates taken from each list before fusing
+    #[arg(long, default_value_t = 100)]
+    pub depth: usize,
+    /// ONNX Runtime threads for the query embedding
+    #[arg(long, default_value_t = 2)]
+    pub query_threads: usize,
 }

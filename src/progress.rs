@@ -34,3 +34,18 @@ pub fn spinner(json: bool, message: &str) -> ProgressBar {
     pb.enable_steady_tick(Duration::from_millis(120));
     pb
 }
+
+/// A counting bar for items (passages, questions).
+pub fn items(json: bool, total: u64, message: &str) -> ProgressBar {
+    if !enabled(json) {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(message.to_string());
+    pb
+}

@@ -293,3 +293,115 @@ fn eval_retrieval_scores_a_dataset() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("qa.jsonl:1"), "{}", stderr(&out));
 }
+
+/// A small dense index over the update fixtures: 900601 is revised by the second file and
+/// 900602 is deleted by it.
+fn update_index() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let fetched = ok_json(&[
+            "fetch",
+            "--only",
+            "embedding-model",
+            "--only",
+            "tokenizer",
+            "--only",
+            "runtime",
+            "--json",
+        ]);
+        assert_eq!(fetched["files"].as_array().map(Vec::len), Some(6));
+        let dir = tempfile::tempdir().unwrap();
+        let idx = dir.path().join("index");
+        let report = ok_json(&[
+            "index",
+            "--dense",
+            "--index",
+            idx.to_str().unwrap(),
+            "--json",
+            fixture("update_a.xml").to_str().unwrap(),
+            fixture("update_b.xml").to_str().unwrap(),
+        ]);
+        assert_eq!(report["indexed"], 2);
+        assert_eq!(report["replaced"], 1);
+        assert_eq!(report["deleted"], 1);
+        assert_eq!(report["passages"], 2, "only live records keep passages");
+        dir
+    })
+    .path()
+}
+
+#[test]
+fn replaced_and_deleted_pmids_never_come_back_in_any_mode() {
+    let idx = update_index().join("index");
+    for mode in ["bm25", "dense", "hybrid"] {
+        let v = ok_json(&[
+            "search",
+            "statin myopathy muscle pain",
+            "--index",
+            idx.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--json",
+        ]);
+        assert_eq!(v["mode"], mode);
+        let hits = v["hits"].as_array().unwrap();
+        assert!(!hits.is_empty(), "{mode}: {v}");
+        assert!(
+            hits.iter().all(|h| h["pmid"] != "900602"),
+            "{mode}: a deleted PMID came back: {v}"
+        );
+        let revised = hits.iter().find(|h| h["pmid"] == "900601").unwrap();
+        assert_eq!(
+            revised["title"], "Revised version: statins and muscle pain.",
+            "{mode}"
+        );
+        assert_eq!(hits[0]["pmid"], "900601", "{mode}: {v}");
+    }
+}
+
+#[test]
+fn hybrid_hits_carry_both_ranks_and_the_passage() {
+    let idx = update_index().join("index");
+    let v = ok_json(&[
+        "search",
+        "does vitamin D help bones",
+        "--index",
+        idx.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["mode"], "hybrid", "auto picks hybrid on a dense index");
+    let top = &v["hits"][0];
+    assert_eq!(top["pmid"], "900603");
+    assert_eq!(top["bm25_rank"], 1);
+    assert_eq!(top["dense_rank"], 1);
+    assert_eq!(
+        top["passage"],
+        "Vitamin D supplements raised bone mineral density in women."
+    );
+    // A question sharing no keyword with the abstract still finds it by meaning.
+    let v = ok_json(&[
+        "search",
+        "cholesterol-lowering drugs causing aches",
+        "--index",
+        idx.to_str().unwrap(),
+        "--mode",
+        "dense",
+        "--json",
+    ]);
+    assert_eq!(v["hits"][0]["pmid"], "900601", "{v}");
+    assert!(v["hits"][0]["bm25_rank"].is_null());
+}
+
+#[test]
+fn dense_mode_on_a_keyword_only_index_says_how_to_build_it() {
+    let out = medlit(&[
+        "search",
+        "dystrophin",
+        "--index",
+        &index_arg(),
+        "--mode",
+        "dense",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--dense"), "{}", stderr(&out));
+}

@@ -7,9 +7,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
-use crate::article::Rejected;
+use crate::article::{Article, Rejected};
 use crate::bm25;
+use crate::dense::{self, HnswParams, RowRef};
+use crate::embed::{EmbedError, Embedder, OnnxConfig, OnnxEmbedder};
+use crate::layout::DenseSummary;
 use crate::layout::{Counts, IndexDir, IndexManifest, InputRecord, FORMAT_VERSION};
+use crate::passages;
 use crate::pubmed::{parse_file, ParsedFile, Record};
 use crate::IndexError;
 
@@ -21,6 +25,15 @@ pub struct BuildOptions {
     pub index_dir: PathBuf,
     /// tantivy's indexing memory budget, in MiB.
     pub writer_memory_mib: usize,
+    /// Also embed passages and build the dense (HNSW) index.
+    pub dense: Option<DenseOptions>,
+}
+
+/// How the dense half is built.
+#[derive(Debug, Clone)]
+pub struct DenseOptions {
+    pub embedder: OnnxConfig,
+    pub params: HnswParams,
 }
 
 /// Progress, reported from worker threads as work finishes.
@@ -36,6 +49,11 @@ pub enum BuildEvent<'a> {
         bytes: u64,
         records: u64,
     },
+    /// Passages embedded so far, and known so far to need embedding.
+    Embedded {
+        done: u64,
+        total: u64,
+    },
     Committing,
 }
 
@@ -47,6 +65,7 @@ pub struct BuildReport {
     pub seconds: f64,
     /// Uncompressed XML bytes parsed.
     pub xml_bytes: u64,
+    pub dense: Option<DenseSummary>,
 }
 
 /// Builds a new index generation from `opts.inputs` and makes it live. On error nothing changes:
@@ -84,13 +103,14 @@ pub fn build_index(
     let generation = dir.next_generation();
     let gen_dir = dir.generation_dir(generation);
     let result = build_generation(opts, &gen_dir, on_event);
-    let (counts, inputs, rejected, xml_bytes) = match result {
+    let (counts, inputs, rejected, xml_bytes, dense_summary) = match result {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&gen_dir);
             return Err(e);
         }
     };
+    let dense_report = dense_summary.clone();
     let manifest = IndexManifest {
         format_version: FORMAT_VERSION,
         generation,
@@ -99,15 +119,10 @@ pub fn build_index(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         medlit_version: env!("CARGO_PKG_VERSION").to_string(),
-        bm25_dir: format!(
-            "{}/bm25",
-            gen_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ),
+        bm25_dir: format!("{}/bm25", generation_name_of(&gen_dir)),
         inputs,
         counts,
+        dense: dense_summary,
     };
     if let Err(e) = dir.commit(&manifest) {
         let _ = std::fs::remove_dir_all(&gen_dir);
@@ -119,10 +134,74 @@ pub fn build_index(
         generation,
         seconds: started.elapsed().as_secs_f64(),
         xml_bytes,
+        dense: dense_report,
     })
 }
 
-type Built = (Counts, Vec<InputRecord>, Vec<Rejected>, u64);
+type Built = (
+    Counts,
+    Vec<InputRecord>,
+    Vec<Rejected>,
+    u64,
+    Option<DenseSummary>,
+);
+
+/// The live version of a PMID: later records replace earlier ones, so dense rows remember
+/// which record (by serial number) they came from.
+#[derive(Clone, Copy)]
+struct Live {
+    has_abstract: bool,
+    serial: u64,
+}
+
+/// Passages embedded so far, tagged with the serial of the record they came from.
+struct DenseRows {
+    embedder: OnnxEmbedder,
+    budget: usize,
+    pending: Vec<(u64, passages::Passage)>,
+    rows: Vec<(u64, RowRef)>,
+    vectors: Vec<Vec<f32>>,
+    total: u64,
+}
+
+impl DenseRows {
+    fn queue(&mut self, serial: u64, a: &Article) {
+        let embedder = &self.embedder;
+        for p in passages::split(a, self.budget, &mut |t| embedder.count_tokens(t)) {
+            self.pending.push((serial, p));
+        }
+        self.total = self.rows.len() as u64 + self.pending.len() as u64;
+    }
+
+    /// Embeds the queued passages, shortest first so each batch carries little padding.
+    fn flush(&mut self, on_event: &(dyn Fn(BuildEvent<'_>) + Sync)) -> Result<(), EmbedError> {
+        let mut work: Vec<(usize, String, u64, RowRef)> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|(serial, p)| {
+                let text = p.embedding_text();
+                let row = RowRef {
+                    pmid: p.pmid,
+                    passage_no: p.passage_no,
+                };
+                (self.embedder.count_tokens(&text), text, serial, row)
+            })
+            .collect();
+        work.sort_by_key(|w| w.0);
+        for chunk in work.chunks(64) {
+            let texts: Vec<&str> = chunk.iter().map(|w| w.1.as_str()).collect();
+            let vecs = self.embedder.embed(&texts)?;
+            for (w, v) in chunk.iter().zip(vecs) {
+                self.rows.push((w.2, w.3));
+                self.vectors.push(v);
+            }
+            on_event(BuildEvent::Embedded {
+                done: self.rows.len() as u64,
+                total: self.total,
+            });
+        }
+        Ok(())
+    }
+}
 
 fn build_generation(
     opts: &BuildOptions,
@@ -134,9 +213,22 @@ fn build_generation(
     let mut writer: IndexWriter<TantivyDocument> =
         index.writer(opts.writer_memory_mib.max(16) * 1024 * 1024)?;
 
+    let mut dense_rows = match &opts.dense {
+        Some(d) => Some(DenseRows {
+            embedder: OnnxEmbedder::load(&d.embedder).map_err(|e| embed_error(gen_dir, e))?,
+            // Special tokens ([CLS], [SEP]) take two of the model's positions.
+            budget: d.embedder.max_tokens.saturating_sub(2).max(8),
+            pending: Vec::new(),
+            rows: Vec::new(),
+            vectors: Vec::new(),
+            total: 0,
+        }),
+        None => None,
+    };
+    let mut serial = 0u64;
     let mut counts = Counts::default();
-    // pmid -> has abstract, for the documents currently in the index.
-    let mut live: HashMap<u64, bool> = HashMap::new();
+    // The documents currently in the index.
+    let mut live: HashMap<u64, Live> = HashMap::new();
     let mut inputs = Vec::with_capacity(opts.inputs.len());
     let mut rejected = Vec::new();
     let mut xml_bytes = 0;
@@ -182,7 +274,15 @@ fn build_generation(
                 match r {
                     Record::Article(a) => {
                         rec.articles += 1;
-                        if live.insert(a.pmid, a.has_abstract()).is_some() {
+                        serial += 1;
+                        if let Some(d) = dense_rows.as_mut() {
+                            d.queue(serial, &a);
+                        }
+                        let now = Live {
+                            has_abstract: a.has_abstract(),
+                            serial,
+                        };
+                        if live.insert(a.pmid, now).is_some() {
                             // Deletes apply to documents added before them, so this removes
                             // the earlier record and keeps the one added next.
                             writer.delete_term(Term::from_field_text(
@@ -209,6 +309,9 @@ fn build_generation(
             }
             rejected.extend(file.rejected);
             inputs.push(rec);
+            if let Some(d) = dense_rows.as_mut() {
+                d.flush(on_event).map_err(|e| embed_error(gen_dir, e))?;
+            }
         }
     }
     on_event(BuildEvent::Committing);
@@ -216,6 +319,55 @@ fn build_generation(
     writer.wait_merging_threads()?;
     crate::layout::sync_dir(&bm25_dir)?;
     counts.indexed = live.len() as u64;
-    counts.with_abstract = live.values().filter(|&&has| has).count() as u64;
-    Ok((counts, inputs, rejected, xml_bytes))
+    counts.with_abstract = live.values().filter(|l| l.has_abstract).count() as u64;
+    let summary = match (dense_rows, &opts.dense) {
+        (Some(d), Some(dopts)) => Some(write_dense(d, &live, gen_dir, dopts.params)?),
+        _ => None,
+    };
+    Ok((counts, inputs, rejected, xml_bytes, summary))
+}
+
+/// Keeps the rows of live records only (replaced and deleted PMIDs never reach the graph) and
+/// writes the dense index.
+fn write_dense(
+    d: DenseRows,
+    live: &HashMap<u64, Live>,
+    gen_dir: &Path,
+    params: HnswParams,
+) -> Result<DenseSummary, IndexError> {
+    let mut rows = Vec::with_capacity(d.rows.len());
+    let mut vectors = Vec::with_capacity(d.vectors.len());
+    for ((serial, row), v) in d.rows.into_iter().zip(d.vectors) {
+        if live.get(&row.pmid).is_some_and(|l| l.serial == serial) {
+            rows.push(row);
+            vectors.push(v);
+        }
+    }
+    let dir = gen_dir.join("dense");
+    let meta = dense::write(&dir, d.embedder.info(), &rows, &vectors, params).map_err(|e| {
+        IndexError::Index {
+            dir: dir.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(DenseSummary {
+        dir: format!("{}/dense", generation_name_of(gen_dir)),
+        model: meta.model,
+        rows: meta.rows as u64,
+        params: meta.params,
+    })
+}
+
+fn generation_name_of(gen_dir: &Path) -> String {
+    gen_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn embed_error(gen_dir: &Path, e: EmbedError) -> IndexError {
+    IndexError::Index {
+        dir: gen_dir.to_path_buf(),
+        reason: format!("embedding: {e}"),
+    }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::IndexError;
 
 /// Bumped when the on-disk layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const MANIFEST: &str = "manifest.json";
 
 /// What `manifest.json` records.
@@ -24,6 +24,19 @@ pub struct IndexManifest {
     pub bm25_dir: String,
     pub inputs: Vec<InputRecord>,
     pub counts: Counts,
+    /// The dense half, when it was built.
+    #[serde(default)]
+    pub dense: Option<DenseSummary>,
+}
+
+/// Where the dense half is and what made it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DenseSummary {
+    /// Relative to the index folder.
+    pub dir: String,
+    pub model: crate::embed::ModelInfo,
+    pub rows: u64,
+    pub params: crate::dense::HnswParams,
 }
 
 /// One input file as it was when indexed.

@@ -30,6 +30,6 @@ pub mod source;
 pub mod utf8;
 
 pub use article::{Article, MeshHeading, Rejected};
-pub use build::{build_index, BuildEvent, BuildOptions, BuildReport};
+pub use build::{build_index, BuildEvent, BuildOptions, BuildReport, DenseOptions};
 pub use error::IndexError;
-pub use layout::{Counts, IndexDir, IndexManifest};
+pub use layout::{Counts, DenseSummary, IndexDir, IndexManifest};

@@ -158,6 +158,7 @@ fn a_broken_file_leaves_the_existing_index_untouched() {
         inputs,
         index_dir: index.clone(),
         writer_memory_mib: 32,
+        dense: None,
     };
     let first = build_index(&opts(vec![fixture("good.xml")]), &|_| {}).unwrap();
     assert_eq!(first.counts.indexed, 2);
@@ -251,6 +252,7 @@ fn an_index_of_an_older_format_is_replaced_by_a_rebuild() {
             inputs: vec![fixture("good.xml")],
             index_dir: index.clone(),
             writer_memory_mib: 32,
+            dense: None,
         },
         &|_| {},
     )

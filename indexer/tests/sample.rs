@@ -132,6 +132,7 @@ fn counts_match_the_issue_and_an_independent_scan() {
             inputs: sample().to_vec(),
             index_dir: dir.path().join("index"),
             writer_memory_mib: 128,
+            dense: None,
         },
         &|_| {},
     )
@@ -193,6 +194,7 @@ fn a_later_version_replaces_the_earlier_record() {
             inputs: vec![sample()[1].clone()],
             index_dir: index_dir.clone(),
             writer_memory_mib: 64,
+            dense: None,
         },
         &|_| {},
     )

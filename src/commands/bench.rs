@@ -121,6 +121,7 @@ fn ingest(args: &BenchIngestArgs) -> Result<()> {
                 inputs: files.clone(),
                 index_dir: scratch.path().join("index"),
                 writer_memory_mib: 256,
+                dense: None,
             },
             true,
         )?;

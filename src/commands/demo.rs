@@ -57,6 +57,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
                 inputs: files,
                 index_dir: dir.clone(),
                 writer_memory_mib: 256,
+                dense: None,
             },
             args.json,
         )?;
@@ -77,6 +78,5 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             hits: &hits,
         });
     }
-    print_hits(&hits);
-    Ok(())
+    print_hits(&hits)
 }

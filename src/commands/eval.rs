@@ -6,6 +6,8 @@ use medlit_corpus::datasets::read_qa;
 use super::print_json;
 use crate::cli::{EvalCommand, EvalModeArg, EvalRetrievalArgs};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
+use crate::retrieve::dense::DenseSearcher;
+use crate::retrieve::fuse::rrf;
 use crate::retrieve::Bm25Searcher;
 
 /// Depth of each ranked list: recall@100 needs 100.
@@ -27,12 +29,51 @@ fn retrieval(args: &EvalRetrievalArgs) -> Result<()> {
     let bm25 = Bm25Searcher::open(&dir)
         .with_context(|| format!("opening the index in {}", dir.display()))?;
     let mut modes = BTreeMap::new();
-    if matches!(args.mode, EvalModeArg::Bm25 | EvalModeArg::All) {
+    let want = |m: EvalModeArg| args.mode == m || args.mode == EvalModeArg::All;
+    let has_dense = bm25.manifest().dense.is_some();
+    if want(EvalModeArg::Bm25) {
         let scores = evaluate(&pairs, |q| {
             bm25.rank(q, DEPTH, None)
                 .map(|hits| hits.into_iter().map(|(pmid, _)| pmid.to_string()).collect())
         })?;
         modes.insert("bm25".to_string(), scores);
+    }
+    let dense_wanted = args.mode != EvalModeArg::Bm25;
+    if dense_wanted && !has_dense && args.mode == EvalModeArg::All {
+        eprintln!("note: the index has no dense part; dense and hybrid are skipped (build it with `medlit index --dense`)");
+    } else if dense_wanted {
+        let cfg = super::onnx_config(
+            &super::manifest(&crate::cli::ManifestArg { manifest: None })?,
+            args.fusion.query_threads,
+            1,
+            256,
+        )?;
+        let dense = DenseSearcher::open(&dir, cfg).context("opening the dense index")?;
+        let depth = args.fusion.depth.max(DEPTH);
+        if want(EvalModeArg::Dense) {
+            let scores = evaluate(&pairs, |q| {
+                dense
+                    .rank(q, DEPTH)
+                    .map(|hits| hits.into_iter().map(|h| h.pmid.to_string()).collect())
+            })?;
+            modes.insert("dense".to_string(), scores);
+        }
+        if want(EvalModeArg::Hybrid) {
+            let scores = evaluate(&pairs, |q| -> Result<Vec<String>> {
+                let b: Vec<u64> = bm25
+                    .rank(q, depth, None)?
+                    .into_iter()
+                    .map(|h| h.0)
+                    .collect();
+                let d: Vec<u64> = dense.rank(q, depth)?.into_iter().map(|h| h.pmid).collect();
+                Ok(rrf(&[&b, &d], args.fusion.rrf_k)
+                    .into_iter()
+                    .take(DEPTH)
+                    .map(|f| f.pmid.to_string())
+                    .collect())
+            })?;
+            modes.insert("hybrid".to_string(), scores);
+        }
     }
     let report = RetrievalReport {
         dataset: args.dataset.display().to_string(),

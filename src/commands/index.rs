@@ -20,6 +20,8 @@ struct IndexJson<'a> {
     deleted: u64,
     rejected: u64,
     seconds: f64,
+    /// Embedded passages in the dense index, when it was built.
+    passages: Option<u64>,
     generation: u64,
     index: String,
     rejects: &'a [Rejected],
@@ -32,10 +34,19 @@ pub fn run(args: &IndexArgs) -> Result<()> {
         args.files.clone()
     };
     let dir = super::index_dir(&args.index)?;
+    let dense = if args.dense {
+        Some(super::dense_options(
+            &super::manifest(&args.manifest)?,
+            &args.embed,
+        )?)
+    } else {
+        None
+    };
     let opts = BuildOptions {
         inputs: files,
         index_dir: dir.clone(),
         writer_memory_mib: args.writer_memory,
+        dense,
     };
     let report = build(&opts, args.json)?;
     if args.json {
@@ -48,6 +59,7 @@ pub fn run(args: &IndexArgs) -> Result<()> {
             deleted: c.deleted,
             rejected: c.rejected,
             seconds: report.seconds,
+            passages: report.dense.as_ref().map(|d| d.rows),
             generation: report.generation,
             index: dir.display().to_string(),
             rejects: &report.rejected,
@@ -65,6 +77,7 @@ pub fn run(args: &IndexArgs) -> Result<()> {
 /// Builds with a progress bar on a terminal; shared by `index`, `demo` and `bench`.
 pub fn build(opts: &BuildOptions, json: bool) -> Result<BuildReport> {
     let bar = progress::bytes(json, 0, "parsing");
+    let embed_bar = std::sync::OnceLock::new();
     let done = AtomicU64::new(0);
     let report = build_index(opts, &|ev| match ev {
         BuildEvent::Start { bytes, .. } => bar.set_length(bytes),
@@ -72,10 +85,24 @@ pub fn build(opts: &BuildOptions, json: bool) -> Result<BuildReport> {
             let total = done.fetch_add(bytes, Ordering::Relaxed) + bytes;
             bar.set_position(total);
         }
-        BuildEvent::Committing => bar.set_message("committing"),
+        BuildEvent::Embedded { done, total } => {
+            let eb = embed_bar.get_or_init(|| {
+                bar.finish_and_clear();
+                progress::items(json, total, "embedding")
+            });
+            eb.set_length(total);
+            eb.set_position(done);
+        }
+        BuildEvent::Committing => match embed_bar.get() {
+            Some(eb) => eb.set_message("committing"),
+            None => bar.set_message("committing"),
+        },
     })
     .with_context(|| format!("indexing into {}", opts.index_dir.display()))?;
     bar.finish_and_clear();
+    if let Some(eb) = embed_bar.get() {
+        eb.finish_and_clear();
+    }
     Ok(report)
 }
 
@@ -88,6 +115,9 @@ pub fn print_report(r: &BuildReport) {
     println!("deleted        {:>9}", c.deleted);
     println!("rejected       {:>9}", c.rejected);
     println!("seconds        {:>9.1}", r.seconds);
+    if let Some(d) = &r.dense {
+        println!("passages       {:>9}  (dense, {})", d.rows, d.model.id);
+    }
     for rej in r.rejected.iter().take(SHOWN_REJECTS) {
         eprintln!("skipped: {rej}");
     }

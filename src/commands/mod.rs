@@ -47,9 +47,82 @@ pub fn corpus_files(manifest: &DataManifest) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// The embedder and HNSW settings for a dense build, with asset paths from the manifest.
+pub fn dense_options(
+    manifest: &DataManifest,
+    args: &crate::cli::EmbedArgs,
+) -> Result<medlit_indexer::DenseOptions> {
+    Ok(medlit_indexer::DenseOptions {
+        embedder: onnx_config(
+            manifest,
+            args.embed_threads,
+            args.embed_batch,
+            args.max_tokens,
+        )?,
+        params: medlit_indexer::dense::HnswParams {
+            m: args.hnsw_m,
+            ef_construction: args.ef_construction,
+            ef_search: args.ef_search,
+        },
+    })
+}
+
+/// Where the fetched embedding model, tokenizer and ONNX Runtime are.
+pub fn onnx_config(
+    manifest: &DataManifest,
+    threads: usize,
+    batch_size: usize,
+    max_tokens: usize,
+) -> Result<medlit_indexer::embed::OnnxConfig> {
+    let kinds = [
+        AssetKind::EmbeddingModel,
+        AssetKind::Tokenizer,
+        AssetKind::Runtime,
+    ];
+    let assets = home()?.assets();
+    if !assets_present(manifest, &assets, &kinds) {
+        bail!(
+            "the embedding model is not fetched (looked in {}); run `medlit fetch --only embedding-model --only tokenizer --only runtime`",
+            assets.display()
+        );
+    }
+    let first = |kind| {
+        manifest
+            .of_kind(kind)
+            .flat_map(|a| a.files.iter().map(move |f| (a, f)))
+            .next()
+    };
+    let (model_asset, model_file) =
+        first(AssetKind::EmbeddingModel).context("the manifest lists no embedding model")?;
+    let (_, runtime_file) =
+        first(AssetKind::Runtime).context("the manifest lists no ONNX Runtime library")?;
+    let model_path = assets.join(&model_file.dest);
+    Ok(medlit_indexer::embed::OnnxConfig {
+        model_dir: model_path
+            .parent()
+            .context("embedding model path has no folder")?
+            .to_path_buf(),
+        runtime_lib: assets.join(&runtime_file.dest),
+        id: model_asset.name.clone(),
+        sha256: model_file.sha256.clone(),
+        max_tokens,
+        threads,
+        batch_size,
+    })
+}
+
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    emit(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// Writes to standard output; a reader that went away (`| head`) is not an error.
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 /// Human-readable byte count.

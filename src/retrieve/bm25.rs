@@ -215,51 +215,117 @@ impl Bm25Searcher {
     ) -> Result<Vec<Hit>, SearchError> {
         let (terms, top) = self.top(query, k, years)?;
         let searcher = self.reader.searcher();
+        let snippets = self.snippet_generators(&searcher, &terms)?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (i, (score, addr)) in top.into_iter().enumerate() {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            hits.push(self.hit(&doc, &snippets, i + 1, score));
+        }
+        Ok(hits)
+    }
+
+    /// Hits for given PMIDs in the given order (for fused or dense results), with snippets
+    /// for `query`; `scored` pairs each PMID with the score to report. Unknown PMIDs are left
+    /// out.
+    pub fn hits_for(&self, query: &str, scored: &[(u64, f32)]) -> Result<Vec<Hit>, SearchError> {
+        let terms = self.terms(query)?;
+        let searcher = self.reader.searcher();
+        let snippets = self.snippet_generators(&searcher, &terms)?;
+        let mut hits = Vec::with_capacity(scored.len());
+        for &(pmid, score) in scored {
+            let q = TermQuery::new(
+                Term::from_field_text(self.fields.pmid, &pmid.to_string()),
+                IndexRecordOption::Basic,
+            );
+            let found = searcher.search(&q, &TopDocs::with_limit(1).order_by_score())?;
+            if let Some((_, addr)) = found.first() {
+                let doc: TantivyDocument = searcher.doc(*addr)?;
+                hits.push(self.hit(&doc, &snippets, hits.len() + 1, score));
+            }
+        }
+        Ok(hits)
+    }
+
+    /// The stored abstract of a PMID, if indexed.
+    pub fn abstract_of(&self, pmid: u64) -> Result<Option<(String, String)>, SearchError> {
+        let searcher = self.reader.searcher();
+        let q = TermQuery::new(
+            Term::from_field_text(self.fields.pmid, &pmid.to_string()),
+            IndexRecordOption::Basic,
+        );
+        let found = searcher.search(&q, &TopDocs::with_limit(1).order_by_score())?;
+        let Some((_, addr)) = found.first() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(*addr)?;
+        let text = |f| {
+            doc.get_first(f)
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        Ok(Some((
+            text(self.fields.title),
+            text(self.fields.abstract_text),
+        )))
+    }
+
+    fn snippet_generators(
+        &self,
+        searcher: &tantivy::Searcher,
+        terms: &[String],
+    ) -> Result<[SnippetGenerator; 2], SearchError> {
         let mut abstract_snippets = SnippetGenerator::create(
-            &searcher,
-            &disjunction(self.fields.abstract_text, &terms),
+            searcher,
+            &disjunction(self.fields.abstract_text, terms),
             self.fields.abstract_text,
         )?;
         abstract_snippets.set_max_num_chars(SNIPPET_CHARS);
         let mut title_snippets = SnippetGenerator::create(
-            &searcher,
-            &disjunction(self.fields.title, &terms),
+            searcher,
+            &disjunction(self.fields.title, terms),
             self.fields.title,
         )?;
         title_snippets.set_max_num_chars(SNIPPET_CHARS);
+        Ok([abstract_snippets, title_snippets])
+    }
 
-        let mut hits = Vec::with_capacity(top.len());
-        for (i, (score, addr)) in top.into_iter().enumerate() {
-            let doc: TantivyDocument = searcher.doc(addr)?;
-            let text = |f| {
-                doc.get_first(f)
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            };
-            let abstract_text = text(self.fields.abstract_text);
-            let mut snippet = abstract_snippets.snippet(&abstract_text);
-            if snippet.highlighted().is_empty() {
-                let t = title_snippets.snippet(&text(self.fields.title));
-                if !t.highlighted().is_empty() || abstract_text.is_empty() {
-                    snippet = t;
-                }
+    fn hit(
+        &self,
+        doc: &TantivyDocument,
+        [abstract_snippets, title_snippets]: &[SnippetGenerator; 2],
+        rank: usize,
+        score: f32,
+    ) -> Hit {
+        let text = |f| {
+            doc.get_first(f)
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        let abstract_text = text(self.fields.abstract_text);
+        let mut snippet = abstract_snippets.snippet(&abstract_text);
+        if snippet.highlighted().is_empty() {
+            let t = title_snippets.snippet(&text(self.fields.title));
+            if !t.highlighted().is_empty() || abstract_text.is_empty() {
+                snippet = t;
             }
-            hits.push(Hit {
-                rank: i + 1,
-                pmid: text(self.fields.pmid),
-                title: text(self.fields.title),
-                journal: text(self.fields.journal),
-                year: doc.get_first(self.fields.year).and_then(|v| v.as_i64()),
-                score,
-                snippet: snippet.fragment().to_string(),
-                highlights: snippet
-                    .highlighted()
-                    .iter()
-                    .map(|r| [r.start, r.end])
-                    .collect(),
-            });
         }
-        Ok(hits)
+        Hit {
+            rank,
+            pmid: text(self.fields.pmid),
+            title: text(self.fields.title),
+            journal: text(self.fields.journal),
+            year: doc.get_first(self.fields.year).and_then(|v| v.as_i64()),
+            score,
+            snippet: snippet.fragment().to_string(),
+            highlights: snippet
+                .highlighted()
+                .iter()
+                .map(|r| [r.start, r.end])
+                .collect(),
+            bm25_rank: None,
+            dense_rank: None,
+            passage: None,
+        }
     }
 }
 

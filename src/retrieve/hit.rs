@@ -15,4 +15,10 @@ pub struct Hit {
     pub snippet: String,
     /// Byte ranges of `snippet` that matched query terms.
     pub highlights: Vec<[usize; 2]>,
+    /// Rank in the BM25 list (hybrid and bm25 modes).
+    pub bm25_rank: Option<usize>,
+    /// Rank in the dense list (hybrid and dense modes).
+    pub dense_rank: Option<usize>,
+    /// The best-matching passage (dense and hybrid modes), the evidence for an answer.
+    pub passage: Option<String>,
 }

@@ -1,10 +1,16 @@
 //! Retrieval: finding the passages that answer a question.
 //!
 //! - [`bm25`]: keyword search over the tantivy index, with year filters and snippets.
+//! - [`dense`]: question embedding and HNSW search, best passage per PMID.
+//! - [`fuse`]: reciprocal rank fusion of the BM25 and dense lists.
+//! - [`hybrid`]: the search modes (bm25, dense, hybrid) over one index.
 //! - [`hit`]: `Hit`, one search result.
 
 pub mod bm25;
+pub mod dense;
+pub mod fuse;
 pub mod hit;
+pub mod hybrid;
 
 pub use bm25::{Bm25Searcher, YearRange};
 pub use hit::Hit;

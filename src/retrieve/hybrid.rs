@@ -1,0 +1,147 @@
+//! The search modes over one index: BM25, dense, and their reciprocal rank fusion.
+use std::collections::HashMap;
+
+use medlit_indexer::passages;
+use medlit_indexer::Article;
+
+use super::bm25::{Bm25Searcher, SearchError, YearRange};
+use super::dense::{DenseHit, DenseSearchError, DenseSearcher};
+use super::fuse::rrf;
+use super::Hit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Bm25,
+    Dense,
+    Hybrid,
+}
+
+/// Fusion settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Fusion {
+    pub rrf_k: f32,
+    /// Candidates taken from each list.
+    pub depth: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetrieveError {
+    #[error(transparent)]
+    Bm25(#[from] SearchError),
+    #[error(transparent)]
+    Dense(#[from] DenseSearchError),
+    #[error("mode `{0:?}` needs the dense index; build it with `medlit index --dense`")]
+    NoDense(Mode),
+}
+
+pub struct Retriever {
+    pub bm25: Bm25Searcher,
+    pub dense: Option<DenseSearcher>,
+    pub fusion: Fusion,
+}
+
+impl Retriever {
+    /// Hybrid when the index has a dense part, else BM25.
+    pub fn default_mode(&self) -> Mode {
+        if self.dense.is_some() {
+            Mode::Hybrid
+        } else {
+            Mode::Bm25
+        }
+    }
+
+    pub fn search(
+        &self,
+        query: &str,
+        k: usize,
+        mode: Mode,
+        years: Option<YearRange>,
+    ) -> Result<Vec<Hit>, RetrieveError> {
+        match mode {
+            Mode::Bm25 => {
+                let mut hits = self.bm25.search(query, k, years)?;
+                for h in &mut hits {
+                    h.bm25_rank = Some(h.rank);
+                }
+                Ok(hits)
+            }
+            Mode::Dense | Mode::Hybrid => {
+                let dense = self.dense.as_ref().ok_or(RetrieveError::NoDense(mode))?;
+                let depth = self.fusion.depth.max(k);
+                let d = dense.rank(query, depth)?;
+                let by_pmid: HashMap<u64, (usize, DenseHit)> = d
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| (h.pmid, (i + 1, *h)))
+                    .collect();
+                let candidates: Vec<(u64, f32, Option<usize>)> = if mode == Mode::Dense {
+                    d.iter().map(|h| (h.pmid, h.score, None)).collect()
+                } else {
+                    let b: Vec<u64> = self
+                        .bm25
+                        .rank(query, depth, None)?
+                        .into_iter()
+                        .map(|x| x.0)
+                        .collect();
+                    let dl: Vec<u64> = d.iter().map(|h| h.pmid).collect();
+                    rrf(&[&b, &dl], self.fusion.rrf_k)
+                        .into_iter()
+                        .map(|f| (f.pmid, f.score, f.ranks[0]))
+                        .collect()
+                };
+                let scored: Vec<(u64, f32)> = candidates.iter().map(|c| (c.0, c.1)).collect();
+                let bm25_ranks: HashMap<u64, usize> = candidates
+                    .iter()
+                    .filter_map(|c| c.2.map(|r| (c.0, r)))
+                    .collect();
+                let mut hits = self.bm25.hits_for(query, &scored)?;
+                if let Some(r) = years {
+                    hits.retain(|h| {
+                        h.year.is_some_and(|y| {
+                            r.from.is_none_or(|f| y >= f) && r.to.is_none_or(|t| y <= t)
+                        })
+                    });
+                }
+                hits.truncate(k);
+                for (i, h) in hits.iter_mut().enumerate() {
+                    h.rank = i + 1;
+                    let pmid: u64 = h.pmid.parse().unwrap_or_default();
+                    h.bm25_rank = bm25_ranks.get(&pmid).copied();
+                    if let Some(&(rank, dh)) = by_pmid.get(&pmid) {
+                        h.dense_rank = Some(rank);
+                        h.passage = self.passage_text(dense, pmid, dh.passage_no)?;
+                    }
+                }
+                Ok(hits)
+            }
+        }
+    }
+
+    /// Re-splits the stored abstract the way the index did and returns passage `no`.
+    fn passage_text(
+        &self,
+        dense: &DenseSearcher,
+        pmid: u64,
+        no: u32,
+    ) -> Result<Option<String>, RetrieveError> {
+        let Some((title, abstract_text)) = self.bm25.abstract_of(pmid)? else {
+            return Ok(None);
+        };
+        let article = Article {
+            pmid,
+            title,
+            abstract_text,
+            ..Article::default()
+        };
+        let budget = dense.max_tokens().saturating_sub(2).max(8);
+        let parts = passages::split(&article, budget, &mut |t| dense.count_tokens(t));
+        Ok(parts.into_iter().find(|p| p.passage_no == no).map(|p| {
+            if p.text.is_empty() {
+                p.title
+            } else {
+                p.text
+            }
+        }))
+    }
+}
