@@ -233,40 +233,39 @@ impl Bm25Searcher {
         let snippets = self.snippet_generators(&searcher, &terms)?;
         let mut hits = Vec::with_capacity(scored.len());
         for &(pmid, score) in scored {
-            let q = TermQuery::new(
-                Term::from_field_text(self.fields.pmid, &pmid.to_string()),
-                IndexRecordOption::Basic,
-            );
-            let found = searcher.search(&q, &TopDocs::with_limit(1).order_by_score())?;
-            if let Some((_, addr)) = found.first() {
-                let doc: TantivyDocument = searcher.doc(*addr)?;
+            if let Some(doc) = self.doc_by_pmid(&searcher, pmid)? {
                 hits.push(self.hit(&doc, &snippets, hits.len() + 1, score));
             }
         }
         Ok(hits)
     }
 
-    /// The stored abstract of a PMID, if indexed.
+    /// The stored title and abstract of a PMID, if indexed.
     pub fn abstract_of(&self, pmid: u64) -> Result<Option<(String, String)>, SearchError> {
         let searcher = self.reader.searcher();
+        Ok(self.doc_by_pmid(&searcher, pmid)?.map(|doc| {
+            (
+                stored_text(&doc, self.fields.title),
+                stored_text(&doc, self.fields.abstract_text),
+            )
+        }))
+    }
+
+    /// The live document of a PMID (the index holds at most one).
+    fn doc_by_pmid(
+        &self,
+        searcher: &tantivy::Searcher,
+        pmid: u64,
+    ) -> Result<Option<TantivyDocument>, SearchError> {
         let q = TermQuery::new(
             Term::from_field_text(self.fields.pmid, &pmid.to_string()),
             IndexRecordOption::Basic,
         );
         let found = searcher.search(&q, &TopDocs::with_limit(1).order_by_score())?;
-        let Some((_, addr)) = found.first() else {
-            return Ok(None);
-        };
-        let doc: TantivyDocument = searcher.doc(*addr)?;
-        let text = |f| {
-            doc.get_first(f)
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
-        Ok(Some((
-            text(self.fields.title),
-            text(self.fields.abstract_text),
-        )))
+        match found.first() {
+            Some((_, addr)) => Ok(Some(searcher.doc(*addr)?)),
+            None => Ok(None),
+        }
     }
 
     fn snippet_generators(
@@ -296,11 +295,7 @@ impl Bm25Searcher {
         rank: usize,
         score: f32,
     ) -> Hit {
-        let text = |f| {
-            doc.get_first(f)
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
+        let text = |f| stored_text(doc, f);
         let abstract_text = text(self.fields.abstract_text);
         let mut snippet = abstract_snippets.snippet(&abstract_text);
         if snippet.highlighted().is_empty() {
@@ -327,6 +322,12 @@ impl Bm25Searcher {
             passage: None,
         }
     }
+}
+
+fn stored_text(doc: &TantivyDocument, field: tantivy::schema::Field) -> String {
+    doc.get_first(field)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn disjunction(field: tantivy::schema::Field, terms: &[String]) -> BooleanQuery {
