@@ -176,6 +176,30 @@ pub struct DemoArgs {
 pub enum BenchCommand {
     /// PubMed parsing and BM25 indexing throughput, against Python's pubmed_parser
     Ingest(BenchIngestArgs),
+    /// Passage embedding throughput, against Python onnxruntime + tokenizers on the same model
+    Embed(BenchEmbedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEmbedArgs {
+    /// Passages to embed (real abstracts of the fetched sample, split as `index --dense` does)
+    #[arg(long, default_value_t = 400)]
+    pub passages: usize,
+    /// ONNX Runtime threads, for both sides
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Passages per call, for both sides
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Skip the Python peer
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Python interpreter used to create the peer's virtual environment
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

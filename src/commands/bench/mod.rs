@@ -13,12 +13,15 @@ use serde::{Deserialize, Serialize};
 use super::print_json;
 use crate::cli::{BenchCommand, BenchIngestArgs};
 
-const PEER_SCRIPT: &str = include_str!("bench_peer/pubmed_parser_peer.py");
+mod embed;
+
+const PEER_SCRIPT: &str = include_str!("../bench_peer/pubmed_parser_peer.py");
 const PEER_PACKAGE: &str = "pubmed_parser==0.5.1";
 
 pub fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Ingest(a) => ingest(a),
+        BenchCommand::Embed(a) => embed::run(a),
     }
 }
 
@@ -179,35 +182,17 @@ fn ingest(args: &BenchIngestArgs) -> Result<()> {
 
 /// Runs the Python peer in a virtual environment of its own under $MEDLIT_HOME/bench/.
 fn run_peer(python: &str, files: &[PathBuf], xml_bytes: u64) -> Result<Throughput> {
-    let venv = super::home()?
-        .root()
-        .join("bench")
-        .join("pubmed-parser-venv");
-    let py = venv.join("bin").join("python");
-    if !py.exists() {
-        run_ok(
-            Command::new(python).arg("-m").arg("venv").arg(&venv),
-            "creating the peer's virtual environment",
-        )?;
-    }
-    let has_peer = Command::new(&py)
-        .args(["-c", "import pubmed_parser"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_peer {
-        run_ok(
-            Command::new(&py).args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                PEER_PACKAGE,
-            ]),
-            "installing pubmed_parser into the peer's virtual environment",
-        )?;
-    }
+    let py = peer_python(
+        python,
+        "pubmed-parser-venv",
+        &[PEER_PACKAGE],
+        "pubmed_parser",
+    )?;
+    let venv = py
+        .parent()
+        .and_then(|bin| bin.parent())
+        .context("the peer's virtual environment has no bin folder")?
+        .to_path_buf();
     let script = venv.join("medlit_peer.py");
     std::fs::write(&script, PEER_SCRIPT).context("writing the peer script")?;
     let out = Command::new(&py)
@@ -228,6 +213,33 @@ fn run_peer(python: &str, files: &[PathBuf], xml_bytes: u64) -> Result<Throughpu
     let records = per_file.iter().map(|f| f.records).sum();
     let seconds = per_file.iter().map(|f| f.seconds).sum();
     Ok(Throughput::new(records, xml_bytes, seconds))
+}
+
+/// A virtual environment of its own under $MEDLIT_HOME/bench/ with `packages` installed;
+/// returns its python. `probe` is a module whose import shows the install is done.
+fn peer_python(python: &str, name: &str, packages: &[&str], probe: &str) -> Result<PathBuf> {
+    let venv = super::home()?.root().join("bench").join(name);
+    let py = venv.join("bin").join("python");
+    if !py.exists() {
+        run_ok(
+            Command::new(python).arg("-m").arg("venv").arg(&venv),
+            "creating the peer's virtual environment",
+        )?;
+    }
+    let ready = Command::new(&py)
+        .args(["-c", &format!("import {probe}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ready {
+        run_ok(
+            Command::new(&py)
+                .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+                .args(packages),
+            "installing the peer's packages",
+        )?;
+    }
+    Ok(py)
 }
 
 fn run_ok(cmd: &mut Command, what: &str) -> Result<()> {
