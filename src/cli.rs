@@ -116,7 +116,7 @@ pub struct IndexArgs {
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub writer_memory: usize,
     /// Also embed every passage (all-MiniLM-L6-v2) and build the dense HNSW index. Slow on a
-    /// CPU: about 20 passages/s on 2 cores, so the sample (~75k passages) takes about an hour
+    /// CPU: about 20 passages/s on 2 cores, so the sample (~75k passages) takes over an hour
     #[arg(long)]
     pub dense: bool,
     #[command(flatten)]
