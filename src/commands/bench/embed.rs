@@ -3,13 +3,13 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use medlit_indexer::embed::{Embedder, OnnxEmbedder};
 use medlit_indexer::pubmed::{parse_file, Record};
 use serde::{Deserialize, Serialize};
 
 use super::super::print_json;
-use super::peer_python;
+use super::{peer_json, peer_python};
 use crate::cli::BenchEmbedArgs;
 
 const PEER_SCRIPT: &str = include_str!("../bench_peer/onnx_embed_peer.py");
@@ -90,24 +90,15 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         std::fs::write(&texts_path, serde_json::to_vec(&texts)?)?;
         let script = dir.path().join("peer.py");
         std::fs::write(&script, PEER_SCRIPT)?;
-        let out = Command::new(&py)
-            .arg(&script)
-            .arg(&cfg.model_dir)
-            .arg(args.threads.to_string())
-            .arg(batch.to_string())
-            .arg(cfg.max_tokens.to_string())
-            .arg(&texts_path)
-            .output()
-            .context("running the peer")?;
-        if !out.status.success() {
-            bail!(
-                "the peer failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let p: PeerOut = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-            .with_context(|| format!("reading the peer's output {stdout:?}"))?;
+        let p: PeerOut = peer_json(
+            Command::new(&py)
+                .arg(&script)
+                .arg(&cfg.model_dir)
+                .arg(args.threads.to_string())
+                .arg(batch.to_string())
+                .arg(cfg.max_tokens.to_string())
+                .arg(&texts_path),
+        )?;
         Some(p.passages as f64 / p.seconds.max(1e-9))
     };
     let out = EmbedBench {

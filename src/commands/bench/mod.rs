@@ -195,21 +195,7 @@ fn run_peer(python: &str, files: &[PathBuf], xml_bytes: u64) -> Result<Throughpu
         .to_path_buf();
     let script = venv.join("medlit_peer.py");
     std::fs::write(&script, PEER_SCRIPT).context("writing the peer script")?;
-    let out = Command::new(&py)
-        .arg(&script)
-        .args(files)
-        .output()
-        .context("running the peer")?;
-    if !out.status.success() {
-        bail!(
-            "the peer failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    let per_file: Vec<PeerFile> = serde_json::from_str(last)
-        .with_context(|| format!("reading the peer's output {last:?}"))?;
+    let per_file: Vec<PeerFile> = peer_json(Command::new(&py).arg(&script).args(files))?;
     let records = per_file.iter().map(|f| f.records).sum();
     let seconds = per_file.iter().map(|f| f.seconds).sum();
     Ok(Throughput::new(records, xml_bytes, seconds))
@@ -240,6 +226,20 @@ fn peer_python(python: &str, name: &str, packages: &[&str], probe: &str) -> Resu
         )?;
     }
     Ok(py)
+}
+
+/// Runs a peer script and reads the JSON on the last line of its output.
+fn peer_json<T: serde::de::DeserializeOwned>(cmd: &mut Command) -> Result<T> {
+    let out = cmd.output().context("running the peer")?;
+    if !out.status.success() {
+        bail!(
+            "the peer failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("reading the peer's output {last:?}"))
 }
 
 fn run_ok(cmd: &mut Command, what: &str) -> Result<()> {
