@@ -178,6 +178,9 @@ pub enum BenchCommand {
     Ingest(BenchIngestArgs),
     /// Passage embedding throughput, against Python onnxruntime + tokenizers on the same model
     Embed(BenchEmbedArgs),
+    /// Per-query latency (p50/p95) of each search mode against Python peers: bm25s for BM25,
+    /// numpy exact cosine for dense (query embedding included), their fusion for hybrid
+    Search(BenchSearchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +201,38 @@ pub struct BenchEmbedArgs {
     #[arg(long, default_value = "python3")]
     pub python: String,
     /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each question is timed alone, end to end (query embedding included), \
+best of --runs; the peer runs in a Python virtual environment of its own under \
+$MEDLIT_HOME/bench/ and searches the same articles, the same stored vectors and the same \
+questions. `speedup` is the peer's time over medlit's."
+)]
+pub struct BenchSearchArgs {
+    /// Questions: JSON lines with `question` (or `query`) and `pmid`, as for `eval retrieval`
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Results per question
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Passes over the questions; each question's fastest pass is kept
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Skip the Python peers
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Python interpreter used to create the peer's virtual environment
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
 }

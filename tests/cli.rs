@@ -405,3 +405,74 @@ fn dense_mode_on_a_keyword_only_index_says_how_to_build_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--dense"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_question_of_stop_words_still_gets_dense_results_in_hybrid() {
+    let idx = update_index().join("index");
+    let v = ok_json(&[
+        "search",
+        "is it that this was",
+        "--index",
+        idx.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["mode"], "hybrid");
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{v}");
+    assert!(hits
+        .iter()
+        .all(|h| h["bm25_rank"].is_null() && h["dense_rank"].is_number()));
+    // BM25 alone has nothing to search with and says so.
+    let out = medlit(&[
+        "search",
+        "is it that this was",
+        "--index",
+        idx.to_str().unwrap(),
+        "--mode",
+        "bm25",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no searchable words"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bench_search_times_every_mode_against_the_python_peers() {
+    let idx = update_index().join("index");
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("qa.jsonl");
+    std::fs::write(
+        &ds,
+        concat!(
+            "{\"question\":\"statin myopathy muscle pain\",\"pmid\":\"900601\"}\n",
+            "{\"question\":\"Does vitamin D raise bone density?\",\"pmid\":900603}\n",
+        ),
+    )
+    .unwrap();
+    let v = ok_json(&[
+        "bench",
+        "search",
+        "--dataset",
+        ds.to_str().unwrap(),
+        "--index",
+        idx.to_str().unwrap(),
+        "--runs",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(v["n"], 2);
+    assert_eq!(v["articles"], 2);
+    for mode in ["bm25", "dense", "hybrid"] {
+        let m = &v["modes"][mode];
+        for side in ["medlit", "peer"] {
+            let s = &m[side];
+            assert_eq!(s["recall@k"], 1.0, "{mode} {side}: {v}");
+            let (p50, p95) = (s["p50_ms"].as_f64().unwrap(), s["p95_ms"].as_f64().unwrap());
+            assert!(p50 > 0.0 && p95 >= p50, "{mode} {side}: {v}");
+        }
+        assert!(m["speedup_p95"].as_f64().unwrap() > 0.0, "{mode}: {v}");
+    }
+}

@@ -4,11 +4,10 @@ use anyhow::{Context, Result};
 use medlit_corpus::datasets::read_qa;
 
 use super::print_json;
+use super::search::open_retriever;
 use crate::cli::{EvalCommand, EvalModeArg, EvalRetrievalArgs};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
-use crate::retrieve::dense::DenseSearcher;
-use crate::retrieve::fuse::rrf;
-use crate::retrieve::Bm25Searcher;
+use crate::retrieve::hybrid::Mode;
 
 /// Depth of each ranked list: recall@100 needs 100.
 const DEPTH: usize = 100;
@@ -26,54 +25,33 @@ fn retrieval(args: &EvalRetrievalArgs) -> Result<()> {
         .map(|i| (i.question.clone(), i.pmid.clone()))
         .collect();
     let dir = super::index_dir(&args.index)?;
-    let bm25 = Bm25Searcher::open(&dir)
-        .with_context(|| format!("opening the index in {}", dir.display()))?;
-    let mut modes = BTreeMap::new();
     let want = |m: EvalModeArg| args.mode == m || args.mode == EvalModeArg::All;
-    let has_dense = bm25.manifest().dense.is_some();
+    let retriever = open_retriever(&dir, args.mode != EvalModeArg::Bm25, &args.fusion)?;
+    let mut run_modes = Vec::new();
     if want(EvalModeArg::Bm25) {
-        let scores = evaluate(&pairs, |q| {
-            bm25.rank(q, DEPTH, None)
-                .map(|hits| hits.into_iter().map(|(pmid, _)| pmid.to_string()).collect())
-        })?;
-        modes.insert("bm25".to_string(), scores);
+        run_modes.push(Mode::Bm25);
     }
-    let dense_wanted = args.mode != EvalModeArg::Bm25;
-    if dense_wanted && !has_dense && args.mode == EvalModeArg::All {
-        eprintln!("note: the index has no dense part; dense and hybrid are skipped (build it with `medlit index --dense`)");
-    } else if dense_wanted {
-        let cfg = super::onnx_config(
-            &super::manifest(&crate::cli::ManifestArg { manifest: None })?,
-            args.fusion.query_threads,
-            1,
-            256,
-        )?;
-        let dense = DenseSearcher::open(&dir, cfg).context("opening the dense index")?;
-        let depth = args.fusion.depth.max(DEPTH);
-        if want(EvalModeArg::Dense) {
-            let scores = evaluate(&pairs, |q| {
-                dense
-                    .rank(q, DEPTH)
-                    .map(|hits| hits.into_iter().map(|h| h.pmid.to_string()).collect())
-            })?;
-            modes.insert("dense".to_string(), scores);
+    if args.mode != EvalModeArg::Bm25 {
+        if retriever.dense.is_none() && args.mode == EvalModeArg::All {
+            eprintln!("note: the index has no dense part; dense and hybrid are skipped (build it with `medlit index --dense`)");
+        } else {
+            if want(EvalModeArg::Dense) {
+                run_modes.push(Mode::Dense);
+            }
+            if want(EvalModeArg::Hybrid) {
+                run_modes.push(Mode::Hybrid);
+            }
         }
-        if want(EvalModeArg::Hybrid) {
-            let scores = evaluate(&pairs, |q| -> Result<Vec<String>> {
-                let b: Vec<u64> = bm25
-                    .rank(q, depth, None)?
-                    .into_iter()
-                    .map(|h| h.0)
-                    .collect();
-                let d: Vec<u64> = dense.rank(q, depth)?.into_iter().map(|h| h.pmid).collect();
-                Ok(rrf(&[&b, &d], args.fusion.rrf_k)
-                    .into_iter()
-                    .take(DEPTH)
-                    .map(|f| f.pmid.to_string())
-                    .collect())
-            })?;
-            modes.insert("hybrid".to_string(), scores);
-        }
+    }
+    let mut modes = BTreeMap::new();
+    for mode in run_modes {
+        let scores = evaluate(&pairs, |q| {
+            retriever
+                .rank(q, DEPTH, mode)
+                .map(|pmids| pmids.into_iter().map(|p| p.to_string()).collect())
+        })
+        .with_context(|| format!("evaluating {mode:?}"))?;
+        modes.insert(mode.name().to_string(), scores);
     }
     let report = RetrievalReport {
         dataset: args.dataset.display().to_string(),

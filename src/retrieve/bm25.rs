@@ -33,6 +33,8 @@ pub enum SearchError {
     Tantivy(#[from] tantivy::TantivyError),
     #[error("the query has no searchable words (only stop words or punctuation): {0:?}")]
     EmptyQuery(String),
+    #[error("writing the articles out: {0}")]
+    Sink(std::io::Error),
     #[error("k must be at least 1")]
     ZeroK,
 }
@@ -249,6 +251,30 @@ impl Bm25Searcher {
                 stored_text(&doc, self.fields.abstract_text),
             )
         }))
+    }
+
+    /// Calls `f(pmid, title, abstract)` for every live article, in index order (for dumping
+    /// the corpus to a peer).
+    pub fn for_each_article(
+        &self,
+        mut f: impl FnMut(&str, &str, &str) -> std::io::Result<()>,
+    ) -> Result<(), SearchError> {
+        let searcher = self.reader.searcher();
+        for segment in searcher.segment_readers() {
+            let store = segment
+                .get_store_reader(64)
+                .map_err(|e| SearchError::Tantivy(e.into()))?;
+            for doc_id in segment.doc_ids_alive() {
+                let doc: TantivyDocument = store.get(doc_id)?;
+                f(
+                    &stored_text(&doc, self.fields.pmid),
+                    &stored_text(&doc, self.fields.title),
+                    &stored_text(&doc, self.fields.abstract_text),
+                )
+                .map_err(SearchError::Sink)?;
+            }
+        }
+        Ok(())
     }
 
     /// The live document of a PMID (the index holds at most one).

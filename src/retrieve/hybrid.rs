@@ -17,6 +17,19 @@ pub enum Mode {
     Hybrid,
 }
 
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Bm25, Mode::Dense, Mode::Hybrid];
+
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Bm25 => "bm25",
+            Mode::Dense => "dense",
+            Mode::Hybrid => "hybrid",
+        }
+    }
+}
+
 /// Fusion settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Fusion {
@@ -69,26 +82,21 @@ impl Retriever {
             Mode::Dense | Mode::Hybrid => {
                 let dense = self.dense.as_ref().ok_or(RetrieveError::NoDense(mode))?;
                 let depth = self.fusion.depth.max(k);
-                let d = dense.rank(query, depth)?;
+                let (b, d) = self.candidate_lists(dense, query, depth, mode)?;
                 let by_pmid: HashMap<u64, (usize, DenseHit)> = d
                     .iter()
                     .enumerate()
                     .map(|(i, h)| (h.pmid, (i + 1, *h)))
                     .collect();
-                let candidates: Vec<(u64, f32, Option<usize>)> = if mode == Mode::Dense {
-                    d.iter().map(|h| (h.pmid, h.score, None)).collect()
-                } else {
-                    let b: Vec<u64> = self
-                        .bm25
-                        .rank(query, depth, None)?
-                        .into_iter()
-                        .map(|x| x.0)
-                        .collect();
-                    let dl: Vec<u64> = d.iter().map(|h| h.pmid).collect();
-                    rrf(&[&b, &dl], self.fusion.rrf_k)
-                        .into_iter()
-                        .map(|f| (f.pmid, f.score, f.ranks[0]))
-                        .collect()
+                let candidates: Vec<(u64, f32, Option<usize>)> = match b {
+                    None => d.iter().map(|h| (h.pmid, h.score, None)).collect(),
+                    Some(b) => {
+                        let dl: Vec<u64> = d.iter().map(|h| h.pmid).collect();
+                        rrf(&[&b, &dl], self.fusion.rrf_k)
+                            .into_iter()
+                            .map(|f| (f.pmid, f.score, f.ranks[0]))
+                            .collect()
+                    }
                 };
                 let scored: Vec<(u64, f32)> = candidates.iter().map(|c| (c.0, c.1)).collect();
                 let bm25_ranks: HashMap<u64, usize> = candidates
@@ -116,6 +124,60 @@ impl Retriever {
                 Ok(hits)
             }
         }
+    }
+
+    /// The `k` best PMIDs for `query`, best first: ranking only, no snippets or stored
+    /// documents. What evaluation and benchmarks measure.
+    pub fn rank(&self, query: &str, k: usize, mode: Mode) -> Result<Vec<u64>, RetrieveError> {
+        if mode == Mode::Bm25 {
+            return Ok(self
+                .bm25
+                .rank(query, k, None)?
+                .into_iter()
+                .map(|h| h.0)
+                .collect());
+        }
+        let dense = self.dense.as_ref().ok_or(RetrieveError::NoDense(mode))?;
+        let depth = match mode {
+            Mode::Dense => k,
+            _ => self.fusion.depth.max(k),
+        };
+        let (b, d) = self.candidate_lists(dense, query, depth, mode)?;
+        let dl: Vec<u64> = d.iter().map(|h| h.pmid).collect();
+        Ok(match b {
+            None => dl.into_iter().take(k).collect(),
+            Some(b) => rrf(&[&b, &dl], self.fusion.rrf_k)
+                .into_iter()
+                .take(k)
+                .map(|f| f.pmid)
+                .collect(),
+        })
+    }
+
+    /// The dense candidates, and for hybrid the BM25 candidates too. The two are independent,
+    /// so hybrid runs them on two threads: the query embedding dominates and BM25 hides
+    /// behind it.
+    #[allow(clippy::type_complexity)]
+    fn candidate_lists(
+        &self,
+        dense: &DenseSearcher,
+        query: &str,
+        depth: usize,
+        mode: Mode,
+    ) -> Result<(Option<Vec<u64>>, Vec<DenseHit>), RetrieveError> {
+        if mode == Mode::Dense {
+            return Ok((None, dense.rank(query, depth)?));
+        }
+        let (b, d) = rayon::join(
+            || self.bm25.rank(query, depth, None),
+            || dense.rank(query, depth),
+        );
+        // A question of stop words only has no BM25 terms; the dense half still answers it.
+        let b = match b {
+            Err(SearchError::EmptyQuery(_)) => Vec::new(),
+            b => b?.into_iter().map(|h| h.0).collect(),
+        };
+        Ok((Some(b), d?))
     }
 
     /// Re-splits the stored abstract the way the index did and returns passage `no`.

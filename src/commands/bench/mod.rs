@@ -14,6 +14,7 @@ use super::print_json;
 use crate::cli::{BenchCommand, BenchIngestArgs};
 
 mod embed;
+mod search;
 
 const PEER_SCRIPT: &str = include_str!("../bench_peer/pubmed_parser_peer.py");
 const PEER_PACKAGE: &str = "pubmed_parser==0.5.1";
@@ -22,6 +23,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Ingest(a) => ingest(a),
         BenchCommand::Embed(a) => embed::run(a),
+        BenchCommand::Search(a) => search::run(a),
     }
 }
 
