@@ -79,6 +79,7 @@ pub fn build(opts: &BuildOptions, json: bool) -> Result<BuildReport> {
     let bar = progress::bytes(json, 0, "parsing");
     let embed_bar = std::sync::OnceLock::new();
     let done = AtomicU64::new(0);
+    let heartbeat = progress::Heartbeat::new(std::time::Duration::from_secs(60));
     let report = build_index(opts, &|ev| match ev {
         BuildEvent::Start { bytes, .. } => bar.set_length(bytes),
         BuildEvent::Parsed { bytes, .. } => {
@@ -92,6 +93,7 @@ pub fn build(opts: &BuildOptions, json: bool) -> Result<BuildReport> {
             });
             eb.set_length(total);
             eb.set_position(done);
+            heartbeat.beat("embedded passages", done, total);
         }
         BuildEvent::Committing => match embed_bar.get() {
             Some(eb) => eb.set_message("committing"),
