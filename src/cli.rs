@@ -35,6 +35,8 @@ pub enum Command {
     Index(IndexArgs),
     /// Search the index (BM25) and print the best-matching articles with snippets
     Search(SearchArgs),
+    /// Answer a question from the evidence, with verified PMID citations
+    Ask(AskArgs),
     /// Run the whole pipeline on the embedded default: fetch, index, query
     Demo(DemoArgs),
     /// Measure quality on evaluation sets (JSONL, as in the shared dev sets)
@@ -157,6 +159,68 @@ pub enum SearchModeArg {
     Hybrid,
 }
 
+/// How the answer is generated.
+#[derive(Debug, Args, Clone)]
+pub struct GenerateArgs {
+    /// Generator: a GGUF file, or empty for the default model of the data manifest
+    /// (Gemma 3 270M, Q4_K_M)
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Prompt template: research_rag, medical_reasoning, or a file with {question} and
+    /// {context} placeholders
+    #[arg(long, default_value = crate::prompt::DEFAULT, value_name = "NAME|FILE")]
+    pub prompt: String,
+    /// Longest answer, in tokens
+    #[arg(long, default_value_t = 96)]
+    pub max_tokens: usize,
+    /// 0 = greedy (the default: reproducible answers)
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling: keep the likeliest tokens up to this probability (with --temperature)
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Seed of the sampler (with --temperature)
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads for generation [default: all cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Longest prompt + answer in tokens (evidence is trimmed to fit, the question never)
+    #[arg(long, default_value_t = 2048)]
+    pub context: usize,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The answer streams to the terminal as it is written, then is checked: \
+PMIDs not among the evidence are removed, each citation must be backed by passage text, and \
+when the evidence does not cover the question the answer is \"The retrieved evidence is \
+insufficient to answer this question.\" with the closest PMIDs as related reading. \
+A research aid, not medical advice."
+)]
+pub struct AskArgs {
+    /// The question
+    pub question: String,
+    /// Passages given to the model as evidence
+    #[arg(long, short, default_value_t = 5)]
+    pub k: usize,
+    /// Retrieval mode (auto: hybrid when the index has a dense part, else bm25)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: SearchModeArg,
+    /// Print the evidence passages after the answer
+    #[arg(long)]
+    pub show_evidence: bool,
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// The question to run
@@ -262,6 +326,8 @@ pub struct BenchIngestArgs {
 pub enum EvalCommand {
     /// Retrieval quality: recall@1/10/100, MRR@10 and latency per search mode
     Retrieval(EvalRetrievalArgs),
+    /// Answer quality: exact match, citation accuracy, fabricated PMIDs, abstention, time
+    Qa(EvalQaArgs),
 }
 
 /// Search modes that `eval retrieval` can measure.
@@ -286,6 +352,37 @@ pub struct EvalRetrievalArgs {
     /// Search mode to measure
     #[arg(long, value_enum, default_value = "all")]
     pub mode: EvalModeArg,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Answerable items carry `golden_answers` (and `pmid`); unanswerable ones \
+`\"expected\": \"insufficient_evidence\"`, where abstaining is the correct answer. An answer \
+is an exact match when a normalised golden answer (lower case, no punctuation or articles) \
+equals the normalised first sentence of the answer or occurs in it as whole words."
+)]
+pub struct EvalQaArgs {
+    /// JSONL dataset (as ../shared/eval/dev_qa.jsonl or dev_unanswerable.jsonl)
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Passages given to the model as evidence
+    #[arg(long, short, default_value_t = 5)]
+    pub k: usize,
+    /// Retrieval mode (auto: hybrid when the index has a dense part, else bm25)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: SearchModeArg,
+    /// Only the first N questions
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub generate: GenerateArgs,
     #[command(flatten)]
     pub fusion: FusionArgs,
     #[command(flatten)]

@@ -2,13 +2,22 @@
 //!
 //! Module map:
 //! - [`cli`]: the command-line interface (clap definitions).
-//! - [`commands`]: one module per subcommand (`fetch`, `index`, `search`, `demo`, `eval`, `bench`).
+//! - [`commands`]: one module per subcommand (`fetch`, `index`, `search`, `ask`, `demo`,
+//!   `eval`, `bench`).
+//! - [`retrieve`]: BM25, dense and hybrid (reciprocal rank fusion) search over the index.
+//! - [`prompt`]: prompt templates and filling them with question and evidence.
+//! - [`generate`]: answer generation (Gemma 3 GGUF on candle, its tokenizer, sampling).
+//! - [`cite`]: citation verification, sentence support, abstention.
+//! - [`answer`]: the query path end to end (retrieve → prompt → generate → verify).
 //! - [`eval`]: evaluation metrics (retrieval recall, MRR, latency).
-//! - [`retrieve`]: search over the index (BM25 now; dense and fusion later).
 //! - [`progress`]: progress bars that show on a terminal and stay quiet for `--json`.
 
+pub mod answer;
+pub mod cite;
 pub mod cli;
 pub mod commands;
 pub mod eval;
+pub mod generate;
 pub mod progress;
+pub mod prompt;
 pub mod retrieve;

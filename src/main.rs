@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Fetch(a) => commands::fetch::run(a),
         Command::Index(a) => commands::index::run(a),
         Command::Search(a) => commands::search::run(a),
+        Command::Ask(a) => commands::ask::run(a),
         Command::Demo(a) => commands::demo::run(a),
         Command::Eval(c) => commands::eval::run(c),
         Command::Bench(c) => commands::bench::run(c),

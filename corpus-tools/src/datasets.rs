@@ -39,14 +39,76 @@ struct RawItem {
     question: Option<String>,
     #[serde(default)]
     query: Option<String>,
-    pmid: serde_json::Value,
+    #[serde(default)]
+    pmid: Option<serde_json::Value>,
     #[serde(default)]
     golden_answers: Vec<String>,
+    /// `insufficient_evidence` marks a question the corpus cannot answer.
+    #[serde(default)]
+    expected: Option<String>,
 }
 
-/// Reads a JSONL file of items with `question` (or `query`) and `pmid` (string or number).
-/// Blank lines are skipped; any other bad line is an error naming file and line.
-pub fn read_qa(path: &Path) -> Result<Vec<QaItem>, DatasetError> {
+/// A question for answer evaluation: answerable (golden answers, source PMID) or marked
+/// `"expected": "insufficient_evidence"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerItem {
+    pub id: String,
+    pub question: String,
+    pub pmid: Option<String>,
+    pub golden_answers: Vec<String>,
+    pub unanswerable: bool,
+}
+
+/// Reads a JSONL file of items for `eval qa`: `question` (or `query`), then either
+/// `golden_answers` (with `pmid` where known) or `"expected": "insufficient_evidence"`.
+pub fn read_answer_set(path: &Path) -> Result<Vec<AnswerItem>, DatasetError> {
+    read_lines(path, |raw, bad, line| {
+        let question = raw
+            .question
+            .or(raw.query)
+            .filter(|q| !q.trim().is_empty())
+            .ok_or_else(|| bad("no `question` or `query`".into()))?;
+        let pmid = match raw.pmid {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(pmid_of(v).map_err(bad)?),
+        };
+        let unanswerable = match raw.expected.as_deref() {
+            Some("insufficient_evidence") => true,
+            Some(other) => {
+                return Err(bad(format!(
+                    "`expected` must be \"insufficient_evidence\", got {other:?}"
+                )))
+            }
+            None => false,
+        };
+        if !unanswerable && raw.golden_answers.is_empty() {
+            return Err(bad(
+                "no `golden_answers` (or `\"expected\": \"insufficient_evidence\"`)".into(),
+            ));
+        }
+        Ok(AnswerItem {
+            id: raw.id.unwrap_or_else(|| format!("line{line}")),
+            question,
+            pmid,
+            golden_answers: raw.golden_answers,
+            unanswerable,
+        })
+    })
+}
+
+fn pmid_of(v: serde_json::Value) -> Result<String, String> {
+    match v {
+        serde_json::Value::String(s) if s.trim().parse::<u64>().is_ok() => Ok(s.trim().to_string()),
+        serde_json::Value::Number(n) if n.as_u64().is_some() => Ok(n.to_string()),
+        other => Err(format!("`pmid` must be a number, got {other}")),
+    }
+}
+
+/// Parses each non-blank line with `item(raw, bad, line_number)`.
+fn read_lines<T>(
+    path: &Path,
+    mut item: impl FnMut(RawItem, &dyn Fn(String) -> DatasetError, usize) -> Result<T, DatasetError>,
+) -> Result<Vec<T>, DatasetError> {
     let file = std::fs::File::open(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
@@ -66,22 +128,7 @@ pub fn read_qa(path: &Path) -> Result<Vec<QaItem>, DatasetError> {
             reason,
         };
         let raw: RawItem = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-        let question = raw
-            .question
-            .or(raw.query)
-            .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| bad("no `question` or `query`".into()))?;
-        let pmid = match raw.pmid {
-            serde_json::Value::String(s) if s.trim().parse::<u64>().is_ok() => s.trim().to_string(),
-            serde_json::Value::Number(n) if n.as_u64().is_some() => n.to_string(),
-            other => return Err(bad(format!("`pmid` must be a number, got {other}"))),
-        };
-        items.push(QaItem {
-            id: raw.id.unwrap_or_else(|| format!("line{}", i + 1)),
-            question,
-            pmid,
-            golden_answers: raw.golden_answers,
-        });
+        items.push(item(raw, &bad, i + 1)?);
     }
     if items.is_empty() {
         return Err(DatasetError::Empty {
@@ -89,6 +136,28 @@ pub fn read_qa(path: &Path) -> Result<Vec<QaItem>, DatasetError> {
         });
     }
     Ok(items)
+}
+
+/// Reads a JSONL file of items with `question` (or `query`) and `pmid` (string or number).
+/// Blank lines are skipped; any other bad line is an error naming file and line.
+pub fn read_qa(path: &Path) -> Result<Vec<QaItem>, DatasetError> {
+    read_lines(path, |raw, bad, line| {
+        let question = raw
+            .question
+            .or(raw.query)
+            .filter(|q| !q.trim().is_empty())
+            .ok_or_else(|| bad("no `question` or `query`".into()))?;
+        let pmid = match raw.pmid {
+            Some(v) => pmid_of(v).map_err(bad)?,
+            None => return Err(bad("no `pmid`".into())),
+        };
+        Ok(QaItem {
+            id: raw.id.unwrap_or_else(|| format!("line{line}")),
+            question,
+            pmid,
+            golden_answers: raw.golden_answers,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -121,5 +190,34 @@ mod tests {
         assert!(e.contains("qa.jsonl:1"), "{e}");
         std::fs::write(&p, "\n").unwrap();
         assert!(matches!(read_qa(&p), Err(DatasetError::Empty { .. })));
+    }
+
+    #[test]
+    fn reads_answerable_and_unanswerable_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        std::fs::write(
+            &p,
+            concat!(
+                "{\"id\":\"q\",\"question\":\"Q?\",\"golden_answers\":[\"x\"],\"pmid\":\"12\"}\n",
+                "{\"id\":\"u\",\"question\":\"U?\",\"expected\":\"insufficient_evidence\"}\n",
+            ),
+        )
+        .unwrap();
+        let items = read_answer_set(&p).unwrap();
+        assert_eq!(items[0].pmid.as_deref(), Some("12"));
+        assert!(!items[0].unanswerable);
+        assert!(items[1].unanswerable && items[1].pmid.is_none());
+        std::fs::write(&p, "{\"question\":\"Q?\",\"pmid\":1}\n").unwrap();
+        let e = read_answer_set(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("a.jsonl:1") && e.contains("golden_answers"),
+            "{e}"
+        );
+        std::fs::write(&p, "{\"question\":\"Q?\",\"expected\":\"maybe\"}\n").unwrap();
+        assert!(read_answer_set(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("expected"));
     }
 }

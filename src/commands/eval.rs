@@ -1,12 +1,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use medlit_corpus::datasets::read_qa;
+use medlit_corpus::datasets::{read_answer_set, read_qa};
 
 use super::print_json;
 use super::search::open_retriever;
-use crate::cli::{EvalCommand, EvalModeArg, EvalRetrievalArgs};
+use crate::answer::ask;
+use crate::cli::{EvalCommand, EvalModeArg, EvalQaArgs, EvalRetrievalArgs, SearchModeArg};
+use crate::eval::qa::{exact_match, report, QaOutcome};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
+use crate::generate::Generator;
 use crate::retrieve::hybrid::Mode;
 
 /// Depth of each ranked list: recall@100 needs 100.
@@ -15,6 +18,7 @@ const DEPTH: usize = 100;
 pub fn run(cmd: &EvalCommand) -> Result<()> {
     match cmd {
         EvalCommand::Retrieval(a) => retrieval(a),
+        EvalCommand::Qa(a) => qa(a),
     }
 }
 
@@ -73,4 +77,83 @@ fn retrieval(args: &EvalRetrievalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn qa(args: &EvalQaArgs) -> Result<()> {
+    super::ask::set_threads(args.generate.threads);
+    let mut items = read_answer_set(&args.dataset).context("reading the dataset")?;
+    if let Some(n) = args.limit {
+        items.truncate(n.max(1));
+    }
+    let dir = super::index_dir(&args.index)?;
+    let retriever = open_retriever(&dir, args.mode != SearchModeArg::Bm25, &args.fusion)?;
+    let mode = super::ask::mode_of(&retriever, args.mode);
+    let opts = super::ask::ask_options(&args.generate, args.k, mode)?;
+    let mut generator = super::ask::load_generator(&args.generate)?;
+    let bar = crate::progress::items(args.json, items.len() as u64, "answering");
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in &items {
+        let a = ask(
+            &retriever,
+            &mut generator,
+            &item.question,
+            &opts,
+            &mut |_| true,
+        )
+        .with_context(|| format!("answering {}", item.id))?;
+        let citations: Vec<String> = a.citations.iter().map(|c| c.pmid.clone()).collect();
+        let correct = if item.unanswerable {
+            a.abstained
+        } else {
+            exact_match(&a.answer, &item.golden_answers)
+        };
+        outcomes.push(QaOutcome {
+            id: item.id.clone(),
+            answer: a.answer.clone(),
+            correct,
+            citations,
+            abstained: a.abstained,
+            retrieved: item
+                .pmid
+                .as_ref()
+                .map(|p| a.evidence.iter().any(|e| &e.pmid == p)),
+            removed_pmids: a.removed_pmids.len(),
+            ms: a.timings_ms.total,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let answerable: Vec<bool> = items.iter().map(|i| !i.unanswerable).collect();
+    let source: Vec<Option<String>> = items.iter().map(|i| i.pmid.clone()).collect();
+    let r = report(
+        args.dataset.display().to_string(),
+        args.k,
+        generator_name(&generator),
+        outcomes,
+        &answerable,
+        &source,
+    );
+    if args.json {
+        return print_json(&r);
+    }
+    println!(
+        "dataset {} ({} questions, k {}, {})",
+        r.dataset, r.n, r.k, r.model
+    );
+    if answerable.iter().any(|&a| a) {
+        println!("exact match          {:>6.3}", r.exact_match);
+        println!("retrieval hit@k      {:>6.3}", r.retrieval_hit_k);
+        println!("citation accuracy    {:>6.3}", r.citation_accuracy);
+    }
+    println!("abstained            {:>6.3}", r.abstained);
+    println!("fabricated PMIDs     {:>6}", r.fabricated_pmids);
+    println!(
+        "time per question    p50 {:.0} ms, p95 {:.0} ms",
+        r.p50_ms, r.p95_ms
+    );
+    Ok(())
+}
+
+fn generator_name(g: &dyn Generator) -> String {
+    g.name().to_string()
 }

@@ -6,6 +6,7 @@ use medlit_corpus::{fetch::assets_present, AssetKind, DataManifest, MedlitHome};
 
 use crate::cli::{IndexDirArg, ManifestArg};
 
+pub mod ask;
 pub mod bench;
 pub mod demo;
 pub mod eval;
@@ -109,6 +110,30 @@ pub fn onnx_config(
         threads,
         batch_size,
     })
+}
+
+/// The generator model file: `--model PATH`, else the fetched default of the manifest.
+pub fn generator_path(arg: Option<&std::path::Path>) -> Result<PathBuf> {
+    if let Some(p) = arg {
+        if !p.is_file() {
+            bail!("model file {} does not exist", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    let manifest = DataManifest::embedded().context("loading the built-in data manifest")?;
+    let assets = home()?.assets();
+    if !assets_present(&manifest, &assets, &[AssetKind::Generator]) {
+        bail!(
+            "the answer model is not fetched (looked in {}); run `medlit fetch --only generator`",
+            assets.display()
+        );
+    }
+    let file = manifest
+        .of_kind(AssetKind::Generator)
+        .flat_map(|a| a.files.iter())
+        .next()
+        .context("the manifest lists no generator model")?;
+    Ok(assets.join(&file.dest))
 }
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

@@ -277,6 +277,30 @@ impl Bm25Searcher {
         Ok(())
     }
 
+    /// Analysed terms of `text`, as the index analyses title and abstract (duplicates kept).
+    pub fn analyse(&self, text: &str) -> Vec<String> {
+        let Ok(mut analyzer) = self.index.tokenizer_for_field(self.fields.text) else {
+            return Vec::new();
+        };
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    /// BM25's inverse document frequency of an analysed term over title + abstract; a term
+    /// no article holds gets the highest value.
+    pub fn idf(&self, term: &str) -> f32 {
+        let searcher = self.reader.searcher();
+        let n = searcher.num_docs() as f32;
+        let df = searcher
+            .doc_freq(&Term::from_field_text(self.fields.text, term))
+            .unwrap_or(0) as f32;
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+    }
+
     /// The live document of a PMID (the index holds at most one).
     fn doc_by_pmid(
         &self,

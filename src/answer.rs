@@ -1,0 +1,140 @@
+//! The query path end to end: retrieve, fill the prompt, generate, verify the citations.
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::cite::{self, Citation, SentenceSupport, Thresholds};
+use crate::generate::{GenOptions, GenerateError, Generator};
+use crate::prompt::{Evidence, Template};
+use crate::retrieve::hybrid::{Mode, RetrieveError, Retriever};
+
+/// Tokens kept free for the chat wrapping around the prompt (turn markers, role names).
+const CHAT_OVERHEAD: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("retrieving evidence: {0}")]
+    Retrieve(#[from] RetrieveError),
+    #[error("generating the answer: {0}")]
+    Generate(#[from] GenerateError),
+    #[error("the question is empty")]
+    EmptyQuestion,
+}
+
+pub struct AskOptions {
+    pub k: usize,
+    pub mode: Mode,
+    pub template: Template,
+    pub generation: GenOptions,
+    pub thresholds: Thresholds,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub retrieve: f64,
+    pub generate: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub question: String,
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    pub evidence: Vec<Evidence>,
+    pub abstained: bool,
+    pub abstain_reason: Option<&'static str>,
+    /// Closest PMIDs when abstaining (not support).
+    pub related: Vec<String>,
+    /// PMIDs the model wrote that were not in the evidence, removed from the answer.
+    pub removed_pmids: Vec<String>,
+    pub sentences: Vec<SentenceSupport>,
+    pub question_coverage: f32,
+    /// What the model wrote, before verification.
+    pub draft: String,
+    pub prompt_tokens: usize,
+    pub answer_tokens: usize,
+    pub timings_ms: Timings,
+    pub model: String,
+    pub prompt_template: String,
+}
+
+/// Answers `question` from the index; `on_text` receives the draft as it is generated.
+pub fn ask(
+    retriever: &Retriever,
+    generator: &mut dyn Generator,
+    question: &str,
+    opts: &AskOptions,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Answer, AnswerError> {
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(AnswerError::EmptyQuestion);
+    }
+    let t0 = Instant::now();
+    let hits = retriever.search(question, opts.k.max(1), opts.mode, None)?;
+    let mut evidence = Vec::with_capacity(hits.len());
+    for h in hits {
+        let pmid: u64 = h.pmid.parse().unwrap_or_default();
+        // The passage that matched (dense and hybrid), else the whole title + abstract.
+        let text = match h.passage {
+            Some(p) => p,
+            None => retriever
+                .bm25
+                .abstract_of(pmid)
+                .map_err(RetrieveError::from)?
+                .map(|(_, a)| a)
+                .unwrap_or_default(),
+        };
+        evidence.push(Evidence {
+            pmid: h.pmid,
+            title: h.title,
+            journal: h.journal,
+            year: h.year,
+            text,
+        });
+    }
+    let retrieve_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
+    let budget = generator
+        .context()
+        .saturating_sub(opts.generation.max_tokens + CHAT_OVERHEAD);
+    let (prompt, shown) = opts.template.fill(question, &evidence, budget, &mut |t| {
+        generator.count_tokens(t)
+    });
+    evidence.truncate(shown);
+
+    let t1 = Instant::now();
+    let generated = generator.chat(&prompt, &opts.generation, on_text)?;
+    let generate_ms = t1.elapsed().as_secs_f64() * 1000.0;
+
+    let v = cite::verify(
+        question,
+        &generated.text,
+        &evidence,
+        &retriever.bm25,
+        opts.thresholds,
+    );
+    Ok(Answer {
+        question: question.to_string(),
+        answer: v.answer,
+        citations: v.citations,
+        evidence,
+        abstained: v.abstained,
+        abstain_reason: v.abstain_reason,
+        related: v.related,
+        removed_pmids: v.removed_pmids,
+        sentences: v.sentences,
+        question_coverage: v.question_coverage,
+        draft: generated.text,
+        prompt_tokens: generated.prompt_tokens,
+        answer_tokens: generated.tokens,
+        timings_ms: Timings {
+            retrieve: retrieve_ms,
+            generate: generate_ms,
+            total: t0.elapsed().as_secs_f64() * 1000.0,
+        },
+        model: generator.name().to_string(),
+        prompt_template: opts.template.name.clone(),
+    })
+}

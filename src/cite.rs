@@ -1,0 +1,469 @@
+//! Citation verification: only PMIDs of the evidence survive, every shown citation is backed
+//! by a passage the user can read, and weak evidence turns the answer into an abstention.
+//!
+//! Support is lexical: the share of a sentence's content words (analysed as the index analyses
+//! text, so "muscles" meets "muscle") found in a passage, weighted by rarity (IDF) so that
+//! "the patients were treated" supports nothing while a drug name does.
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::prompt::Evidence;
+
+/// The answer medlit gives when the evidence does not answer the question.
+pub const INSUFFICIENT: &str = "The retrieved evidence is insufficient to answer this question.";
+
+/// Phrases with which a model abstains.
+const ABSTAIN_PHRASES: [&str; 6] = [
+    "evidence is insufficient",
+    "insufficient evidence",
+    "evidence does not",
+    "does not contain",
+    "cannot be answered",
+    "not enough information",
+];
+
+/// What the analyser and the index know about words.
+pub trait Lexicon {
+    /// Analysed terms of `text` (lower-cased, stemmed, stop words removed), duplicates kept.
+    fn terms(&self, text: &str) -> Vec<String>;
+    /// Rarity of a term in the corpus (higher = rarer); unknown terms are the rarest.
+    fn idf(&self, term: &str) -> f32;
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Citation {
+    pub pmid: String,
+    pub title: String,
+    pub journal: String,
+    pub year: Option<i64>,
+    /// How well the answer is backed by this passage, 0..1.
+    pub support: f32,
+}
+
+/// An answer sentence and the passages that back it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SentenceSupport {
+    pub text: String,
+    pub pmids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Verified {
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    /// PMIDs the model wrote that are not among the evidence (removed from the answer).
+    pub removed_pmids: Vec<String>,
+    pub abstained: bool,
+    /// Why it abstained: `model` (the model said so) or `weak_evidence`.
+    pub abstain_reason: Option<&'static str>,
+    /// When abstaining: the closest PMIDs, not presented as support.
+    pub related: Vec<String>,
+    pub sentences: Vec<SentenceSupport>,
+    /// The share of the question's weight found in the best passage, 0..1.
+    pub question_coverage: f32,
+}
+
+/// Thresholds of the decision to abstain.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Below this question coverage the evidence is too weak to answer.
+    pub min_coverage: f32,
+    /// A passage backs a sentence from this support up.
+    pub min_support: f32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            min_coverage: 0.5,
+            min_support: 0.5,
+        }
+    }
+}
+
+/// PMIDs written in `text`, in order of appearance, with the byte span of each mention
+/// (`[PMID 123]`, `PMID: 123`, `PMID 123`, `(PMID 1, 2)`, and a bare `[12345]` of 5 to 9
+/// digits, shorter ones being years or reference numbers).
+pub fn mentions(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let lower_starts = rest
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("pmid"));
+        if lower_starts {
+            // PMID, optional s / : / spaces, then one or more comma-separated numbers.
+            let mut j = i + 4;
+            while j < bytes.len() && matches!(bytes[j], b's' | b'S' | b':' | b' ' | b'#') {
+                j += 1;
+            }
+            let mut any = false;
+            loop {
+                let start = j;
+                while j < bytes.len() && bytes[j].is_ascii_digit() {
+                    j += 1;
+                }
+                if j == start {
+                    break;
+                }
+                any = true;
+                out.push((text[start..j].to_string(), start..j));
+                let mut k = j;
+                while k < bytes.len() && matches!(bytes[k], b',' | b' ' | b';') {
+                    k += 1;
+                }
+                if k < bytes.len() && bytes[k].is_ascii_digit() && k > j {
+                    j = k;
+                } else {
+                    break;
+                }
+            }
+            i = if any { j } else { i + 4 };
+            continue;
+        }
+        if bytes[i] == b'[' {
+            let mut j = i + 1;
+            while j < bytes.len() && bytes[j].is_ascii_digit() {
+                j += 1;
+            }
+            let digits = j - i - 1;
+            if (5..=9).contains(&digits) && j < bytes.len() && bytes[j] == b']' {
+                out.push((text[i + 1..j].to_string(), i + 1..j));
+                i = j + 1;
+                continue;
+            }
+        }
+        i += rest.chars().next().map_or(1, char::len_utf8);
+    }
+    out
+}
+
+/// Removes the mentions of `bad` PMIDs (with their `[PMID …]` wrapper when it holds nothing
+/// else) and tidies the spaces left behind.
+fn strip_pmids(text: &str, bad: &HashSet<String>) -> String {
+    if bad.is_empty() {
+        return text.to_string();
+    }
+    let mut out = text.to_string();
+    for pmid in bad {
+        for pat in [
+            format!("[PMID {pmid}]"),
+            format!("[PMID: {pmid}]"),
+            format!("(PMID {pmid})"),
+            format!("(PMID: {pmid})"),
+            format!("[{pmid}]"),
+            format!("PMID: {pmid}"),
+            format!("PMID {pmid}"),
+        ] {
+            out = out.replace(&pat, "");
+        }
+        out = out.replace(pmid.as_str(), "");
+    }
+    let mut tidy = String::with_capacity(out.len());
+    for word in out.split(' ').filter(|w| !w.is_empty()) {
+        if !tidy.is_empty() && !word.starts_with(['.', ',', ';', ':']) {
+            tidy.push(' ');
+        }
+        tidy.push_str(word);
+    }
+    tidy.replace("[]", "").replace("()", "").trim().to_string()
+}
+
+/// Sentences of an answer (ends at `.`, `!`, `?` followed by a space or the end).
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let b = text.as_bytes();
+    for i in 0..b.len() {
+        if matches!(b[i], b'.' | b'!' | b'?') && (i + 1 == b.len() || b[i + 1] == b' ') {
+            let s = text[start..=i].trim();
+            if !s.is_empty() {
+                out.push(s);
+            }
+            start = i + 1;
+        }
+    }
+    let tail = text[start..].trim();
+    if !tail.is_empty() {
+        out.push(tail);
+    }
+    out
+}
+
+/// IDF-weighted share of `query`'s distinct terms found in `passage_terms`.
+fn coverage(lex: &dyn Lexicon, query: &[String], passage_terms: &HashSet<String>) -> f32 {
+    let distinct: HashSet<&String> = query.iter().collect();
+    let (mut have, mut all) = (0.0, 0.0);
+    for t in distinct {
+        let w = lex.idf(t);
+        all += w;
+        if passage_terms.contains(t) {
+            have += w;
+        }
+    }
+    if all == 0.0 {
+        0.0
+    } else {
+        have / all
+    }
+}
+
+/// Checks a model's draft against the evidence it was given.
+pub fn verify(
+    question: &str,
+    draft: &str,
+    evidence: &[Evidence],
+    lex: &dyn Lexicon,
+    th: Thresholds,
+) -> Verified {
+    let passage_terms: Vec<HashSet<String>> = evidence
+        .iter()
+        .map(|e| {
+            lex.terms(&format!("{} {}", e.title, e.text))
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    let q_terms = lex.terms(question);
+    let question_coverage = passage_terms
+        .iter()
+        .map(|p| coverage(lex, &q_terms, p))
+        .fold(0.0, f32::max);
+
+    let known: HashMap<&str, usize> = evidence
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.pmid.as_str(), i))
+        .collect();
+    let written = mentions(draft);
+    let removed: HashSet<String> = written
+        .iter()
+        .filter(|(p, _)| !known.contains_key(p.as_str()))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mut removed_pmids: Vec<String> = removed.iter().cloned().collect();
+    removed_pmids.sort();
+    let answer = strip_pmids(draft.trim(), &removed);
+
+    let related: Vec<String> = evidence.iter().take(3).map(|e| e.pmid.clone()).collect();
+    let lower = answer.to_lowercase();
+    let abstain = |reason: &'static str, removed_pmids: Vec<String>| Verified {
+        answer: INSUFFICIENT.to_string(),
+        citations: Vec::new(),
+        removed_pmids,
+        abstained: true,
+        abstain_reason: Some(reason),
+        related: related.clone(),
+        sentences: Vec::new(),
+        question_coverage,
+    };
+    if answer.is_empty() || ABSTAIN_PHRASES.iter().any(|p| lower.contains(p)) {
+        return abstain("model", removed_pmids);
+    }
+    if question_coverage < th.min_coverage {
+        return abstain("weak_evidence", removed_pmids);
+    }
+
+    // Support of each sentence by each passage; the passages a sentence cites come first.
+    let mut best_support: HashMap<usize, f32> = HashMap::new();
+    let mut support_rows = Vec::new();
+    for s in sentences(&answer) {
+        let cited: Vec<usize> = mentions(s)
+            .iter()
+            .filter_map(|(p, _)| known.get(p.as_str()).copied())
+            .collect();
+        let mut s_terms = lex.terms(s);
+        s_terms.retain(|t| t != "pmid");
+        let mut backing: Vec<(usize, f32)> = passage_terms
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, coverage(lex, &s_terms, p)))
+            .filter(|&(i, sup)| sup >= th.min_support || (cited.contains(&i) && sup > 0.0))
+            .collect();
+        backing.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // A sentence with no content words of its own (an answer like "Yes.") rests on what it
+        // cites, or on the best passage for the question.
+        if s_terms.is_empty() && backing.is_empty() {
+            backing = cited.iter().map(|&i| (i, 1.0)).collect();
+        }
+        for &(i, sup) in &backing {
+            let e = best_support.entry(i).or_insert(0.0);
+            *e = e.max(sup);
+        }
+        support_rows.push(SentenceSupport {
+            text: s.to_string(),
+            pmids: backing
+                .iter()
+                .map(|&(i, _)| evidence[i].pmid.clone())
+                .collect(),
+        });
+    }
+    if best_support.is_empty() {
+        return abstain("weak_evidence", removed_pmids);
+    }
+    let mut cited: Vec<(usize, f32)> = best_support.into_iter().collect();
+    cited.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let citations = cited
+        .into_iter()
+        .map(|(i, support)| {
+            let e = &evidence[i];
+            Citation {
+                pmid: e.pmid.clone(),
+                title: e.title.clone(),
+                journal: e.journal.clone(),
+                year: e.year,
+                support,
+            }
+        })
+        .collect();
+    Verified {
+        answer,
+        citations,
+        removed_pmids,
+        abstained: false,
+        abstain_reason: None,
+        related: Vec::new(),
+        sentences: support_rows,
+        question_coverage,
+    }
+}
+
+impl Lexicon for crate::retrieve::Bm25Searcher {
+    fn terms(&self, text: &str) -> Vec<String> {
+        self.analyse(text)
+    }
+
+    fn idf(&self, term: &str) -> f32 {
+        crate::retrieve::Bm25Searcher::idf(self, term)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lower-cased words, a tiny stop list, no stemming; every term equally rare.
+    struct Plain;
+    impl Lexicon for Plain {
+        fn terms(&self, text: &str) -> Vec<String> {
+            text.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .filter(|w| !["the", "is", "in", "of", "which", "what", "a"].contains(&w.as_str()))
+                .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
+                .collect()
+        }
+        fn idf(&self, _: &str) -> f32 {
+            1.0
+        }
+    }
+
+    fn ev(pmid: &str, title: &str, text: &str) -> Evidence {
+        Evidence {
+            pmid: pmid.into(),
+            title: title.into(),
+            journal: "J".into(),
+            year: Some(1990),
+            text: text.into(),
+        }
+    }
+
+    fn evidence() -> Vec<Evidence> {
+        vec![
+            ev(
+                "111",
+                "Dystrophin in muscular dystrophy",
+                "Dystrophin protein is absent in Duchenne muscular dystrophy muscle.",
+            ),
+            ev("222", "Statins", "Statins lower cholesterol."),
+        ]
+    }
+
+    #[test]
+    fn finds_pmid_mentions_in_every_usual_form() {
+        let got: Vec<String> = mentions("a [PMID 123] b (PMID: 4567, 8910) c [12345] d PMIDs 42")
+            .into_iter()
+            .map(|m| m.0)
+            .collect();
+        assert_eq!(got, ["123", "4567", "8910", "12345", "42"]);
+        // Bracketed years and small numbers are not PMIDs.
+        assert!(mentions("in [2021] and [12] and 1234").is_empty());
+    }
+
+    #[test]
+    fn a_fabricated_pmid_is_removed_and_counted() {
+        let v = verify(
+            "Which protein is absent in Duchenne muscular dystrophy?",
+            "Dystrophin [PMID 111] [PMID 999].",
+            &evidence(),
+            &Plain,
+            Thresholds::default(),
+        );
+        assert!(!v.abstained, "{v:?}");
+        assert_eq!(v.removed_pmids, ["999"]);
+        assert!(!v.answer.contains("999"), "{}", v.answer);
+        assert_eq!(v.answer, "Dystrophin [PMID 111].");
+        assert_eq!(v.citations.len(), 1);
+        assert_eq!(v.citations[0].pmid, "111");
+    }
+
+    #[test]
+    fn an_uncited_but_supported_answer_gets_its_passage() {
+        let v = verify(
+            "Which protein is absent in Duchenne muscular dystrophy?",
+            "Dystrophin protein",
+            &evidence(),
+            &Plain,
+            Thresholds::default(),
+        );
+        assert_eq!(
+            v.citations
+                .iter()
+                .map(|c| c.pmid.as_str())
+                .collect::<Vec<_>>(),
+            ["111"]
+        );
+        assert_eq!(v.sentences[0].pmids, ["111"]);
+    }
+
+    #[test]
+    fn a_citation_the_text_does_not_back_is_dropped() {
+        let v = verify(
+            "Which protein is absent in Duchenne muscular dystrophy?",
+            "Dystrophin is absent [PMID 111]. Utrophin compensates fully [PMID 222].",
+            &evidence(),
+            &Plain,
+            Thresholds::default(),
+        );
+        assert!(v.citations.iter().all(|c| c.pmid == "111"), "{v:?}");
+    }
+
+    #[test]
+    fn abstains_when_the_model_says_so_or_the_evidence_is_weak() {
+        let v = verify(
+            "Which protein is absent in Duchenne muscular dystrophy?",
+            "The evidence is insufficient to answer this question.",
+            &evidence(),
+            &Plain,
+            Thresholds::default(),
+        );
+        assert!(v.abstained);
+        assert_eq!(v.abstain_reason, Some("model"));
+        assert_eq!(v.answer, INSUFFICIENT);
+        assert!(v.citations.is_empty());
+        assert_eq!(v.related, ["111", "222"]);
+
+        let v = verify(
+            "Which kinase inhibitor was approved for myelofibrosis in 2023?",
+            "Momelotinib [PMID 222].",
+            &evidence(),
+            &Plain,
+            Thresholds::default(),
+        );
+        assert!(v.abstained);
+        assert_eq!(v.abstain_reason, Some("weak_evidence"));
+    }
+}

@@ -1,0 +1,234 @@
+//! Text generation: the [`Generator`] trait and its in-process backend, Gemma 3 GGUF on candle.
+//!
+//! - [`tokenizer`]: SentencePiece tokenizer built from the GGUF metadata.
+//! - [`gemma3`]: the decoder (quantized matrix products, KV cache, sliding-window attention).
+//! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
+pub mod gemma3;
+pub mod sampler;
+pub mod tokenizer;
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::Device;
+
+use gemma3::{Gemma3, ModelError};
+use sampler::{Sampler, Sampling};
+use tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("model file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model file {path} is not a readable GGUF file: {reason}")]
+    Gguf { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// What to generate and how.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+}
+
+/// A finished generation.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Generated {
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub tokens: usize,
+    /// Why it stopped: `end_of_turn`, `eos` or `max_tokens`.
+    pub stop: &'static str,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
+/// A language model that continues a chat turn, streaming text as it goes.
+pub trait Generator {
+    /// A model-specific name for reports.
+    fn name(&self) -> &str;
+
+    /// Token count of `text` as a user message would hold it (for fitting the context).
+    fn count_tokens(&self, text: &str) -> usize;
+
+    /// Longest prompt + answer in tokens.
+    fn context(&self) -> usize;
+
+    /// Answers the user turn `user`; `on_text` receives each piece of text as it is decoded
+    /// and may return `false` to stop.
+    fn chat(
+        &mut self,
+        user: &str,
+        opts: &GenOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generated, GenerateError>;
+}
+
+/// Gemma 3 from a GGUF file, on the CPU (or a CUDA device with the `cuda` feature).
+pub struct GemmaGguf {
+    name: String,
+    pub tokenizer: Tokenizer,
+    pub model: Gemma3,
+    /// Prompt tokens run per forward call during prefill.
+    pub prefill_chunk: usize,
+}
+
+impl GemmaGguf {
+    /// Loads `path`; `context` caps prompt + answer tokens (memory for the KV cache and RoPE
+    /// tables is sized to it).
+    pub fn load(path: &Path, context: usize, device: &Device) -> Result<Self, GenerateError> {
+        let file = File::open(path).map_err(|source| GenerateError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader).map_err(|e| GenerateError::Gguf {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let tokenizer = Tokenizer::from_gguf(&content)?;
+        let model = Gemma3::load(&content, &mut reader, context, device)?;
+        let name = content
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_else(|| "gemma3".into());
+        Ok(GemmaGguf {
+            name,
+            tokenizer,
+            model,
+            prefill_chunk: 256,
+        })
+    }
+
+    /// The token ids of one user turn and the opening of the model's turn:
+    /// `<bos><start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n`. Control tokens
+    /// are pushed as ids; the user text is encoded as text, so any control-token string in it
+    /// stays text.
+    pub fn chat_prompt(&self, user: &str) -> Vec<u32> {
+        let sp = self.tokenizer.specials;
+        let mut ids = Vec::with_capacity(user.len() / 3 + 16);
+        if self.tokenizer.add_bos {
+            ids.push(sp.bos);
+        }
+        ids.push(sp.start_of_turn);
+        ids.extend(self.tokenizer.encode("user\n"));
+        ids.extend(self.tokenizer.encode(user));
+        ids.push(sp.end_of_turn);
+        ids.extend(self.tokenizer.encode("\n"));
+        ids.push(sp.start_of_turn);
+        ids.extend(self.tokenizer.encode("model\n"));
+        ids
+    }
+
+    /// Greedy or sampled continuation of `prompt` ids; `on_token` sees each new id.
+    pub fn generate_ids(
+        &self,
+        prompt: &[u32],
+        opts: &GenOptions,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<Generated, GenerateError> {
+        let context = self.model.context;
+        if prompt.len() + 1 > context {
+            return Err(ModelError::ContextFull {
+                prompt: prompt.len(),
+                answer: opts.max_tokens,
+                context,
+            }
+            .into());
+        }
+        let mut cache = self.model.new_cache()?;
+        let mut sampler = Sampler::new(opts.sampling);
+        let t0 = Instant::now();
+        let mut logits = None;
+        for chunk in prompt.chunks(self.prefill_chunk.max(1)) {
+            logits = Some(self.model.forward(chunk, &mut cache)?);
+        }
+        let prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let t1 = Instant::now();
+        let sp = self.tokenizer.specials;
+        let mut out = Generated {
+            prompt_tokens: prompt.len(),
+            stop: "max_tokens",
+            prefill_ms,
+            ..Generated::default()
+        };
+        let budget = opts.max_tokens.min(context - prompt.len());
+        while let Some(l) = logits.take() {
+            if out.tokens == budget {
+                break;
+            }
+            let next = sampler.sample(&l)?;
+            if next == sp.end_of_turn {
+                out.stop = "end_of_turn";
+                break;
+            }
+            if next == sp.eos {
+                out.stop = "eos";
+                break;
+            }
+            out.tokens += 1;
+            if !on_token(next) {
+                out.stop = "stopped";
+                break;
+            }
+            if out.tokens < budget {
+                logits = Some(self.model.forward(&[next], &mut cache)?);
+            }
+        }
+        out.decode_ms = t1.elapsed().as_secs_f64() * 1000.0;
+        Ok(out)
+    }
+}
+
+impl Generator for GemmaGguf {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer.encode(text).len()
+    }
+
+    fn context(&self) -> usize {
+        self.model.context
+    }
+
+    fn chat(
+        &mut self,
+        user: &str,
+        opts: &GenOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generated, GenerateError> {
+        let prompt = self.chat_prompt(user);
+        let mut stream = StreamDecoder::default();
+        let mut text = String::new();
+        let tok = &self.tokenizer;
+        let mut g = self.generate_ids(&prompt, opts, &mut |id| {
+            let piece = stream.push(tok, id);
+            text.push_str(&piece);
+            piece.is_empty() || on_text(&piece)
+        })?;
+        let rest = stream.finish();
+        if !rest.is_empty() {
+            on_text(&rest);
+            text.push_str(&rest);
+        }
+        g.text = text;
+        Ok(g)
+    }
+}
