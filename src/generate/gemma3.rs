@@ -181,6 +181,26 @@ impl Gemma3 {
         context: usize,
         device: &Device,
     ) -> Result<Self, ModelError> {
+        Self::load_with(content, reader, context, device, false)
+    }
+
+    /// As [`Gemma3::load`]; with `f32_weights` every matrix is dequantised to f32 and
+    /// multiplied in f32 (slow and large: a numerical reference for tests, since quantized
+    /// products also round the activations, differently for one row and for many).
+    pub fn load_with<R: Read + Seek>(
+        content: &Content,
+        reader: &mut R,
+        context: usize,
+        device: &Device,
+        f32_weights: bool,
+    ) -> Result<Self, ModelError> {
+        let matmul = |t: QTensor| -> Result<QMatMul, ModelError> {
+            if f32_weights {
+                Ok(QMatMul::Tensor(t.dequantize(&t.device())?))
+            } else {
+                matmul(t)
+            }
+        };
         let cfg = Config::from_gguf(content)?;
         let context = context.clamp(1, cfg.max_context);
         let mut tensor = |name: &str| -> Result<QTensor, ModelError> {
@@ -213,7 +233,11 @@ impl Gemma3 {
         let final_norm = tensor("output_norm.weight")?.dequantize(device)?;
         let embed = Arc::new(tensor("token_embd.weight")?);
         // The output projection is tied to the embedding (Gemma has no output.weight).
-        let lm_head = QMatMul::QTensor(embed.clone());
+        let lm_head = if f32_weights {
+            QMatMul::Tensor(embed.dequantize(device)?)
+        } else {
+            QMatMul::QTensor(embed.clone())
+        };
         let rope_local = Rope::new(cfg.rope_local_base, cfg.head_dim, context, device)?;
         let rope_global = Rope::new(cfg.rope_global_base, cfg.head_dim, context, device)?;
         Ok(Gemma3 {

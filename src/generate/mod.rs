@@ -44,6 +44,17 @@ pub struct GenOptions {
     pub sampling: Sampling,
 }
 
+/// How a prompt is presented to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptFormat {
+    /// A Gemma user turn, answered in a model turn (instruction-tuned models).
+    Chat,
+    /// The prompt as plain text to continue (pretrained models), ending at the first blank
+    /// line.
+    Completion,
+}
+
 /// A finished generation.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Generated {
@@ -80,6 +91,7 @@ pub trait Generator {
 /// Gemma 3 from a GGUF file, on the CPU (or a CUDA device with the `cuda` feature).
 pub struct GemmaGguf {
     name: String,
+    pub format: PromptFormat,
     pub tokenizer: Tokenizer,
     pub model: Gemma3,
     /// Prompt tokens run per forward call during prefill.
@@ -90,6 +102,16 @@ impl GemmaGguf {
     /// Loads `path`; `context` caps prompt + answer tokens (memory for the KV cache and RoPE
     /// tables is sized to it).
     pub fn load(path: &Path, context: usize, device: &Device) -> Result<Self, GenerateError> {
+        Self::load_with(path, context, device, false)
+    }
+
+    /// As [`GemmaGguf::load`], optionally with f32 weights (see [`Gemma3::load_with`]).
+    pub fn load_with(
+        path: &Path,
+        context: usize,
+        device: &Device,
+        f32_weights: bool,
+    ) -> Result<Self, GenerateError> {
         let file = File::open(path).map_err(|source| GenerateError::Open {
             path: path.to_path_buf(),
             source,
@@ -100,15 +122,22 @@ impl GemmaGguf {
             reason: e.to_string(),
         })?;
         let tokenizer = Tokenizer::from_gguf(&content)?;
-        let model = Gemma3::load(&content, &mut reader, context, device)?;
+        let model = Gemma3::load_with(&content, &mut reader, context, device, f32_weights)?;
         let name = content
             .metadata
             .get("general.name")
             .and_then(|v| v.to_string().ok())
             .cloned()
             .unwrap_or_else(|| "gemma3".into());
+        // Instruction-tuned files carry a chat template; a pretrained one continues text.
+        let format = if content.metadata.contains_key("tokenizer.chat_template") {
+            PromptFormat::Chat
+        } else {
+            PromptFormat::Completion
+        };
         Ok(GemmaGguf {
             name,
+            format,
             tokenizer,
             model,
             prefill_chunk: 256,
@@ -132,6 +161,16 @@ impl GemmaGguf {
         ids.extend(self.tokenizer.encode("\n"));
         ids.push(sp.start_of_turn);
         ids.extend(self.tokenizer.encode("model\n"));
+        ids
+    }
+
+    /// `<bos>` and the text, for a pretrained model to continue.
+    pub fn completion_prompt(&self, text: &str) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
+        if self.tokenizer.add_bos {
+            ids.push(self.tokenizer.specials.bos);
+        }
+        ids.extend(self.tokenizer.encode(text));
         ids
     }
 
@@ -214,14 +253,30 @@ impl Generator for GemmaGguf {
         opts: &GenOptions,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generated, GenerateError> {
-        let prompt = self.chat_prompt(user);
+        let completion = self.format == PromptFormat::Completion;
+        let prompt = if completion {
+            self.completion_prompt(user)
+        } else {
+            self.chat_prompt(user)
+        };
         let mut stream = StreamDecoder::default();
         let mut text = String::new();
         let tok = &self.tokenizer;
         let mut g = self.generate_ids(&prompt, opts, &mut |id| {
-            let piece = stream.push(tok, id);
-            text.push_str(&piece);
-            piece.is_empty() || on_text(&piece)
+            let before = text.len();
+            text.push_str(&stream.push(tok, id));
+            // A pretrained model does not end its turn: a blank line ends the answer.
+            let lead = text.len() - text.trim_start().len();
+            let cut = if completion {
+                text[lead..].find("\n\n").map(|at| lead + at)
+            } else {
+                None
+            };
+            let end = cut.unwrap_or(text.len());
+            let piece = text[before.min(end)..end].to_string();
+            text.truncate(end);
+            let go = piece.is_empty() || on_text(&piece);
+            go && cut.is_none()
         })?;
         let rest = stream.finish();
         if !rest.is_empty() {
