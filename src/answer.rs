@@ -59,24 +59,18 @@ pub struct Answer {
     pub prompt_template: String,
 }
 
-/// Answers `question` from the index; `on_text` receives the draft as it is generated.
-pub fn ask(
+/// The `k` best passages for `question`: the passage that matched (dense and hybrid), else
+/// the whole abstract.
+pub fn gather_evidence(
     retriever: &Retriever,
-    generator: &mut dyn Generator,
     question: &str,
-    opts: &AskOptions,
-    on_text: &mut dyn FnMut(&str) -> bool,
-) -> Result<Answer, AnswerError> {
-    let question = question.trim();
-    if question.is_empty() {
-        return Err(AnswerError::EmptyQuestion);
-    }
-    let t0 = Instant::now();
-    let hits = retriever.search(question, opts.k.max(1), opts.mode, None)?;
+    k: usize,
+    mode: Mode,
+) -> Result<Vec<Evidence>, AnswerError> {
+    let hits = retriever.search(question, k.max(1), mode, None)?;
     let mut evidence = Vec::with_capacity(hits.len());
     for h in hits {
         let pmid: u64 = h.pmid.parse().unwrap_or_default();
-        // The passage that matched (dense and hybrid), else the whole title + abstract.
         let text = match h.passage {
             Some(p) => p,
             None => retriever
@@ -94,6 +88,23 @@ pub fn ask(
             text,
         });
     }
+    Ok(evidence)
+}
+
+/// Answers `question` from the index; `on_text` receives the draft as it is generated.
+pub fn ask(
+    retriever: &Retriever,
+    generator: &mut dyn Generator,
+    question: &str,
+    opts: &AskOptions,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Answer, AnswerError> {
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(AnswerError::EmptyQuestion);
+    }
+    let t0 = Instant::now();
+    let mut evidence = gather_evidence(retriever, question, opts.k, opts.mode)?;
     let retrieve_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
     let budget = generator

@@ -73,10 +73,14 @@ pub struct Thresholds {
     pub min_support: f32,
 }
 
+impl Thresholds {
+    pub const DEFAULT_MIN_COVERAGE: f32 = 0.5;
+}
+
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            min_coverage: 0.5,
+            min_coverage: Self::DEFAULT_MIN_COVERAGE,
             min_support: 0.5,
         }
     }
@@ -209,6 +213,22 @@ fn coverage(lex: &dyn Lexicon, query: &[String], passage_terms: &HashSet<String>
     } else {
         have / all
     }
+}
+
+/// The share of the question's weight (IDF) found in the passage that covers it best, 0..1:
+/// low when the question's distinctive words are in none of the evidence.
+pub fn question_coverage(question: &str, evidence: &[Evidence], lex: &dyn Lexicon) -> f32 {
+    let q_terms = lex.terms(question);
+    evidence
+        .iter()
+        .map(|e| {
+            let p: HashSet<String> = lex
+                .terms(&format!("{} {}", e.title, e.text))
+                .into_iter()
+                .collect();
+            coverage(lex, &q_terms, &p)
+        })
+        .fold(0.0, f32::max)
 }
 
 /// Checks a model's draft against the evidence it was given.

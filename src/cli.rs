@@ -188,6 +188,10 @@ pub struct GenerateArgs {
     /// Longest prompt + answer in tokens (evidence is trimmed to fit, the question never)
     #[arg(long, default_value_t = 2048)]
     pub context: usize,
+    /// Abstain when the best passage holds less than this share of the question's weight
+    /// (IDF of its words), 0..1
+    #[arg(long, default_value_t = crate::cite::Thresholds::DEFAULT_MIN_COVERAGE)]
+    pub min_coverage: f32,
 }
 
 #[derive(Debug, Args)]
@@ -381,6 +385,10 @@ pub struct EvalQaArgs {
     /// Only the first N questions
     #[arg(long)]
     pub limit: Option<usize>,
+    /// No generation: retrieve, and abstain by evidence coverage alone (fast; for choosing
+    /// --min-coverage)
+    #[arg(long)]
+    pub retrieval_only: bool,
     #[command(flatten)]
     pub generate: GenerateArgs,
     #[command(flatten)]

@@ -58,7 +58,10 @@ pub fn ask_options(args: &GenerateArgs, k: usize, mode: Mode) -> Result<AskOptio
                 seed: args.seed,
             },
         },
-        thresholds: Thresholds::default(),
+        thresholds: Thresholds {
+            min_coverage: args.min_coverage,
+            ..Thresholds::default()
+        },
     })
 }
 

@@ -5,7 +5,8 @@ use medlit_corpus::datasets::{read_answer_set, read_qa};
 
 use super::print_json;
 use super::search::open_retriever;
-use crate::answer::ask;
+use crate::answer::{ask, gather_evidence};
+use crate::cite::question_coverage;
 use crate::cli::{EvalCommand, EvalModeArg, EvalQaArgs, EvalRetrievalArgs, SearchModeArg};
 use crate::eval::qa::{exact_match, report, QaOutcome};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
@@ -89,37 +90,59 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
     let retriever = open_retriever(&dir, args.mode != SearchModeArg::Bm25, &args.fusion)?;
     let mode = super::ask::mode_of(&retriever, args.mode);
     let opts = super::ask::ask_options(&args.generate, args.k, mode)?;
-    let mut generator = super::ask::load_generator(&args.generate)?;
+    let mut generator = if args.retrieval_only {
+        None
+    } else {
+        Some(super::ask::load_generator(&args.generate)?)
+    };
     let bar = crate::progress::items(args.json, items.len() as u64, "answering");
     let mut outcomes = Vec::with_capacity(items.len());
     for item in &items {
-        let a = ask(
-            &retriever,
-            &mut generator,
-            &item.question,
-            &opts,
-            &mut |_| true,
-        )
-        .with_context(|| format!("answering {}", item.id))?;
-        let citations: Vec<String> = a.citations.iter().map(|c| c.pmid.clone()).collect();
-        let correct = if item.unanswerable {
-            a.abstained
-        } else {
-            exact_match(&a.answer, &item.golden_answers)
-        };
-        outcomes.push(QaOutcome {
-            id: item.id.clone(),
-            answer: a.answer.clone(),
-            correct,
-            citations,
-            abstained: a.abstained,
-            retrieved: item
-                .pmid
+        let retrieved = |evidence: &[crate::prompt::Evidence]| {
+            item.pmid
                 .as_ref()
-                .map(|p| a.evidence.iter().any(|e| &e.pmid == p)),
-            removed_pmids: a.removed_pmids.len(),
-            ms: a.timings_ms.total,
-        });
+                .map(|p| evidence.iter().any(|e| &e.pmid == p))
+        };
+        let outcome = match generator.as_mut() {
+            Some(g) => {
+                let a = ask(&retriever, g, &item.question, &opts, &mut |_| true)
+                    .with_context(|| format!("answering {}", item.id))?;
+                QaOutcome {
+                    id: item.id.clone(),
+                    correct: if item.unanswerable {
+                        a.abstained
+                    } else {
+                        exact_match(&a.answer, &item.golden_answers)
+                    },
+                    answer: a.answer.clone(),
+                    citations: a.citations.iter().map(|c| c.pmid.clone()).collect(),
+                    abstained: a.abstained,
+                    retrieved: retrieved(&a.evidence),
+                    removed_pmids: a.removed_pmids.len(),
+                    coverage: a.question_coverage,
+                    ms: a.timings_ms.total,
+                }
+            }
+            None => {
+                let t = std::time::Instant::now();
+                let evidence = gather_evidence(&retriever, &item.question, opts.k, opts.mode)
+                    .with_context(|| format!("retrieving for {}", item.id))?;
+                let coverage = question_coverage(&item.question, &evidence, &retriever.bm25);
+                let abstained = coverage < opts.thresholds.min_coverage;
+                QaOutcome {
+                    id: item.id.clone(),
+                    answer: String::new(),
+                    correct: item.unanswerable == abstained,
+                    citations: Vec::new(),
+                    abstained,
+                    retrieved: retrieved(&evidence),
+                    removed_pmids: 0,
+                    coverage,
+                    ms: t.elapsed().as_secs_f64() * 1000.0,
+                }
+            }
+        };
+        outcomes.push(outcome);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -128,10 +151,14 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
     let r = report(
         args.dataset.display().to_string(),
         args.k,
-        generator_name(&generator),
+        generator
+            .as_ref()
+            .map(|g| generator_name(g))
+            .unwrap_or_else(|| "none (--retrieval-only)".into()),
         outcomes,
         &answerable,
         &source,
+        !args.retrieval_only,
     );
     if args.json {
         return print_json(&r);
@@ -141,9 +168,11 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         r.dataset, r.n, r.k, r.model
     );
     if answerable.iter().any(|&a| a) {
-        println!("exact match          {:>6.3}", r.exact_match);
+        if let (Some(em), Some(ca)) = (r.exact_match, r.citation_accuracy) {
+            println!("exact match          {em:>6.3}");
+            println!("citation accuracy    {ca:>6.3}");
+        }
         println!("retrieval hit@k      {:>6.3}", r.retrieval_hit_k);
-        println!("citation accuracy    {:>6.3}", r.citation_accuracy);
     }
     println!("abstained            {:>6.3}", r.abstained);
     println!("fabricated PMIDs     {:>6}", r.fabricated_pmids);

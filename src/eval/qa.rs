@@ -65,6 +65,8 @@ pub struct QaOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retrieved: Option<bool>,
     pub removed_pmids: usize,
+    /// Share of the question's weight in the best passage (what abstention is decided on).
+    pub coverage: f32,
     pub ms: f64,
 }
 
@@ -72,10 +74,11 @@ pub struct QaOutcome {
 pub struct QaReport {
     pub dataset: String,
     pub n: usize,
-    pub exact_match: f64,
+    /// Null with `--retrieval-only` (nothing was generated).
+    pub exact_match: Option<f64>,
     #[serde(rename = "retrieval_hit@k")]
     pub retrieval_hit_k: f64,
-    pub citation_accuracy: f64,
+    pub citation_accuracy: Option<f64>,
     /// PMIDs the model wrote that were not in its evidence (all removed before display).
     pub fabricated_pmids: usize,
     /// Fraction of questions answered with "insufficient evidence".
@@ -96,6 +99,7 @@ pub fn report(
     items: Vec<QaOutcome>,
     answerable: &[bool],
     source: &[Option<String>],
+    generated: bool,
 ) -> QaReport {
     let n = items.len();
     let frac = |count: usize, of: usize| {
@@ -123,9 +127,9 @@ pub fn report(
     QaReport {
         dataset,
         n,
-        exact_match: frac(em, answerable_n),
+        exact_match: generated.then(|| frac(em, answerable_n)),
         retrieval_hit_k: frac(hits, with_source),
-        citation_accuracy: frac(cited, with_source),
+        citation_accuracy: generated.then(|| frac(cited, with_source)),
         fabricated_pmids: items.iter().map(|o| o.removed_pmids).sum(),
         abstained: frac(items.iter().filter(|o| o.abstained).count(), n),
         p50_ms: super::retrieval::percentile(&ms, 0.5),
