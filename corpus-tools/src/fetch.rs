@@ -414,6 +414,20 @@ fn assemble(
     write_stamp(assets_dir, f)
 }
 
+/// Fetches the embedded manifest's assets of `kinds` into `$MEDLIT_HOME` (a no-op when they
+/// are there) and returns the assets folder. Tests use it, so they get their data through the
+/// same code path as `medlit fetch`.
+pub fn ensure_embedded(kinds: &[AssetKind]) -> Result<PathBuf, CorpusError> {
+    let manifest = DataManifest::embedded()?;
+    let assets = crate::MedlitHome::from_env()?.assets();
+    let opts = FetchOptions {
+        only: kinds.to_vec(),
+        pip: None,
+    };
+    fetch_assets(&manifest, &assets, &opts, &mut |_| {})?;
+    Ok(assets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,18 +560,4 @@ sha256 = "{sha}"
             "{e}"
         );
     }
-}
-
-/// Fetches the embedded manifest's assets of `kinds` into `$MEDLIT_HOME` (a no-op when they
-/// are there) and returns the assets folder. Tests use it, so they get their data through the
-/// same code path as `medlit fetch`.
-pub fn ensure_embedded(kinds: &[AssetKind]) -> Result<PathBuf, CorpusError> {
-    let manifest = DataManifest::embedded()?;
-    let assets = crate::MedlitHome::from_env()?.assets();
-    let opts = FetchOptions {
-        only: kinds.to_vec(),
-        pip: None,
-    };
-    fetch_assets(&manifest, &assets, &opts, &mut |_| {})?;
-    Ok(assets)
 }

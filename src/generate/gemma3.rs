@@ -98,7 +98,7 @@ impl Config {
     }
 
     fn is_local(&self, layer: usize) -> bool {
-        (layer + 1) % GLOBAL_EVERY != 0
+        !(layer + 1).is_multiple_of(GLOBAL_EVERY)
     }
 }
 
