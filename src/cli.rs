@@ -432,6 +432,9 @@ pub struct FusionArgs {
     /// Candidates taken from each list before fusing
     #[arg(long, default_value_t = 100)]
     pub depth: usize,
+    /// Weight of the dense list in the fusion (BM25's is 1)
+    #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_DENSE_WEIGHT)]
+    pub dense_weight: f32,
     /// ONNX Runtime threads for the query embedding
     #[arg(long, default_value_t = 2)]
     pub query_threads: usize,

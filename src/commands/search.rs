@@ -41,6 +41,7 @@ pub fn open_retriever(
         fusion: Fusion {
             rrf_k: fusion.rrf_k,
             depth: fusion.depth,
+            dense_weight: fusion.dense_weight,
         },
     })
 }

@@ -2,8 +2,11 @@
 //! Rank-based, so BM25 scores and cosines need no calibration against each other.
 use std::collections::HashMap;
 
-/// Default RRF constant (the value of the original paper; see README for the measurement).
-pub const DEFAULT_K: f32 = 60.0;
+/// Default RRF constant, chosen on the dev sets (see README for the sweep).
+pub const DEFAULT_K: f32 = 10.0;
+
+/// Default weight of the dense list against BM25's 1 (see README for the measurement).
+pub const DEFAULT_DENSE_WEIGHT: f32 = 2.0;
 
 /// A fused result: the PMID, its fused score, and its 1-based rank in each input list.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +18,11 @@ pub struct Fused {
 
 /// Fuses ranked PMID lists (best first). Ties keep the order of first appearance, list by list.
 pub fn rrf(lists: &[&[u64]], k: f32) -> Vec<Fused> {
+    weighted_rrf(lists, &vec![1.0; lists.len()], k)
+}
+
+/// As [`rrf`], list `i` contributing `weights[i] / (k + rank)`.
+pub fn weighted_rrf(lists: &[&[u64]], weights: &[f32], k: f32) -> Vec<Fused> {
     let mut at: HashMap<u64, usize> = HashMap::new();
     let mut out: Vec<Fused> = Vec::new();
     for (li, list) in lists.iter().enumerate() {
@@ -30,7 +38,7 @@ pub fn rrf(lists: &[&[u64]], k: f32) -> Vec<Fused> {
             let f = &mut out[idx];
             if f.ranks[li].is_none() {
                 f.ranks[li] = Some(i + 1);
-                f.score += 1.0 / (k + (i + 1) as f32);
+                f.score += weights.get(li).copied().unwrap_or(1.0) / (k + (i + 1) as f32);
             }
         }
     }
@@ -65,6 +73,13 @@ mod tests {
         assert_eq!(f[0].pmid, 7);
         assert_eq!(f[0].ranks, vec![Some(1), None]);
         assert!(rrf(&[], 60.0).is_empty());
+    }
+
+    #[test]
+    fn a_weight_favours_its_list() {
+        let f = weighted_rrf(&[&[1, 2], &[2, 1]], &[1.0, 2.0], 10.0);
+        assert_eq!(f[0].pmid, 2);
+        assert!((f[0].score - (1.0 / 12.0 + 2.0 / 11.0)).abs() < 1e-7);
     }
 
     #[test]

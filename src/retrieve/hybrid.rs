@@ -6,7 +6,7 @@ use medlit_indexer::Article;
 
 use super::bm25::{Bm25Searcher, SearchError, YearRange};
 use super::dense::{DenseHit, DenseSearchError, DenseSearcher};
-use super::fuse::rrf;
+use super::fuse::weighted_rrf;
 use super::Hit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -36,6 +36,8 @@ pub struct Fusion {
     pub rrf_k: f32,
     /// Candidates taken from each list.
     pub depth: usize,
+    /// Weight of the dense list (BM25's is 1).
+    pub dense_weight: f32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,10 +94,14 @@ impl Retriever {
                     None => d.iter().map(|h| (h.pmid, h.score, None)).collect(),
                     Some(b) => {
                         let dl: Vec<u64> = d.iter().map(|h| h.pmid).collect();
-                        rrf(&[&b, &dl], self.fusion.rrf_k)
-                            .into_iter()
-                            .map(|f| (f.pmid, f.score, f.ranks[0]))
-                            .collect()
+                        weighted_rrf(
+                            &[&b, &dl],
+                            &[1.0, self.fusion.dense_weight],
+                            self.fusion.rrf_k,
+                        )
+                        .into_iter()
+                        .map(|f| (f.pmid, f.score, f.ranks[0]))
+                        .collect()
                     }
                 };
                 let scored: Vec<(u64, f32)> = candidates.iter().map(|c| (c.0, c.1)).collect();
@@ -146,11 +152,15 @@ impl Retriever {
         let dl: Vec<u64> = d.iter().map(|h| h.pmid).collect();
         Ok(match b {
             None => dl.into_iter().take(k).collect(),
-            Some(b) => rrf(&[&b, &dl], self.fusion.rrf_k)
-                .into_iter()
-                .take(k)
-                .map(|f| f.pmid)
-                .collect(),
+            Some(b) => weighted_rrf(
+                &[&b, &dl],
+                &[1.0, self.fusion.dense_weight],
+                self.fusion.rrf_k,
+            )
+            .into_iter()
+            .take(k)
+            .map(|f| f.pmid)
+            .collect(),
         })
     }
 

@@ -245,6 +245,7 @@ fn run_peer(
         "k": k,
         "depth": args.fusion.depth.max(k),
         "rrf_k": args.fusion.rrf_k,
+        "dense_weight": args.fusion.dense_weight,
         "runs": runs,
         "dense": dense,
     });

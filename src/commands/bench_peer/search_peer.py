@@ -6,7 +6,7 @@ onnxruntime + tokenizers on the same ONNX file, hybrid as reciprocal rank fusion
 
 Usage: python search_peer.py CONFIG.json
 CONFIG: {"corpus": JSONL of {"pmid","text"}, "questions": [{"q","pmid"}], "k", "depth",
-         "rrf_k", "runs", "dense": null | {"vectors","docmap","dim","model_dir","threads",
+         "rrf_k", "dense_weight", "runs", "dense": null | {"vectors","docmap","dim","model_dir","threads",
          "max_tokens"}}
 Prints one JSON line: {"modes": {mode: {"ms": [per-question best of runs], "hits@k": n}}}.
 """
@@ -20,6 +20,7 @@ import Stemmer
 
 cfg = json.load(open(sys.argv[1]))
 k, depth, rrf_k, runs = cfg["k"], cfg["depth"], cfg["rrf_k"], cfg["runs"]
+dense_weight = cfg.get("dense_weight", 1.0)
 questions = cfg["questions"]
 
 pmids, texts = [], []
@@ -56,6 +57,7 @@ if dense:
     row_pmid = [str(p) for p in docmap["pmid"]]
     tok = Tokenizer.from_file(f"{dense['model_dir']}/tokenizer.json")
     tok.enable_truncation(max_length=dense["max_tokens"])
+    tok.no_padding()  # the shipped tokenizer.json pads to 128; pads would join the mean
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = dense["threads"]
     opts.inter_op_num_threads = 1
@@ -71,7 +73,8 @@ if dense:
         if "token_type_ids" in names:
             feed["token_type_ids"] = np.zeros_like(ids)
         hidden = sess.run(None, feed)[0][0]
-        v = hidden.mean(0)
+        m = mask[0][:, None].astype(np.float32)
+        v = (hidden * m).sum(0) / m.sum()
         return v / np.linalg.norm(v)
 
     def dense_rank(q, n):
@@ -91,9 +94,9 @@ if dense:
 
     def hybrid_rank(q, n):
         fused = {}
-        for ranked in (bm25_rank(q, depth), dense_rank(q, depth)):
+        for w, ranked in ((1.0, bm25_rank(q, depth)), (dense_weight, dense_rank(q, depth))):
             for i, p in enumerate(ranked):
-                fused[p] = fused.get(p, 0.0) + 1.0 / (rrf_k + i + 1)
+                fused[p] = fused.get(p, 0.0) + w / (rrf_k + i + 1)
         return sorted(fused, key=lambda p: -fused[p])[:n]
 
     modes["dense"] = dense_rank
