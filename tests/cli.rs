@@ -476,3 +476,53 @@ fn bench_search_times_every_mode_against_the_python_peers() {
         assert!(m["speedup_p95"].as_f64().unwrap() > 0.0, "{mode}: {v}");
     }
 }
+
+#[test]
+fn ask_cites_only_evidence_and_abstains_when_the_evidence_does_not_cover_the_question() {
+    let fetched = ok_json(&["fetch", "--only", "generator", "--json"]);
+    assert_eq!(fetched["files"].as_array().map(Vec::len), Some(1));
+    let ask = |q: &str| {
+        ok_json(&[
+            "ask",
+            q,
+            "--index",
+            &index_arg(),
+            "-k",
+            "2",
+            "--max-tokens",
+            "24",
+            "--json",
+        ])
+    };
+    let v = ask("In mice infected with Brucella melitensis, which antibiotic cured nearly all animals after three weeks?");
+    let evidence: Vec<&str> = v["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pmid"].as_str().unwrap())
+        .collect();
+    assert!(evidence.contains(&"409786"), "{v}");
+    assert_eq!(v["abstained"], false, "{v}");
+    let cited = v["citations"].as_array().unwrap();
+    assert!(!cited.is_empty(), "{v}");
+    for c in cited {
+        assert!(evidence.contains(&c["pmid"].as_str().unwrap()), "{v}");
+        assert!(c["support"].as_f64().unwrap() > 0.0);
+    }
+    // Nothing the model invented survives in the answer.
+    for p in v["removed_pmids"].as_array().unwrap() {
+        assert!(!v["answer"].as_str().unwrap().contains(p.as_str().unwrap()));
+    }
+    assert!(v["notice"].as_str().unwrap().contains("not medical advice"));
+    assert!(v["timings_ms"]["generate"].as_f64().unwrap() > 0.0);
+
+    // A drug approved decades after the sample's articles: nothing covers it.
+    let v = ask("Mavacamten, approved in 2022 for obstructive hypertrophic cardiomyopathy, is an allosteric inhibitor of which protein?");
+    assert_eq!(v["abstained"], true, "{v}");
+    assert_eq!(
+        v["answer"],
+        "The retrieved evidence is insufficient to answer this question."
+    );
+    assert!(v["citations"].as_array().unwrap().is_empty());
+    assert!(!v["related"].as_array().unwrap().is_empty());
+}

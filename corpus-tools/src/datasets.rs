@@ -63,11 +63,7 @@ pub struct AnswerItem {
 /// `golden_answers` (with `pmid` where known) or `"expected": "insufficient_evidence"`.
 pub fn read_answer_set(path: &Path) -> Result<Vec<AnswerItem>, DatasetError> {
     read_lines(path, |raw, bad, line| {
-        let question = raw
-            .question
-            .or(raw.query)
-            .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| bad("no `question` or `query`".into()))?;
+        let question = question_of(&raw).ok_or_else(|| bad("no `question` or `query`".into()))?;
         let pmid = match raw.pmid {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(pmid_of(v).map_err(bad)?),
@@ -94,6 +90,15 @@ pub fn read_answer_set(path: &Path) -> Result<Vec<AnswerItem>, DatasetError> {
             unanswerable,
         })
     })
+}
+
+/// `question`, else `query`, when not blank.
+fn question_of(raw: &RawItem) -> Option<String> {
+    raw.question
+        .as_ref()
+        .or(raw.query.as_ref())
+        .filter(|q| !q.trim().is_empty())
+        .cloned()
 }
 
 fn pmid_of(v: serde_json::Value) -> Result<String, String> {
@@ -142,11 +147,7 @@ fn read_lines<T>(
 /// Blank lines are skipped; any other bad line is an error naming file and line.
 pub fn read_qa(path: &Path) -> Result<Vec<QaItem>, DatasetError> {
     read_lines(path, |raw, bad, line| {
-        let question = raw
-            .question
-            .or(raw.query)
-            .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| bad("no `question` or `query`".into()))?;
+        let question = question_of(&raw).ok_or_else(|| bad("no `question` or `query`".into()))?;
         let pmid = match raw.pmid {
             Some(v) => pmid_of(v).map_err(bad)?,
             None => return Err(bad("no `pmid`".into())),
