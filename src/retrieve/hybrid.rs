@@ -6,7 +6,7 @@ use medlit_indexer::Article;
 
 use super::bm25::{Bm25Searcher, SearchError, YearRange};
 use super::dense::{DenseHit, DenseSearchError, DenseSearcher};
-use super::fuse::weighted_rrf;
+use super::fuse::{weighted_rrf, Fused};
 use super::Hit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -92,17 +92,11 @@ impl Retriever {
                     .collect();
                 let candidates: Vec<(u64, f32, Option<usize>)> = match b {
                     None => d.iter().map(|h| (h.pmid, h.score, None)).collect(),
-                    Some(b) => {
-                        let dl: Vec<u64> = d.iter().map(|h| h.pmid).collect();
-                        weighted_rrf(
-                            &[&b, &dl],
-                            &[1.0, self.fusion.dense_weight],
-                            self.fusion.rrf_k,
-                        )
+                    Some(b) => self
+                        .fuse(&b, &d)
                         .into_iter()
                         .map(|f| (f.pmid, f.score, f.ranks[0]))
-                        .collect()
-                    }
+                        .collect(),
                 };
                 let scored: Vec<(u64, f32)> = candidates.iter().map(|c| (c.0, c.1)).collect();
                 let bm25_ranks: HashMap<u64, usize> = candidates
@@ -149,19 +143,25 @@ impl Retriever {
             _ => self.fusion.depth.max(k),
         };
         let (b, d) = self.candidate_lists(dense, query, depth, mode)?;
-        let dl: Vec<u64> = d.iter().map(|h| h.pmid).collect();
         Ok(match b {
-            None => dl.into_iter().take(k).collect(),
-            Some(b) => weighted_rrf(
-                &[&b, &dl],
-                &[1.0, self.fusion.dense_weight],
-                self.fusion.rrf_k,
-            )
-            .into_iter()
-            .take(k)
-            .map(|f| f.pmid)
-            .collect(),
+            None => d.iter().take(k).map(|h| h.pmid).collect(),
+            Some(b) => self
+                .fuse(&b, &d)
+                .into_iter()
+                .take(k)
+                .map(|f| f.pmid)
+                .collect(),
         })
+    }
+
+    /// Weighted reciprocal rank fusion of the BM25 and dense lists, in that order.
+    fn fuse(&self, bm25: &[u64], dense: &[DenseHit]) -> Vec<Fused> {
+        let d: Vec<u64> = dense.iter().map(|h| h.pmid).collect();
+        weighted_rrf(
+            &[bm25, &d],
+            &[1.0, self.fusion.dense_weight],
+            self.fusion.rrf_k,
+        )
     }
 
     /// The dense candidates, and for hybrid the BM25 candidates too. The two are independent,
