@@ -147,7 +147,7 @@ pub fn mentions(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
 
 /// Removes the mentions of `bad` PMIDs (with their `[PMID …]` wrapper when it holds nothing
 /// else) and tidies the spaces left behind.
-fn strip_pmids(text: &str, bad: &HashSet<String>) -> String {
+pub fn remove_pmids(text: &str, bad: &HashSet<String>) -> String {
     if bad.is_empty() {
         return text.to_string();
     }
@@ -164,7 +164,13 @@ fn strip_pmids(text: &str, bad: &HashSet<String>) -> String {
         ] {
             out = out.replace(&pat, "");
         }
-        out = out.replace(pmid.as_str(), "");
+    }
+    // Mentions in other forms (lists, `PMID#…`): remove just their number, by its span, so a
+    // longer number that merely contains a bad PMID's digits is left alone.
+    for (pmid, span) in mentions(&out).into_iter().rev() {
+        if bad.contains(&pmid) {
+            out.replace_range(span, "");
+        }
     }
     let mut tidy = String::with_capacity(out.len());
     for word in out.split(' ').filter(|w| !w.is_empty()) {
@@ -218,16 +224,25 @@ fn coverage(lex: &dyn Lexicon, query: &[String], passage_terms: &HashSet<String>
 /// The share of the question's weight (IDF) found in the passage that covers it best, 0..1:
 /// low when the question's distinctive words are in none of the evidence.
 pub fn question_coverage(question: &str, evidence: &[Evidence], lex: &dyn Lexicon) -> f32 {
-    let q_terms = lex.terms(question);
+    best_coverage(lex, &lex.terms(question), &passage_terms(evidence, lex))
+}
+
+/// The analysed terms of each passage with its title.
+fn passage_terms(evidence: &[Evidence], lex: &dyn Lexicon) -> Vec<HashSet<String>> {
     evidence
         .iter()
         .map(|e| {
-            let p: HashSet<String> = lex
-                .terms(&format!("{} {}", e.title, e.text))
+            lex.terms(&format!("{} {}", e.title, e.text))
                 .into_iter()
-                .collect();
-            coverage(lex, &q_terms, &p)
+                .collect()
         })
+        .collect()
+}
+
+fn best_coverage(lex: &dyn Lexicon, query: &[String], passages: &[HashSet<String>]) -> f32 {
+    passages
+        .iter()
+        .map(|p| coverage(lex, query, p))
         .fold(0.0, f32::max)
 }
 
@@ -239,19 +254,8 @@ pub fn verify(
     lex: &dyn Lexicon,
     th: Thresholds,
 ) -> Verified {
-    let passage_terms: Vec<HashSet<String>> = evidence
-        .iter()
-        .map(|e| {
-            lex.terms(&format!("{} {}", e.title, e.text))
-                .into_iter()
-                .collect()
-        })
-        .collect();
-    let q_terms = lex.terms(question);
-    let question_coverage = passage_terms
-        .iter()
-        .map(|p| coverage(lex, &q_terms, p))
-        .fold(0.0, f32::max);
+    let passage_terms = passage_terms(evidence, lex);
+    let question_coverage = best_coverage(lex, &lex.terms(question), &passage_terms);
 
     let known: HashMap<&str, usize> = evidence
         .iter()
@@ -266,7 +270,7 @@ pub fn verify(
         .collect();
     let mut removed_pmids: Vec<String> = removed.iter().cloned().collect();
     removed_pmids.sort();
-    let answer = strip_pmids(draft.trim(), &removed);
+    let answer = remove_pmids(draft.trim(), &removed);
 
     let related: Vec<String> = evidence.iter().take(3).map(|e| e.pmid.clone()).collect();
     let lower = answer.to_lowercase();
@@ -426,6 +430,12 @@ mod tests {
         assert_eq!(v.removed_pmids, ["999"]);
         assert!(!v.answer.contains("999"), "{}", v.answer);
         assert_eq!(v.answer, "Dystrophin [PMID 111].");
+        // Only whole mentions go: digits inside another number stay.
+        let bad: HashSet<String> = ["999".to_string()].into();
+        assert_eq!(
+            remove_pmids("In 19990 patients (PMIDs 111, 999).", &bad),
+            "In 19990 patients (PMIDs 111, )."
+        );
         assert_eq!(v.citations.len(), 1);
         assert_eq!(v.citations[0].pmid, "111");
     }

@@ -1,7 +1,7 @@
 //! Answer quality: normalised exact match, citation accuracy, fabricated PMIDs, abstention.
 use serde::Serialize;
 
-use crate::cite::mentions;
+use crate::cite::{mentions, remove_pmids};
 
 /// Lower-case; punctuation becomes space; the articles a, an, the go; spaces collapse.
 pub fn normalise(text: &str) -> String {
@@ -19,11 +19,8 @@ pub fn normalise(text: &str) -> String {
 
 /// The short answer: the first sentence, without PMID mentions.
 pub fn short_answer(answer: &str) -> String {
-    let mut text = answer.to_string();
-    for (_, span) in mentions(answer).into_iter().rev() {
-        text.replace_range(span, "");
-    }
-    let text = text.replace("[PMID ]", "").replace("PMID", "");
+    let all = mentions(answer).into_iter().map(|(p, _)| p).collect();
+    let text = remove_pmids(answer, &all);
     let end = text
         .char_indices()
         .find(|&(i, c)| {
