@@ -526,3 +526,35 @@ fn ask_cites_only_evidence_and_abstains_when_the_evidence_does_not_cover_the_que
     assert!(v["citations"].as_array().unwrap().is_empty());
     assert!(!v["related"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn ask_names_a_bad_prompt_template_or_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("t.txt");
+    std::fs::write(&template, "Answer {question} from nothing.").unwrap();
+    let out = medlit(&[
+        "ask",
+        "Which protein is absent in Duchenne muscular dystrophy?",
+        "--index",
+        &index_arg(),
+        "--prompt",
+        template.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("{context}"), "{}", stderr(&out));
+
+    let model = dir.path().join("model.gguf");
+    std::fs::write(&model, "not a model").unwrap();
+    let out = medlit(&[
+        "ask",
+        "Which protein is absent in Duchenne muscular dystrophy?",
+        "--index",
+        &index_arg(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("model.gguf") && err.contains("GGUF"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing is printed as an answer");
+}

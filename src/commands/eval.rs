@@ -153,7 +153,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         args.k,
         generator
             .as_ref()
-            .map(|g| generator_name(g))
+            .map(|g| g.name().to_string())
             .unwrap_or_else(|| "none (--retrieval-only)".into()),
         outcomes,
         &answerable,
@@ -181,8 +181,4 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         r.p50_ms, r.p95_ms
     );
     Ok(())
-}
-
-fn generator_name(g: &dyn Generator) -> String {
-    g.name().to_string()
 }

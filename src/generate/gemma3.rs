@@ -198,7 +198,7 @@ impl Gemma3 {
             if f32_weights {
                 Ok(QMatMul::Tensor(t.dequantize(&t.device())?))
             } else {
-                matmul(t)
+                quantized_matmul(t)
             }
         };
         let cfg = Config::from_gguf(content)?;
@@ -396,7 +396,7 @@ impl Gemma3 {
 
 /// Q5_0 has no vectorised dot product in candle: requantise it to Q8_0 (lossless enough:
 /// 8 bits hold every 5-bit value times its scale up to the new block scale's rounding).
-fn matmul(t: QTensor) -> Result<QMatMul, ModelError> {
+fn quantized_matmul(t: QTensor) -> Result<QMatMul, ModelError> {
     let t = if t.dtype() == GgmlDType::Q5_0 {
         let dev = t.device();
         QTensor::quantize(&t.dequantize(&dev)?, GgmlDType::Q8_0)?
