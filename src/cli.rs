@@ -249,6 +249,44 @@ pub enum BenchCommand {
     /// Per-query latency (p50/p95) of each search mode against Python peers: bm25s for BM25,
     /// numpy exact cosine for dense (query embedding included), their fusion for hybrid
     Search(BenchSearchArgs),
+    /// Prefill and decode tokens/s of the Gemma decoder, against llama.cpp's llama-bench on
+    /// the same GGUF file (built once from the llama-cpp-python source distribution)
+    Generate(BenchGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each thread count is measured in a child process (the worker pool is sized once per process), best of --runs; decode is timed as llama-bench times it: --gen-tokens single-token steps from an empty cache. The first run with the peer builds llama-bench under $MEDLIT_HOME/bench/llama.cpp (pip downloads the llama-cpp-python source distribution, cmake and ninja; a C++ compiler must be installed)."
+)]
+pub struct BenchGenerateArgs {
+    /// Thread counts to measure, comma-separated
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
+    pub threads: Vec<usize>,
+    /// Prompt tokens for the prefill test (llama-bench's pp512)
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Generated tokens for the decode test (llama-bench's tg128)
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Repetitions; the best is reported for medlit, the mean for llama-bench (its own report)
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// GGUF file [default: the fetched default model]
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Skip llama.cpp
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Python interpreter used to create the build environment for llama.cpp
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Measure medlit alone in this process, on the first --threads value (used by the bench
+    /// itself)
+    #[arg(long, hide = true)]
+    pub worker: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -256,9 +294,13 @@ pub struct BenchEmbedArgs {
     /// Passages to embed (real abstracts of the fetched sample, split as `index --dense` does)
     #[arg(long, default_value_t = 400)]
     pub passages: usize,
-    /// ONNX Runtime threads, for both sides
+    /// CPU threads, for both sides
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// medlit's ONNX Runtime sessions side by side, sharing --threads (the peer runs one
+    /// session on all its threads)
+    #[arg(long, default_value_t = 2)]
+    pub sessions: usize,
     /// Passages per call, for both sides
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -403,9 +445,13 @@ pub struct EvalQaArgs {
 /// How passages are embedded and the HNSW graph is built.
 #[derive(Debug, Args, Clone)]
 pub struct EmbedArgs {
-    /// ONNX Runtime threads for embedding
+    /// CPU threads for embedding
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub embed_threads: usize,
+    /// ONNX Runtime sessions embedding side by side, sharing --embed-threads (one per thread
+    /// measured fastest for indexing)
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub embed_sessions: usize,
     /// Passages per ONNX Runtime call; 1 avoids padding, which measured fastest on a CPU
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub embed_batch: usize,
@@ -429,8 +475,9 @@ pub struct FusionArgs {
     /// Reciprocal rank fusion constant k (score = sum of 1/(k + rank))
     #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_K)]
     pub rrf_k: f32,
-    /// Candidates taken from each list before fusing
-    #[arg(long, default_value_t = 100)]
+    /// Candidates taken from each list before fusing (20, 30, 50 and 100 gave the same
+    /// recall on the dev sets; deeper dense lists cost HNSW time)
+    #[arg(long, default_value_t = 30)]
     pub depth: usize,
     /// Weight of the dense list in the fusion (BM25's is 1)
     #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_DENSE_WEIGHT)]

@@ -17,6 +17,7 @@ fn main() {
         sha256: String::new(),
         max_tokens: 256,
         threads,
+        sessions: 1,
         batch_size: batch,
     })
     .unwrap();

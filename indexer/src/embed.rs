@@ -6,6 +6,7 @@
 //! the library on first use, so the file is checked and loaded explicitly first, and a missing
 //! or incompatible library is an error, not a crash.
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use fastembed::{
@@ -62,14 +63,20 @@ pub struct OnnxConfig {
     /// sha256 of `model.onnx` (from the data manifest; recorded in the index).
     pub sha256: String,
     pub max_tokens: usize,
-    /// ONNX Runtime intra-op threads.
+    /// CPU threads in all.
     pub threads: usize,
+    /// ONNX Runtime sessions run side by side, each on `threads / sessions` intra-op threads.
+    /// Throughput work (indexing) wants one per core: a 1-thread session has no
+    /// synchronisation inside a small matrix product. Latency work (a query) wants one session
+    /// with every thread.
+    pub sessions: usize,
     pub batch_size: usize,
 }
 
 /// all-MiniLM-L6-v2 through fastembed: mean pooling, L2 normalisation, 384 dimensions.
 pub struct OnnxEmbedder {
-    model: TextEmbedding,
+    /// At least one.
+    models: Vec<TextEmbedding>,
     /// The same tokenizer without truncation, for counting.
     counter: tokenizers::Tokenizer,
     info: ModelInfo,
@@ -116,19 +123,29 @@ impl OnnxEmbedder {
         };
         let onnx = read(&cfg.model_dir, "model.onnx")?;
         load_runtime(&cfg.runtime_lib)?;
-        let user_model = UserDefinedEmbeddingModel::new(onnx, files).with_pooling(Pooling::Mean);
-        let options = InitOptionsUserDefined::new()
-            .with_max_length(cfg.max_tokens)
-            .with_intra_threads(cfg.threads.max(1));
-        let model = TextEmbedding::try_new_from_user_defined(user_model, options)
-            .map_err(|e| EmbedError::Model(e.to_string()))?;
-        let mut counter = model.tokenizer.clone();
+        // The tokenizer's own rayon pool would spin beside ONNX Runtime's threads for a
+        // one-text batch; our parallelism is across sessions instead.
+        tokenizers::utils::parallelism::set_parallelism(false);
+        let sessions = cfg.sessions.clamp(1, cfg.threads.max(1));
+        let intra = (cfg.threads.max(1) / sessions).max(1);
+        let models = (0..sessions)
+            .map(|_| {
+                let user_model = UserDefinedEmbeddingModel::new(onnx.clone(), files.clone())
+                    .with_pooling(Pooling::Mean);
+                let options = InitOptionsUserDefined::new()
+                    .with_max_length(cfg.max_tokens)
+                    .with_intra_threads(intra);
+                TextEmbedding::try_new_from_user_defined(user_model, options)
+                    .map_err(|e| EmbedError::Model(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut counter = models[0].tokenizer.clone();
         counter
             .with_truncation(None)
             .map_err(|e| EmbedError::Model(e.to_string()))?;
         counter.with_padding(None);
         let mut me = Self {
-            model,
+            models,
             counter,
             info: ModelInfo {
                 id: cfg.id.clone(),
@@ -154,9 +171,57 @@ impl Embedder for OnnxEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        self.model
-            .embed(texts, Some(self.batch_size))
-            .map_err(|e| EmbedError::Model(e.to_string()))
+        let batch = self.batch_size;
+        if self.models.len() == 1 || texts.len() <= batch {
+            return self.models[0]
+                .embed(texts, Some(batch))
+                .map_err(|e| EmbedError::Model(e.to_string()));
+        }
+        // Each session takes the next batch until none is left, so a session that drew
+        // short texts is not left idle.
+        let batches: Vec<&[&str]> = texts.chunks(batch).collect();
+        let next = AtomicUsize::new(0);
+        let results: Vec<Result<Vec<Numbered>, EmbedError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = self
+                .models
+                .iter_mut()
+                .map(|model| {
+                    let (batches, next) = (&batches, &next);
+                    scope.spawn(move || {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(b) = batches.get(i) else {
+                                return Ok(done);
+                            };
+                            let v = model
+                                .embed(*b, Some(batch))
+                                .map_err(|e| EmbedError::Model(e.to_string()))?;
+                            done.push((i, v));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(EmbedError::Model("an embedding thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        let mut slots: Vec<Option<Vec<Vec<f32>>>> = vec![None; batches.len()];
+        for r in results {
+            for (i, v) in r? {
+                slots[i] = Some(v);
+            }
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for s in slots {
+            out.extend(s.ok_or_else(|| EmbedError::Model("a batch was not embedded".into()))?);
+        }
+        Ok(out)
     }
 
     fn count_tokens(&self, text: &str) -> usize {
@@ -166,6 +231,9 @@ impl Embedder for OnnxEmbedder {
             .unwrap_or_else(|_| text.split_whitespace().count() * 2)
     }
 }
+
+/// A batch's vectors with the batch's position in the input.
+type Numbered = (usize, Vec<Vec<f32>>);
 
 /// Cosine similarity of two unit vectors.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -39,6 +39,7 @@ fn config() -> OnnxConfig {
         sha256: model.sha256,
         max_tokens: 256,
         threads: 2,
+        sessions: 1,
         batch_size: 1,
     }
 }
@@ -90,6 +91,25 @@ fn vectors_are_unit_length_384_wide_and_deterministic() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
     assert!(max_diff < 1e-4, "{max_diff}");
+}
+
+#[test]
+fn parallel_sessions_return_each_text_its_own_vector_in_order() {
+    let texts: Vec<String> = (0..23)
+        .map(|i| format!("Passage {i}: serum level {} of marker {}", i * 7, i % 5))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let one = embedder().lock().unwrap().embed(&refs).unwrap();
+    let mut cfg = config();
+    cfg.sessions = 2;
+    cfg.batch_size = 3; // 8 batches, the last one short, shared by two sessions
+    let two = OnnxEmbedder::load(&cfg).unwrap().embed(&refs).unwrap();
+    assert_eq!(two.len(), texts.len());
+    for (i, (a, b)) in one.iter().zip(&two).enumerate() {
+        // One-thread and two-thread sessions may round differently, nothing more.
+        let cos = dot(a, b);
+        assert!(cos > 0.9999, "text {i}: cosine {cos} between the two runs");
+    }
 }
 
 #[test]

@@ -57,6 +57,7 @@ pub fn dense_options(
         embedder: onnx_config(
             manifest,
             args.embed_threads,
+            args.embed_sessions,
             args.embed_batch,
             args.max_tokens,
         )?,
@@ -72,6 +73,7 @@ pub fn dense_options(
 pub fn onnx_config(
     manifest: &DataManifest,
     threads: usize,
+    sessions: usize,
     batch_size: usize,
     max_tokens: usize,
 ) -> Result<medlit_indexer::embed::OnnxConfig> {
@@ -108,6 +110,7 @@ pub fn onnx_config(
         sha256: model_file.sha256.clone(),
         max_tokens,
         threads,
+        sessions,
         batch_size,
     })
 }

@@ -29,6 +29,7 @@ pub fn open_retriever(
             &super::manifest(&crate::cli::ManifestArg { manifest: None })?,
             fusion.query_threads,
             1,
+            1,
             256,
         )?;
         Some(DenseSearcher::open(dir, cfg).context("opening the dense index")?)

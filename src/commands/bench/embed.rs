@@ -21,6 +21,7 @@ struct EmbedBench {
     passages: usize,
     tokens: usize,
     threads: usize,
+    sessions: usize,
     batch: usize,
     medlit_passages_per_s: f64,
     peer_passages_per_s: Option<f64>,
@@ -37,7 +38,7 @@ struct PeerOut {
 pub fn run(args: &BenchEmbedArgs) -> Result<()> {
     let manifest = super::super::manifest(&crate::cli::ManifestArg { manifest: None })?;
     let batch = args.batch.max(1);
-    let cfg = super::super::onnx_config(&manifest, args.threads, batch, 256)?;
+    let cfg = super::super::onnx_config(&manifest, args.threads, args.sessions, batch, 256)?;
     let mut embedder = OnnxEmbedder::load(&cfg)?;
     let budget = cfg.max_tokens - 2;
 
@@ -105,6 +106,7 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         passages: texts.len(),
         tokens,
         threads: args.threads,
+        sessions: args.sessions,
         batch,
         medlit_passages_per_s: ours,
         peer_passages_per_s: peer,
@@ -114,8 +116,8 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         return print_json(&out);
     }
     println!(
-        "{} passages, {} tokens, {} threads, batch {}",
-        out.passages, out.tokens, out.threads, out.batch
+        "{} passages, {} tokens, {} threads, batch {}, {} medlit sessions",
+        out.passages, out.tokens, out.threads, out.batch, out.sessions
     );
     println!(
         "medlit (fastembed)              {:>8.1} passages/s",

@@ -14,6 +14,7 @@ use super::print_json;
 use crate::cli::{BenchCommand, BenchIngestArgs};
 
 mod embed;
+mod generate;
 mod search;
 
 const PEER_SCRIPT: &str = include_str!("../bench_peer/pubmed_parser_peer.py");
@@ -24,6 +25,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Ingest(a) => ingest(a),
         BenchCommand::Embed(a) => embed::run(a),
         BenchCommand::Search(a) => search::run(a),
+        BenchCommand::Generate(a) => generate::run(a),
     }
 }
 

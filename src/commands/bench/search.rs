@@ -222,6 +222,7 @@ fn run_peer(
                 &super::super::manifest(&crate::cli::ManifestArg { manifest: None })?,
                 args.fusion.query_threads,
                 1,
+                1,
                 d.model.max_tokens,
             )?;
             let ddir = dir.join(&d.dir);

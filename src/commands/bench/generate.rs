@@ -1,0 +1,347 @@
+//! `medlit bench generate`: prefill and decode speed of the Gemma decoder against llama.cpp's
+//! `llama-bench` on the same GGUF file, per thread count, in the same run.
+//!
+//! Thread counts are fixed per process (candle sizes its worker pool once, from
+//! RAYON_NUM_THREADS), so each count is measured in a child `medlit` process; the child also
+//! reports the load time and the peak RSS of a process that holds the model.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use super::{peer_python, run_ok};
+use crate::cli::BenchGenerateArgs;
+use crate::commands::print_json;
+use crate::generate::sampler::argmax;
+use crate::generate::GemmaGguf;
+
+/// The llama.cpp that `llama-cpp-python` vendors; the bench builds its `llama-bench` once.
+const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
+const LLAMA_DIR: &str = "llama_cpp_python-0.3.36";
+
+/// One side's figures at one thread count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Speed {
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+}
+
+/// What a child process measures for medlit.
+#[derive(Debug, Serialize, Deserialize)]
+struct WorkerReport {
+    threads: usize,
+    load_s: f64,
+    peak_rss_mb: f64,
+    #[serde(flatten)]
+    speed: Speed,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    threads: usize,
+    medlit: Speed,
+    load_s: f64,
+    peak_rss_mb: f64,
+    peer: Option<Speed>,
+    prefill_ratio: Option<f64>,
+    decode_ratio: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    runs: usize,
+    rows: Vec<Row>,
+}
+
+pub fn run(args: &BenchGenerateArgs) -> Result<()> {
+    let model = crate::commands::generator_path(args.model.as_deref())?;
+    if args.worker {
+        let threads = args.threads.first().copied().unwrap_or(1);
+        return print_json(&measure(&model, args, threads)?);
+    }
+    let llama_bench = if args.no_peer {
+        None
+    } else {
+        Some(llama_bench(&args.python, args.json)?)
+    };
+    let mut rows = Vec::new();
+    for &threads in &args.threads {
+        if !args.json {
+            eprintln!("medlit, {threads} thread(s)…");
+        }
+        let ours = worker(&model, args, threads)?;
+        let peer = match &llama_bench {
+            None => None,
+            Some(bin) => {
+                if !args.json {
+                    eprintln!("llama.cpp, {threads} thread(s)…");
+                }
+                Some(run_llama_bench(bin, &model, args, threads)?)
+            }
+        };
+        rows.push(Row {
+            threads,
+            prefill_ratio: peer
+                .as_ref()
+                .map(|p| ours.speed.prefill_tok_s / p.prefill_tok_s.max(1e-9)),
+            decode_ratio: peer
+                .as_ref()
+                .map(|p| ours.speed.decode_tok_s / p.decode_tok_s.max(1e-9)),
+            medlit: ours.speed,
+            load_s: ours.load_s,
+            peak_rss_mb: ours.peak_rss_mb,
+            peer,
+        });
+    }
+    let report = Report {
+        model: model.display().to_string(),
+        prompt_tokens: args.prompt_tokens,
+        gen_tokens: args.gen_tokens,
+        runs: args.runs.max(1),
+        rows,
+    };
+    if args.json {
+        return print_json(&report);
+    }
+    println!(
+        "{} — prefill {} tokens, decode {} tokens, best of {} runs",
+        report.model, report.prompt_tokens, report.gen_tokens, report.runs
+    );
+    println!("threads  side       prefill tok/s  decode tok/s  load s  peak RSS MB");
+    for r in &report.rows {
+        println!(
+            "{:>7}  medlit     {:>13.1} {:>13.1} {:>7.2} {:>12.0}",
+            r.threads, r.medlit.prefill_tok_s, r.medlit.decode_tok_s, r.load_s, r.peak_rss_mb
+        );
+        if let (Some(p), Some(pr), Some(dr)) = (&r.peer, r.prefill_ratio, r.decode_ratio) {
+            println!(
+                "{:>7}  llama.cpp  {:>13.1} {:>13.1}",
+                r.threads, p.prefill_tok_s, p.decode_tok_s
+            );
+            println!(
+                "{:>7}  ratio      {:>12.2}x {:>12.2}x   (medlit / llama.cpp)",
+                r.threads, pr, dr
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs the measurement in a child process with `threads` worker threads.
+fn worker(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
+    let exe = std::env::current_exe().context("finding the medlit executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.env("RAYON_NUM_THREADS", threads.to_string())
+        .args(["bench", "generate", "--worker", "--json"])
+        .arg("--threads")
+        .arg(threads.to_string())
+        .arg("--prompt-tokens")
+        .arg(args.prompt_tokens.to_string())
+        .arg("--gen-tokens")
+        .arg(args.gen_tokens.to_string())
+        .arg("--runs")
+        .arg(args.runs.to_string())
+        .arg("--model")
+        .arg(model);
+    let out = cmd
+        .output()
+        .context("running the measuring medlit process")?;
+    if !out.status.success() {
+        bail!(
+            "measuring with {threads} thread(s) failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading the measuring process's report")
+}
+
+/// In this process: load, then the best prefill and decode rates over `runs`.
+fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
+    let (p, g) = (args.prompt_tokens.max(1), args.gen_tokens.max(1));
+    let t = Instant::now();
+    let gen = GemmaGguf::load(model, p.max(g) + 8, &Device::Cpu)
+        .with_context(|| format!("loading {}", model.display()))?;
+    let load_s = t.elapsed().as_secs_f64();
+    let prompt = prompt_ids(&gen, p);
+    let mut best = Speed {
+        prefill_tok_s: 0.0,
+        decode_tok_s: 0.0,
+    };
+    for _ in 0..args.runs.max(1) {
+        let mut cache = gen.model.new_cache()?;
+        let t = Instant::now();
+        for chunk in prompt.chunks(gen.prefill_chunk.max(1)) {
+            gen.model.forward(chunk, &mut cache)?;
+        }
+        best.prefill_tok_s = best.prefill_tok_s.max(p as f64 / t.elapsed().as_secs_f64());
+        // As llama-bench's text-generation test: `g` single-token steps from an empty cache.
+        let mut cache = gen.model.new_cache()?;
+        let mut next = gen.tokenizer.specials.bos;
+        let t = Instant::now();
+        for _ in 0..g {
+            let logits = gen.model.forward(&[next], &mut cache)?;
+            next = argmax(&logits.to_vec1::<f32>()?);
+        }
+        best.decode_tok_s = best.decode_tok_s.max(g as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(WorkerReport {
+        threads,
+        load_s,
+        peak_rss_mb: peak_rss_mb(),
+        speed: best,
+    })
+}
+
+/// `n` prompt tokens of real biomedical text (repeated as needed), after BOS.
+fn prompt_ids(gen: &GemmaGguf, n: usize) -> Vec<u32> {
+    const TEXT: &str = "Duchenne muscular dystrophy is an X-linked recessive disorder caused \
+by mutations in the dystrophin gene. The absence of dystrophin at the sarcolemma leads to \
+progressive degeneration of skeletal and cardiac muscle, with loss of ambulation in the second \
+decade. Corticosteroids slow the decline; exon-skipping oligonucleotides restore a shortened \
+but partly functional protein in a subset of patients. ";
+    let body = gen.tokenizer.encode(TEXT);
+    let mut ids = vec![gen.tokenizer.specials.bos];
+    while ids.len() < n {
+        ids.extend(body.iter().take(n - ids.len()));
+    }
+    ids
+}
+
+/// Peak resident set size of this process (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[derive(Deserialize)]
+struct LlamaBenchRow {
+    n_prompt: usize,
+    n_gen: usize,
+    avg_ts: f64,
+}
+
+fn run_llama_bench(
+    bin: &Path,
+    model: &Path,
+    args: &BenchGenerateArgs,
+    threads: usize,
+) -> Result<Speed> {
+    let out = Command::new(bin)
+        .arg("-m")
+        .arg(model)
+        .args(["-p", &args.prompt_tokens.to_string()])
+        .args(["-n", &args.gen_tokens.to_string()])
+        .args(["-t", &threads.to_string()])
+        .args(["-r", &args.runs.max(1).to_string()])
+        .args(["-o", "json"])
+        .output()
+        .context("running llama-bench")?;
+    if !out.status.success() {
+        bail!(
+            "llama-bench failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let rows: Vec<LlamaBenchRow> =
+        serde_json::from_slice(&out.stdout).context("reading llama-bench's JSON")?;
+    let pick = |prefill: bool| {
+        rows.iter()
+            .find(|r| if prefill { r.n_prompt > 0 } else { r.n_gen > 0 })
+            .map(|r| r.avg_ts)
+            .context("llama-bench reported no such test")
+    };
+    Ok(Speed {
+        prefill_tok_s: pick(true)?,
+        decode_tok_s: pick(false)?,
+    })
+}
+
+/// `llama-bench`, built once under $MEDLIT_HOME/bench/ from the llama.cpp that the
+/// `llama-cpp-python` source distribution vendors (pip downloads it; cmake and ninja come from
+/// pip too, into a virtual environment of their own).
+fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
+    let root = crate::commands::home()?
+        .root()
+        .join("bench")
+        .join("llama.cpp");
+    let bin = root.join("build").join("bin").join("llama-bench");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    if !quiet {
+        eprintln!(
+            "building llama.cpp's llama-bench once into {} (several minutes)…",
+            root.display()
+        );
+    }
+    let py = peer_python(python, "llama-build-venv", &["cmake", "ninja"], "ninja")?;
+    let venv_bin = py
+        .parent()
+        .context("the build environment has no bin folder")?;
+    let src = root.join("src");
+    let tree = src.join(LLAMA_DIR).join("vendor").join("llama.cpp");
+    if !tree.join("CMakeLists.txt").is_file() {
+        std::fs::create_dir_all(&src).context("creating the llama.cpp source folder")?;
+        run_ok(
+            Command::new(&py)
+                .args(["-m", "pip", "download", "-q", "--disable-pip-version-check"])
+                .args(["--no-deps", "--no-binary", ":all:", LLAMA_CPP_PYTHON, "-d"])
+                .arg(&src),
+            "downloading the llama-cpp-python source distribution with pip",
+        )?;
+        let archive = src.join(format!("{LLAMA_DIR}.tar.gz"));
+        run_ok(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&src),
+            "unpacking the llama-cpp-python source distribution",
+        )?;
+    }
+    let build = root.join("build");
+    run_ok(
+        Command::new(venv_bin.join("cmake"))
+            .arg("-S")
+            .arg(&tree)
+            .arg("-B")
+            .arg(&build)
+            .args(["-G", "Ninja"])
+            .arg(format!(
+                "-DCMAKE_MAKE_PROGRAM={}",
+                venv_bin.join("ninja").display()
+            ))
+            .args([
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DLLAMA_CURL=OFF",
+                "-DGGML_NATIVE=ON",
+                "-DLLAMA_BUILD_TESTS=OFF",
+                "-DLLAMA_BUILD_SERVER=OFF",
+            ]),
+        "configuring llama.cpp with cmake",
+    )?;
+    run_ok(
+        Command::new(venv_bin.join("ninja"))
+            .arg("-C")
+            .arg(&build)
+            .arg("llama-bench"),
+        "building llama-bench with ninja",
+    )?;
+    if !bin.is_file() {
+        bail!("the llama.cpp build finished without {}", bin.display());
+    }
+    Ok(bin)
+}
