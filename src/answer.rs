@@ -4,7 +4,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::cite::{self, Citation, SentenceSupport, Thresholds};
-use crate::generate::{GenOptions, GenerateError, Generator};
+use crate::generate::{GenOptions, GenerateError, Generated, Generator};
 use crate::prompt::{Evidence, Template};
 use crate::retrieve::hybrid::{Mode, RetrieveError, Retriever};
 
@@ -27,6 +27,9 @@ pub struct AskOptions {
     pub template: Template,
     pub generation: GenOptions,
     pub thresholds: Thresholds,
+    /// Answer with a span copied from the evidence (constrained decoding) instead of free
+    /// text, when the generator can.
+    pub extract: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -116,7 +119,26 @@ pub fn ask(
     evidence.truncate(shown);
 
     let t1 = Instant::now();
-    let generated = generator.chat(&prompt, &opts.generation, on_text)?;
+    // Evidence too weak to answer from: abstain without spending seconds on generation.
+    let covered = cite::question_coverage(question, &evidence, &retriever.bm25)
+        >= opts.thresholds.min_coverage;
+    let decided = if !covered {
+        Some(Generated {
+            stop: "weak_evidence",
+            ..Generated::default()
+        })
+    } else if opts.extract && !evidence.is_empty() {
+        extract_span(generator, &prompt, &evidence, opts.generation.max_tokens)?
+    } else {
+        None
+    };
+    let generated = match decided {
+        Some(g) => {
+            on_text(&g.text);
+            g
+        }
+        None => generator.chat(&prompt, &opts.generation, on_text)?,
+    };
     let generate_ms = t1.elapsed().as_secs_f64() * 1000.0;
 
     let v = cite::verify(
@@ -148,4 +170,38 @@ pub fn ask(
         model: generator.name().to_string(),
         prompt_template: opts.template.name.clone(),
     })
+}
+
+/// A span copied from the evidence, as a draft that cites the passage it came from.
+fn extract_span(
+    generator: &mut dyn Generator,
+    prompt: &str,
+    evidence: &[Evidence],
+    max_tokens: usize,
+) -> Result<Option<Generated>, AnswerError> {
+    // Titles and passage texts, in rank order; entry i belongs to evidence i / 2.
+    let passages: Vec<&str> = evidence
+        .iter()
+        .flat_map(|e| [e.title.as_str(), e.text.as_str()])
+        .collect();
+    // The prompt ends at "Answer:"; the answer's first word follows after a space.
+    let Some(span) = generator.extract(prompt.trim_end(), &passages, max_tokens)? else {
+        return Ok(None);
+    };
+    let text = span
+        .text
+        .trim_end_matches([',', ';', ':', '.', '(', '['])
+        .trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let pmid = &evidence[span.source / 2].pmid;
+    Ok(Some(Generated {
+        text: format!("{text} [PMID {pmid}]"),
+        prompt_tokens: span.prompt_tokens,
+        tokens: span.tokens,
+        stop: "span",
+        prefill_ms: span.prefill_ms,
+        decode_ms: span.decode_ms,
+    }))
 }

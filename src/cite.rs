@@ -284,11 +284,11 @@ pub fn verify(
         sentences: Vec::new(),
         question_coverage,
     };
-    if answer.is_empty() || ABSTAIN_PHRASES.iter().any(|p| lower.contains(p)) {
-        return abstain("model", removed_pmids);
-    }
     if question_coverage < th.min_coverage {
         return abstain("weak_evidence", removed_pmids);
+    }
+    if answer.is_empty() || ABSTAIN_PHRASES.iter().any(|p| lower.contains(p)) {
+        return abstain("model", removed_pmids);
     }
 
     // Support of each sentence by each passage; the passages a sentence cites come first.

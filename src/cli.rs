@@ -159,6 +159,14 @@ pub enum SearchModeArg {
     Hybrid,
 }
 
+/// Whether the answer is copied from the evidence or written freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnswerStyle {
+    Auto,
+    Span,
+    Free,
+}
+
 /// How the answer is generated.
 #[derive(Debug, Args, Clone)]
 pub struct GenerateArgs {
@@ -166,13 +174,23 @@ pub struct GenerateArgs {
     /// (Gemma 3 270M, Q4_K_M)
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
-    /// Prompt template: research_rag, medical_reasoning, or a file with {question} and
-    /// {context} placeholders
-    #[arg(long, default_value = crate::prompt::DEFAULT, value_name = "NAME|FILE")]
-    pub prompt: String,
-    /// Longest answer, in tokens
-    #[arg(long, default_value_t = 96)]
-    pub max_tokens: usize,
+    /// Prompt template: research_rag, extractive, medical_reasoning, or a file with
+    /// {question} and {context} placeholders [default: extractive for a span answer,
+    /// research_rag for free text]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub prompt: Option<String>,
+    /// span: copy the answer word for word from the evidence (constrained decoding); free:
+    /// free text; auto: span for a pretrained model (no chat template, like the default Gemma
+    /// 3 270M), free for an instruction-tuned one
+    #[arg(long, value_enum, default_value_t = AnswerStyle::Auto)]
+    pub answer: AnswerStyle,
+    /// Order of the passages in the prompt: rank (best first) or best-last (best next to the
+    /// question) [default: best-last for a span answer, rank for free text]
+    #[arg(long, value_enum)]
+    pub evidence_order: Option<crate::prompt::EvidenceOrder>,
+    /// Longest answer, in tokens [default: 16 for a span answer, 96 for free text]
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
     /// 0 = greedy (the default: reproducible answers)
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
@@ -205,9 +223,9 @@ A research aid, not medical advice."
 pub struct AskArgs {
     /// The question
     pub question: String,
-    /// Passages given to the model as evidence
-    #[arg(long, short, default_value_t = 5)]
-    pub k: usize,
+    /// Passages given to the model as evidence [default: 3 for a span answer, 5 for free text]
+    #[arg(long, short)]
+    pub k: Option<usize>,
     /// Retrieval mode (auto: hybrid when the index has a dense part, else bm25)
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: SearchModeArg,
@@ -418,9 +436,9 @@ pub struct EvalQaArgs {
     /// JSONL dataset (as ../shared/eval/dev_qa.jsonl or dev_unanswerable.jsonl)
     #[arg(long, value_name = "FILE")]
     pub dataset: PathBuf,
-    /// Passages given to the model as evidence
-    #[arg(long, short, default_value_t = 5)]
-    pub k: usize,
+    /// Passages given to the model as evidence [default: 3 for a span answer, 5 for free text]
+    #[arg(long, short)]
+    pub k: Option<usize>,
     /// Retrieval mode (auto: hybrid when the index has a dense part, else bm25)
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: SearchModeArg,

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 /// The built-in templates, by name.
-pub const BUILTIN: [(&str, &str); 2] = [
+pub const BUILTIN: [(&str, &str); 3] = [
     ("research_rag", include_str!("../prompts/research_rag.txt")),
+    ("extractive", include_str!("../prompts/extractive.txt")),
     (
         "medical_reasoning",
         include_str!("../prompts/medical_reasoning.txt"),
@@ -47,8 +48,18 @@ pub enum PromptError {
         name: String,
         placeholder: &'static str,
     },
-    #[error("unknown prompt template `{0}` (built in: research_rag, medical_reasoning; or give a file path)")]
+    #[error("unknown prompt template `{0}` (built in: research_rag, extractive, medical_reasoning; or give a file path)")]
     Unknown(String),
+}
+
+/// Where the best passage goes in the context block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EvidenceOrder {
+    /// Best first, as retrieved.
+    #[default]
+    Rank,
+    /// Best last, next to the question: a small model copies most from what it read last.
+    BestLast,
 }
 
 /// A validated template.
@@ -56,6 +67,7 @@ pub enum PromptError {
 pub struct Template {
     pub name: String,
     text: String,
+    pub order: EvidenceOrder,
 }
 
 /// One retrieved passage as the prompt shows it.
@@ -116,7 +128,13 @@ impl Template {
         Ok(Template {
             name: name.to_string(),
             text: text.to_string(),
+            order: EvidenceOrder::Rank,
         })
+    }
+
+    /// The same template with its passages laid out in `order`.
+    pub fn ordered(self, order: EvidenceOrder) -> Self {
+        Template { order, ..self }
     }
 
     /// Substitutes the placeholders in one pass.
@@ -142,8 +160,9 @@ impl Template {
 
     /// Fills the template, keeping as much evidence (in the given order) as fits in `budget`
     /// tokens as counted by `count`: whole passages first, then the part of the next one that
-    /// fits, cut at a word. The question is never cut. Returns the prompt and how many
-    /// passages it shows (wholly or in part).
+    /// fits, cut at a word. The question is never cut; the passages that fit are laid out in
+    /// the template's [`EvidenceOrder`]. Returns the prompt and how many passages it shows
+    /// (wholly or in part).
     pub fn fill(
         &self,
         question: &str,
@@ -182,6 +201,9 @@ impl Template {
             break;
         }
         let shown = blocks.len();
+        if self.order == EvidenceOrder::BestLast {
+            blocks.reverse();
+        }
         (self.substitute(&question, &blocks.join("\n\n")), shown)
     }
 }
@@ -289,5 +311,22 @@ mod tests {
         let (p, n) = t.fill(q, &e, 3, &mut words);
         assert_eq!(n, 0);
         assert!(p.contains(q));
+    }
+
+    #[test]
+    fn best_last_puts_the_top_passage_next_to_the_question_and_still_trims_the_weakest() {
+        let t = Template::parse("t", "{context}\n{question}")
+            .unwrap()
+            .ordered(EvidenceOrder::BestLast);
+        let e = [ev("1", "best"), ev("2", "second"), ev("3", "third")];
+        let (p, n) = t.fill("q", &e, 1000, &mut words);
+        assert_eq!(n, 3);
+        let at = |pmid: &str| p.find(&format!("[PMID {pmid}]")).unwrap();
+        assert!(at("3") < at("2") && at("2") < at("1"), "{p}");
+        assert!(p.ends_with("best\nq"), "{p}");
+        // Room for two passages: the third-ranked one is dropped, not the best.
+        let (p, n) = t.fill("q", &e, 1 + 2 * 7 + 1, &mut words);
+        assert_eq!(n, 2, "{p}");
+        assert!(!p.contains("[PMID 3]") && p.ends_with("best\nq"), "{p}");
     }
 }

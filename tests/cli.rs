@@ -238,6 +238,10 @@ fn demo_runs_end_to_end() {
     let v = ok_json(&["demo", "--index", idx.to_str().unwrap(), "--json"]);
     assert_eq!(v["indexed_now"], true);
     assert_eq!(v["hits"][0]["pmid"], "409786", "{v}");
+    // It ends with an answer from the default model, cited from the evidence.
+    let answer = v["ask"]["answer"].as_str().unwrap();
+    assert!(answer.to_lowercase().contains("rifampin"), "{v}");
+    assert_eq!(v["ask"]["citations"][0]["pmid"], "409786", "{v}");
     // A second run reuses the index.
     let again = ok_json(&["demo", "--index", idx.to_str().unwrap(), "--json"]);
     assert_eq!(again["indexed_now"], false);
@@ -515,6 +519,44 @@ fn ask_cites_only_evidence_and_abstains_when_the_evidence_does_not_cover_the_que
     }
     assert!(v["notice"].as_str().unwrap().contains("not medical advice"));
     assert!(v["timings_ms"]["generate"].as_f64().unwrap() > 0.0);
+    // The default model is pretrained, so the answer is a span copied from the passage it
+    // cites: the right drug, word for word.
+    let answer = v["answer"].as_str().unwrap();
+    let (span, cited_pmid) = answer
+        .strip_suffix(']')
+        .and_then(|a| a.rsplit_once(" [PMID "))
+        .unwrap_or_else(|| panic!("not a cited span: {answer}"));
+    assert!(span.to_lowercase().contains("rifampin"), "{v}");
+    let source = v["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["pmid"] == cited_pmid)
+        .unwrap_or_else(|| panic!("{cited_pmid} is not among the evidence: {v}"));
+    let source_text = format!("{} {}", source["title"], source["text"]);
+    assert!(
+        source_text.contains(span),
+        "{span:?} is not in {source_text}"
+    );
+
+    // Free text on request: citations are still only evidence.
+    let v = ok_json(&[
+        "ask",
+        "In mice infected with Brucella melitensis, which antibiotic cured nearly all animals after three weeks?",
+        "--index",
+        &index_arg(),
+        "-k",
+        "2",
+        "--max-tokens",
+        "24",
+        "--answer",
+        "free",
+        "--json",
+    ]);
+    assert_eq!(v["prompt_template"], "research_rag", "{v}");
+    for c in v["citations"].as_array().unwrap() {
+        assert!(evidence.contains(&c["pmid"].as_str().unwrap()), "{v}");
+    }
 
     // A drug approved decades after the sample's articles: nothing covers it.
     let v = ask("Mavacamten, approved in 2022 for obstructive hypertrophic cardiomyopathy, is an allosteric inhibitor of which protein?");
@@ -525,6 +567,10 @@ fn ask_cites_only_evidence_and_abstains_when_the_evidence_does_not_cover_the_que
     );
     assert!(v["citations"].as_array().unwrap().is_empty());
     assert!(!v["related"].as_array().unwrap().is_empty());
+    // Decided before generation: the model is not run on evidence that cannot answer.
+    assert_eq!(v["abstain_reason"], "weak_evidence", "{v}");
+    assert_eq!(v["answer_tokens"], 0, "{v}");
+    assert_eq!(v["draft"], "", "{v}");
 }
 
 #[test]
@@ -557,4 +603,38 @@ fn ask_names_a_bad_prompt_template_or_model_file() {
     let err = stderr(&out);
     assert!(err.contains("model.gguf") && err.contains("GGUF"), "{err}");
     assert!(out.stdout.is_empty(), "nothing is printed as an answer");
+}
+
+#[test]
+fn bench_generate_measures_each_thread_count_in_its_own_process() {
+    ok_json(&["fetch", "--only", "generator", "--json"]);
+    let v = ok_json(&[
+        "bench",
+        "generate",
+        "--no-peer",
+        "--threads",
+        "1,2",
+        "--prompt-tokens",
+        "40",
+        "--gen-tokens",
+        "6",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    for (row, threads) in rows.iter().zip([1, 2]) {
+        assert_eq!(row["threads"], threads);
+        assert!(
+            row["medlit"]["prefill_tok_s"].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
+        assert!(row["medlit"]["decode_tok_s"].as_f64().unwrap() > 0.0, "{v}");
+        // The process held the model: its peak RSS is at least the file's weights.
+        assert!(row["peak_rss_mb"].as_f64().unwrap() > 200.0, "{v}");
+        assert!(row["load_s"].as_f64().unwrap() > 0.0);
+        assert!(row["peer"].is_null());
+    }
+    assert_eq!(v["prompt_tokens"], 40);
 }

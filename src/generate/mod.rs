@@ -5,6 +5,7 @@
 //! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
 pub mod gemma3;
 pub mod sampler;
+pub mod span;
 pub mod tokenizer;
 
 use std::fs::File;
@@ -67,6 +68,18 @@ pub struct Generated {
     pub decode_ms: f64,
 }
 
+/// An answer copied from the evidence by [`Generator::extract`].
+#[derive(Debug, Clone, Default)]
+pub struct Span {
+    pub text: String,
+    /// Index of the passage (as given, i.e. by rank) the span was copied from.
+    pub source: usize,
+    pub prompt_tokens: usize,
+    pub tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
 /// A language model that continues a chat turn, streaming text as it goes.
 pub trait Generator {
     /// A model-specific name for reports.
@@ -86,6 +99,23 @@ pub trait Generator {
         opts: &GenOptions,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generated, GenerateError>;
+
+    /// Whether span extraction suits this model better than free generation (a pretrained
+    /// model that does not follow instructions).
+    fn prefers_extraction(&self) -> bool {
+        false
+    }
+
+    /// Answers `prompt` with a verbatim run of one of `passages`, at most `max_tokens` long;
+    /// `None` when this backend cannot constrain its decoding (or nothing was chosen).
+    fn extract(
+        &mut self,
+        _prompt: &str,
+        _passages: &[&str],
+        _max_tokens: usize,
+    ) -> Result<Option<Span>, GenerateError> {
+        Ok(None)
+    }
 }
 
 /// Gemma 3 from a GGUF file, on the CPU (or a CUDA device with the `cuda` feature).
@@ -285,5 +315,77 @@ impl Generator for GemmaGguf {
         }
         g.text = text;
         Ok(g)
+    }
+
+    fn prefers_extraction(&self) -> bool {
+        self.format == PromptFormat::Completion
+    }
+
+    fn extract(
+        &mut self,
+        prompt: &str,
+        passages: &[&str],
+        max_tokens: usize,
+    ) -> Result<Option<Span>, GenerateError> {
+        let prompt = match self.format {
+            PromptFormat::Completion => self.completion_prompt(prompt),
+            PromptFormat::Chat => self.chat_prompt(prompt),
+        };
+        let context = self.model.context;
+        if prompt.len() + 1 > context {
+            return Err(ModelError::ContextFull {
+                prompt: prompt.len(),
+                answer: max_tokens,
+                context,
+            }
+            .into());
+        }
+        // Passages are encoded after a space, as their words follow "Answer:" in the prompt.
+        let encoded: Vec<Vec<u32>> = passages
+            .iter()
+            .map(|p| self.tokenizer.encode(&format!(" {p}")))
+            .collect();
+        let mut constraint = span::SpanConstraint::new(encoded);
+        let sp = self.tokenizer.specials;
+        let mut stops = self.tokenizer.encode("\n");
+        stops.extend([sp.eos, sp.end_of_turn]);
+        let budget = max_tokens.min(context - prompt.len()).max(1);
+
+        let mut cache = self.model.new_cache()?;
+        let t0 = Instant::now();
+        let mut logits = None;
+        for chunk in prompt.chunks(self.prefill_chunk.max(1)) {
+            logits = Some(self.model.forward(chunk, &mut cache)?);
+        }
+        let prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let t1 = Instant::now();
+        let mut chosen = Vec::new();
+        while let Some(l) = logits.take() {
+            let l: Vec<f32> = l.to_vec1()?;
+            let allowed = constraint.allowed();
+            // The first token must start a span: stopping before any is not an answer.
+            let stop_set: &[u32] = if constraint.is_empty() { &[] } else { &stops };
+            let Some((token, stop)) = span::best_choice(&l, &allowed, stop_set) else {
+                break;
+            };
+            if stop || !constraint.push(token) {
+                break;
+            }
+            chosen.push(token);
+            if chosen.len() < budget {
+                logits = Some(self.model.forward(&[token], &mut cache)?);
+            }
+        }
+        let Some(source) = constraint.source() else {
+            return Ok(None);
+        };
+        Ok(Some(Span {
+            text: self.tokenizer.decode(&chosen).trim().to_string(),
+            source,
+            prompt_tokens: prompt.len(),
+            tokens: chosen.len(),
+            prefill_ms,
+            decode_ms: t1.elapsed().as_secs_f64() * 1000.0,
+        }))
     }
 }

@@ -298,7 +298,15 @@ fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
         run_ok(
             Command::new(&py)
                 .args(["-m", "pip", "download", "-q", "--disable-pip-version-check"])
-                .args(["--no-deps", "--no-binary", ":all:", LLAMA_CPP_PYTHON, "-d"])
+                // Only this package as source: with `:all:`, pip would also build the build
+                // backend's own requirements (cmake itself) from source to read the metadata.
+                .args([
+                    "--no-deps",
+                    "--no-binary",
+                    "llama-cpp-python",
+                    LLAMA_CPP_PYTHON,
+                    "-d",
+                ])
                 .arg(&src),
             "downloading the llama-cpp-python source distribution with pip",
         )?;
@@ -327,10 +335,11 @@ fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
             .args([
                 "-DCMAKE_BUILD_TYPE=Release",
                 "-DLLAMA_CURL=OFF",
-                "-DGGML_NATIVE=ON",
+                "-DGGML_NATIVE=OFF",
                 "-DLLAMA_BUILD_TESTS=OFF",
                 "-DLLAMA_BUILD_SERVER=OFF",
-            ]),
+            ])
+            .args(cpu_options()),
         "configuring llama.cpp with cmake",
     )?;
     run_ok(
@@ -344,4 +353,34 @@ fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
         bail!("the llama.cpp build finished without {}", bin.display());
     }
     Ok(bin)
+}
+
+/// llama.cpp's CPU instruction-set options for what this CPU reports, AMX excepted. Not
+/// `GGML_NATIVE`: under a hypervisor a CPU may report AMX without letting a process use it
+/// (on this project's machine llama.cpp built natively dies with SIGILL in its AMX kernels).
+fn cpu_options() -> Vec<String> {
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: std::collections::HashSet<&str> = flags
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    [
+        ("avx", "GGML_AVX"),
+        ("avx2", "GGML_AVX2"),
+        ("fma", "GGML_FMA"),
+        ("f16c", "GGML_F16C"),
+        ("bmi2", "GGML_BMI2"),
+        ("avx_vnni", "GGML_AVX_VNNI"),
+        ("avx512f", "GGML_AVX512"),
+        ("avx512vbmi", "GGML_AVX512_VBMI"),
+        ("avx512_vnni", "GGML_AVX512_VNNI"),
+        ("avx512_bf16", "GGML_AVX512_BF16"),
+    ]
+    .iter()
+    .map(|(flag, option)| {
+        let on = if flags.contains(flag) { "ON" } else { "OFF" };
+        format!("-D{option}={on}")
+    })
+    .collect()
 }
