@@ -485,20 +485,15 @@ fn bench_search_times_every_mode_against_the_python_peers() {
 fn ask_cites_only_evidence_and_abstains_when_the_evidence_does_not_cover_the_question() {
     let fetched = ok_json(&["fetch", "--only", "generator", "--json"]);
     assert_eq!(fetched["files"].as_array().map(Vec::len), Some(1));
-    let ask = |q: &str| {
-        ok_json(&[
-            "ask",
-            q,
-            "--index",
-            &index_arg(),
-            "-k",
-            "2",
-            "--max-tokens",
-            "24",
-            "--json",
-        ])
+    let index = index_arg();
+    let ask = |q: &str, extra: &[&str]| {
+        let mut args = vec!["ask", q, "--index", &index, "--json"];
+        args.extend_from_slice(extra);
+        ok_json(&args)
     };
-    let v = ask("In mice infected with Brucella melitensis, which antibiotic cured nearly all animals after three weeks?");
+    // The defaults: a span answer from 3 passages.
+    let v = ask("In mice infected with Brucella melitensis, which antibiotic cured nearly all animals after three weeks?", &[]);
+    assert_eq!(v["evidence"].as_array().map(Vec::len), Some(3), "{v}");
     let evidence: Vec<&str> = v["evidence"]
         .as_array()
         .unwrap()
@@ -540,26 +535,17 @@ fn ask_cites_only_evidence_and_abstains_when_the_evidence_does_not_cover_the_que
     );
 
     // Free text on request: citations are still only evidence.
-    let v = ok_json(&[
-        "ask",
+    let v = ask(
         "In mice infected with Brucella melitensis, which antibiotic cured nearly all animals after three weeks?",
-        "--index",
-        &index_arg(),
-        "-k",
-        "2",
-        "--max-tokens",
-        "24",
-        "--answer",
-        "free",
-        "--json",
-    ]);
+        &["-k", "2", "--max-tokens", "24", "--answer", "free"],
+    );
     assert_eq!(v["prompt_template"], "research_rag", "{v}");
     for c in v["citations"].as_array().unwrap() {
         assert!(evidence.contains(&c["pmid"].as_str().unwrap()), "{v}");
     }
 
     // A drug approved decades after the sample's articles: nothing covers it.
-    let v = ask("Mavacamten, approved in 2022 for obstructive hypertrophic cardiomyopathy, is an allosteric inhibitor of which protein?");
+    let v = ask("Mavacamten, approved in 2022 for obstructive hypertrophic cardiomyopathy, is an allosteric inhibitor of which protein?", &[]);
     assert_eq!(v["abstained"], true, "{v}");
     assert_eq!(
         v["answer"],
@@ -576,29 +562,25 @@ fn ask_cites_only_evidence_and_abstains_when_the_evidence_does_not_cover_the_que
 #[test]
 fn ask_names_a_bad_prompt_template_or_model_file() {
     let dir = tempfile::tempdir().unwrap();
+    let ask_with = |flag: &str, file: &Path| {
+        medlit(&[
+            "ask",
+            "Which protein is absent in Duchenne muscular dystrophy?",
+            "--index",
+            &index_arg(),
+            flag,
+            file.to_str().unwrap(),
+        ])
+    };
     let template = dir.path().join("t.txt");
     std::fs::write(&template, "Answer {question} from nothing.").unwrap();
-    let out = medlit(&[
-        "ask",
-        "Which protein is absent in Duchenne muscular dystrophy?",
-        "--index",
-        &index_arg(),
-        "--prompt",
-        template.to_str().unwrap(),
-    ]);
+    let out = ask_with("--prompt", &template);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("{context}"), "{}", stderr(&out));
 
     let model = dir.path().join("model.gguf");
     std::fs::write(&model, "not a model").unwrap();
-    let out = medlit(&[
-        "ask",
-        "Which protein is absent in Duchenne muscular dystrophy?",
-        "--index",
-        &index_arg(),
-        "--model",
-        model.to_str().unwrap(),
-    ]);
+    let out = ask_with("--model", &model);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("model.gguf") && err.contains("GGUF"), "{err}");

@@ -34,6 +34,8 @@ pub enum ModelError {
         answer: usize,
         context: usize,
     },
+    #[error("the prompt has no tokens")]
+    EmptyPrompt,
 }
 
 /// Hyper-parameters read from the GGUF metadata.

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 
-use gemma3::{Gemma3, ModelError};
+use gemma3::{Cache, Gemma3, ModelError};
 use sampler::{Sampler, Sampling};
 use tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
 
@@ -204,6 +204,32 @@ impl GemmaGguf {
         ids
     }
 
+    /// Runs `prompt` through a new KV cache in chunks, once it is known to leave room for at
+    /// least one answer token: the cache, the last position's logits and the milliseconds.
+    fn prefill(
+        &self,
+        prompt: &[u32],
+        max_tokens: usize,
+    ) -> Result<(Cache, Tensor, f64), GenerateError> {
+        let context = self.model.context;
+        if prompt.len() + 1 > context {
+            return Err(ModelError::ContextFull {
+                prompt: prompt.len(),
+                answer: max_tokens,
+                context,
+            }
+            .into());
+        }
+        let mut cache = self.model.new_cache()?;
+        let t0 = Instant::now();
+        let mut logits = None;
+        for chunk in prompt.chunks(self.prefill_chunk.max(1)) {
+            logits = Some(self.model.forward(chunk, &mut cache)?);
+        }
+        let logits = logits.ok_or(ModelError::EmptyPrompt)?;
+        Ok((cache, logits, t0.elapsed().as_secs_f64() * 1000.0))
+    }
+
     /// Greedy or sampled continuation of `prompt` ids; `on_token` sees each new id.
     pub fn generate_ids(
         &self,
@@ -212,22 +238,9 @@ impl GemmaGguf {
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Generated, GenerateError> {
         let context = self.model.context;
-        if prompt.len() + 1 > context {
-            return Err(ModelError::ContextFull {
-                prompt: prompt.len(),
-                answer: opts.max_tokens,
-                context,
-            }
-            .into());
-        }
-        let mut cache = self.model.new_cache()?;
+        let (mut cache, logits, prefill_ms) = self.prefill(prompt, opts.max_tokens)?;
+        let mut logits = Some(logits);
         let mut sampler = Sampler::new(opts.sampling);
-        let t0 = Instant::now();
-        let mut logits = None;
-        for chunk in prompt.chunks(self.prefill_chunk.max(1)) {
-            logits = Some(self.model.forward(chunk, &mut cache)?);
-        }
-        let prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let t1 = Instant::now();
         let sp = self.tokenizer.specials;
         let mut out = Generated {
@@ -332,14 +345,8 @@ impl Generator for GemmaGguf {
             PromptFormat::Chat => self.chat_prompt(prompt),
         };
         let context = self.model.context;
-        if prompt.len() + 1 > context {
-            return Err(ModelError::ContextFull {
-                prompt: prompt.len(),
-                answer: max_tokens,
-                context,
-            }
-            .into());
-        }
+        let (mut cache, logits, prefill_ms) = self.prefill(&prompt, max_tokens)?;
+        let mut logits = Some(logits);
         // Passages are encoded after a space, as their words follow "Answer:" in the prompt.
         let encoded: Vec<Vec<u32>> = passages
             .iter()
@@ -350,14 +357,6 @@ impl Generator for GemmaGguf {
         let mut stops = self.tokenizer.encode("\n");
         stops.extend([sp.eos, sp.end_of_turn]);
         let budget = max_tokens.min(context - prompt.len()).max(1);
-
-        let mut cache = self.model.new_cache()?;
-        let t0 = Instant::now();
-        let mut logits = None;
-        for chunk in prompt.chunks(self.prefill_chunk.max(1)) {
-            logits = Some(self.model.forward(chunk, &mut cache)?);
-        }
-        let prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let t1 = Instant::now();
         let mut chosen = Vec::new();
         while let Some(l) = logits.take() {
