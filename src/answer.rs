@@ -7,6 +7,7 @@ use crate::cite::{self, Citation, SentenceSupport, Thresholds};
 use crate::generate::{GenOptions, GenerateError, Generated, Generator};
 use crate::prompt::{Evidence, Template};
 use crate::retrieve::hybrid::{Mode, RetrieveError, Retriever};
+use crate::safety::{check::DraftCheck, Decision, SafetyError, Screener, Verdict};
 
 /// Tokens kept free for the chat wrapping around the prompt (turn markers, role names).
 const CHAT_OVERHEAD: usize = 16;
@@ -19,6 +20,8 @@ pub enum AnswerError {
     Generate(#[from] GenerateError),
     #[error("the question is empty")]
     EmptyQuestion,
+    #[error(transparent)]
+    Safety(#[from] SafetyError),
 }
 
 pub struct AskOptions {
@@ -60,6 +63,9 @@ pub struct Answer {
     pub timings_ms: Timings,
     pub model: String,
     pub prompt_template: String,
+    /// The safety policy's decision on the request (or on the draft, when the draft check
+    /// withheld it).
+    pub safety: Verdict,
 }
 
 /// The `k` best passages for `question`: the passage that matched (dense and hybrid), else
@@ -94,10 +100,12 @@ pub fn gather_evidence(
     Ok(evidence)
 }
 
-/// Answers `question` from the index; `on_text` receives the draft as it is generated.
+/// Answers `question` from the index under the safety policy of `screener`; `on_text`
+/// receives the draft as it is generated.
 pub fn ask(
     retriever: &Retriever,
     generator: &mut dyn Generator,
+    screener: &mut Screener,
     question: &str,
     opts: &AskOptions,
     on_text: &mut dyn FnMut(&str) -> bool,
@@ -107,6 +115,10 @@ pub fn ask(
         return Err(AnswerError::EmptyQuestion);
     }
     let t0 = Instant::now();
+    let verdict = screener.screen(question)?;
+    if verdict.decision != Decision::Answer {
+        return withheld(retriever, generator, screener, question, opts, verdict, t0);
+    }
     let mut evidence = gather_evidence(retriever, question, opts.k, opts.mode)?;
     let retrieve_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
@@ -148,7 +160,7 @@ pub fn ask(
         &retriever.bm25,
         opts.thresholds,
     );
-    Ok(Answer {
+    let mut answer = Answer {
         question: question.to_string(),
         answer: v.answer,
         citations: v.citations,
@@ -169,6 +181,72 @@ pub fn ask(
         },
         model: generator.name().to_string(),
         prompt_template: opts.template.name.clone(),
+        safety: verdict,
+    };
+    // Whatever the request looked like, a draft that instructs a dose or a harmful procedure
+    // is not shown.
+    if let Some(flag) = DraftCheck::new().check(&answer.answer) {
+        answer.answer = screener
+            .policy
+            .message(flag.decision, flag.category)
+            .to_string();
+        answer.related = answer.evidence.iter().map(|e| e.pmid.clone()).collect();
+        answer.citations.clear();
+        answer.sentences.clear();
+        answer.safety = Verdict {
+            decision: flag.decision,
+            category: flag.category.to_string(),
+            score: 1.0,
+            by: "draft_check",
+        };
+    }
+    Ok(answer)
+}
+
+/// A refusal (nothing retrieved, nothing generated) or a redirect to a professional, with
+/// the evidence on the topic as related reading for education (none for an emergency: the
+/// message is all that should be read).
+fn withheld(
+    retriever: &Retriever,
+    generator: &dyn Generator,
+    screener: &Screener,
+    question: &str,
+    opts: &AskOptions,
+    verdict: Verdict,
+    t0: Instant,
+) -> Result<Answer, AnswerError> {
+    let evidence = if verdict.decision == Decision::SafeRedirect && verdict.category != "emergency"
+    {
+        gather_evidence(retriever, question, opts.k, opts.mode)?
+    } else {
+        Vec::new()
+    };
+    let retrieve_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    Ok(Answer {
+        question: question.to_string(),
+        answer: screener
+            .policy
+            .message(verdict.decision, &verdict.category)
+            .to_string(),
+        citations: Vec::new(),
+        related: evidence.iter().map(|e| e.pmid.clone()).collect(),
+        evidence,
+        abstained: false,
+        abstain_reason: None,
+        removed_pmids: Vec::new(),
+        sentences: Vec::new(),
+        question_coverage: 0.0,
+        draft: String::new(),
+        prompt_tokens: 0,
+        answer_tokens: 0,
+        timings_ms: Timings {
+            retrieve: retrieve_ms,
+            generate: 0.0,
+            total: t0.elapsed().as_secs_f64() * 1000.0,
+        },
+        model: generator.name().to_string(),
+        prompt_template: opts.template.name.clone(),
+        safety: verdict,
     })
 }
 

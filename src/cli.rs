@@ -188,6 +188,10 @@ pub struct GenerateArgs {
     /// question) [default: best-last for a span answer, rank for free text]
     #[arg(long, value_enum)]
     pub evidence_order: Option<crate::prompt::EvidenceOrder>,
+    /// Safety policy file (rules, exemplars, thresholds, messages) [default: the built-in
+    /// policy/safety.toml]
+    #[arg(long, value_name = "FILE")]
+    pub safety_policy: Option<PathBuf>,
     /// Longest answer, in tokens [default: 16 for a span answer, 96 for free text]
     #[arg(long)]
     pub max_tokens: Option<usize>,
@@ -392,6 +396,25 @@ pub enum EvalCommand {
     Retrieval(EvalRetrievalArgs),
     /// Answer quality: exact match, citation accuracy, fabricated PMIDs, abstention, time
     Qa(EvalQaArgs),
+    /// Safety policy: recall of refuse / safe_redirect / answer, over- and under-refusal
+    Safety(EvalSafetyArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each prompt goes through the same screen as `ask` (rules on the folded text, then the nearest labelled exemplar by MiniLM cosine); nothing is retrieved or generated, so a run takes seconds. Over-refusal: `answer` prompts refused or redirected; under-refusal: `refuse` prompts answered."
+)]
+pub struct EvalSafetyArgs {
+    /// JSONL with `prompt` and `expected` (refuse | safe_redirect | answer), as
+    /// ../shared/eval/dev_safety.jsonl
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Safety policy file [default: the built-in policy/safety.toml]
+    #[arg(long, value_name = "FILE")]
+    pub safety_policy: Option<PathBuf>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Search modes that `eval retrieval` can measure.

@@ -11,6 +11,7 @@
 //! - [`answer`]: the query path end to end (retrieve → prompt → generate → verify).
 //! - [`eval`]: evaluation metrics (retrieval recall, MRR, latency).
 //! - [`progress`]: progress bars that show on a terminal and stay quiet for `--json`.
+//! - [`safety`]: the medical safety policy: request screen and draft check.
 
 pub mod answer;
 pub mod cite;
@@ -21,3 +22,4 @@ pub mod generate;
 pub mod progress;
 pub mod prompt;
 pub mod retrieve;
+pub mod safety;

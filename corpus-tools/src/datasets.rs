@@ -46,6 +46,50 @@ struct RawItem {
     /// `insufficient_evidence` marks a question the corpus cannot answer.
     #[serde(default)]
     expected: Option<String>,
+    /// A safety prompt (`dev_safety.jsonl`).
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+}
+
+/// A request with the behaviour the safety policy should show: `refuse`, `safe_redirect` or
+/// `answer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafetyItem {
+    pub id: String,
+    pub prompt: String,
+    pub expected: String,
+    pub category: Option<String>,
+}
+
+/// The decisions a safety item may expect.
+pub const SAFETY_DECISIONS: [&str; 3] = ["refuse", "safe_redirect", "answer"];
+
+/// Reads a JSONL file of safety items: `prompt` (or `question`) and `expected`.
+pub fn read_safety(path: &Path) -> Result<Vec<SafetyItem>, DatasetError> {
+    read_lines(path, |raw, bad, line| {
+        let prompt = raw
+            .prompt
+            .clone()
+            .filter(|p| !p.trim().is_empty())
+            .or_else(|| question_of(&raw))
+            .ok_or_else(|| bad("no `prompt`".into()))?;
+        let expected = match raw.expected.as_deref() {
+            Some(e) if SAFETY_DECISIONS.contains(&e) => e.to_string(),
+            other => {
+                return Err(bad(format!(
+                    "`expected` must be one of refuse, safe_redirect, answer; got {other:?}"
+                )))
+            }
+        };
+        Ok(SafetyItem {
+            id: raw.id.unwrap_or_else(|| format!("line{line}")),
+            prompt,
+            expected,
+            category: raw.category,
+        })
+    })
 }
 
 /// A question for answer evaluation: answerable (golden answers, source PMID) or marked
@@ -191,6 +235,30 @@ mod tests {
         assert!(e.contains("qa.jsonl:1"), "{e}");
         std::fs::write(&p, "\n").unwrap();
         assert!(matches!(read_qa(&p), Err(DatasetError::Empty { .. })));
+    }
+
+    #[test]
+    fn reads_safety_items_and_names_a_bad_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.jsonl");
+        std::fs::write(
+            &p,
+            "{\"id\":\"s1\",\"prompt\":\"P?\",\"expected\":\"refuse\",\"category\":\"c\"}\n",
+        )
+        .unwrap();
+        let items = read_safety(&p).unwrap();
+        assert_eq!(items[0].expected, "refuse");
+        assert_eq!(items[0].category.as_deref(), Some("c"));
+        std::fs::write(
+            &p,
+            "{\"prompt\":\"P?\",\"expected\":\"refuse\"}\n{\"prompt\":\"P?\",\"expected\":\"block\"}\n",
+        )
+        .unwrap();
+        let e = read_safety(&p).unwrap_err().to_string();
+        assert!(e.contains("s.jsonl:2") && e.contains("block"), "{e}");
+        std::fs::write(&p, "{\"expected\":\"answer\"}\n").unwrap();
+        let e = read_safety(&p).unwrap_err().to_string();
+        assert!(e.contains("s.jsonl:1") && e.contains("prompt"), "{e}");
     }
 
     #[test]

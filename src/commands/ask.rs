@@ -13,6 +13,7 @@ use crate::generate::sampler::Sampling;
 use crate::generate::{GemmaGguf, GenOptions, Generator};
 use crate::prompt::{EvidenceOrder, Template};
 use crate::retrieve::hybrid::{Mode, Retriever};
+use crate::safety::Decision;
 
 /// The research-use notice every answer carries.
 pub const NOTICE: &str =
@@ -112,12 +113,18 @@ pub fn run(args: &AskArgs) -> Result<()> {
     let dir = super::index_dir(&args.index)?;
     let retriever = open_retriever(&dir, args.mode != SearchModeArg::Bm25, &args.fusion)?;
     let mode = mode_of(&retriever, args.mode);
+    // A bad template file is named before seconds go into loading models.
+    if let Some(p) = &args.generate.prompt {
+        Template::load(p)?;
+    }
     let mut generator = load_generator(&args.generate)?;
     let opts = ask_options(&args.generate, args.k, mode, generator.prefers_extraction())?;
+    let mut screener = super::screener(args.generate.safety_policy.as_deref())?;
     let stream = !args.json && std::io::stderr().is_terminal();
     let answer = ask(
         &retriever,
         &mut generator,
+        &mut screener,
         &args.question,
         &opts,
         &mut |piece| {
@@ -174,9 +181,9 @@ pub fn print_answer(a: &Answer, show_evidence: bool) -> Result<()> {
             ));
         }
     }
-    if a.abstained && !a.related.is_empty() {
+    if (a.abstained || a.safety.decision != Decision::Answer) && !a.related.is_empty() {
         out.push_str(&format!(
-            "\nRelated (not support): {}\n",
+            "\nRelated reading (not support, not advice): {}\n",
             a.related
                 .iter()
                 .map(|p| format!("PMID {p}"))

@@ -1,15 +1,18 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use medlit_corpus::datasets::{read_answer_set, read_qa};
+use medlit_corpus::datasets::{read_answer_set, read_qa, read_safety};
 
 use super::print_json;
 use super::search::open_retriever;
 use crate::answer::{ask, gather_evidence};
 use crate::cite::question_coverage;
-use crate::cli::{EvalCommand, EvalModeArg, EvalQaArgs, EvalRetrievalArgs, SearchModeArg};
+use crate::cli::{
+    EvalCommand, EvalModeArg, EvalQaArgs, EvalRetrievalArgs, EvalSafetyArgs, SearchModeArg,
+};
 use crate::eval::qa::{exact_match, report, QaOutcome};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
+use crate::eval::safety::{report as safety_report, SafetyOutcome};
 use crate::generate::Generator;
 use crate::retrieve::hybrid::Mode;
 
@@ -20,7 +23,70 @@ pub fn run(cmd: &EvalCommand) -> Result<()> {
     match cmd {
         EvalCommand::Retrieval(a) => retrieval(a),
         EvalCommand::Qa(a) => qa(a),
+        EvalCommand::Safety(a) => safety(a),
     }
+}
+
+fn safety(args: &EvalSafetyArgs) -> Result<()> {
+    let items = read_safety(&args.dataset).context("reading the dataset")?;
+    let mut screener = super::screener(args.safety_policy.as_deref())?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let v = screener
+            .screen(&item.prompt)
+            .with_context(|| format!("screening {}", item.id))?;
+        outcomes.push(SafetyOutcome {
+            id: item.id,
+            expected: item.expected,
+            decision: v.decision.as_str().to_string(),
+            category: v.category,
+            score: v.score,
+            by: v.by,
+        });
+    }
+    let r = safety_report(
+        args.dataset.display().to_string(),
+        screener.policy.version,
+        outcomes,
+    );
+    if args.json {
+        return print_json(&r);
+    }
+    let rate = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
+    println!(
+        "dataset {} ({} prompts, policy version {})",
+        r.dataset, r.n, r.policy_version
+    );
+    for (class, recall) in &r.recall {
+        println!("recall {class:<14} {}", rate(*recall));
+    }
+    println!("over-refusal          {}", rate(r.over_refusal));
+    println!("under-refusal         {}", rate(r.under_refusal));
+    println!("\nexpected \\ decision    refuse  safe_redirect  answer");
+    for (expected, row) in &r.confusion {
+        let n = |d: &str| row.get(d).copied().unwrap_or(0);
+        println!(
+            "{expected:<20} {:>7} {:>14} {:>7}",
+            n("refuse"),
+            n("safe_redirect"),
+            n("answer")
+        );
+    }
+    let wrong: Vec<&SafetyOutcome> = r
+        .items
+        .iter()
+        .filter(|i| i.expected != i.decision)
+        .collect();
+    if !wrong.is_empty() {
+        println!("\nmisclassified:");
+        for i in wrong {
+            println!(
+                "  {} expected {}, got {} ({} {}, {:.2})",
+                i.id, i.expected, i.decision, i.by, i.category, i.score
+            );
+        }
+    }
+    Ok(())
 }
 
 fn retrieval(args: &EvalRetrievalArgs) -> Result<()> {
@@ -96,6 +162,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
     };
     let prefers_extraction = generator.as_ref().is_some_and(|g| g.prefers_extraction());
     let opts = super::ask::ask_options(&args.generate, args.k, mode, prefers_extraction)?;
+    let mut screener = super::screener(args.generate.safety_policy.as_deref())?;
     let bar = crate::progress::items(args.json, items.len() as u64, "answering");
     let mut outcomes = Vec::with_capacity(items.len());
     for item in &items {
@@ -106,8 +173,15 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         };
         let outcome = match generator.as_mut() {
             Some(g) => {
-                let a = ask(&retriever, g, &item.question, &opts, &mut |_| true)
-                    .with_context(|| format!("answering {}", item.id))?;
+                let a = ask(
+                    &retriever,
+                    g,
+                    &mut screener,
+                    &item.question,
+                    &opts,
+                    &mut |_| true,
+                )
+                .with_context(|| format!("answering {}", item.id))?;
                 QaOutcome {
                     id: item.id.clone(),
                     correct: if item.unanswerable {

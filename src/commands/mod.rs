@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use medlit_corpus::{fetch::assets_present, AssetKind, DataManifest, MedlitHome};
 
 use crate::cli::{IndexDirArg, ManifestArg};
+use crate::safety::{Policy, Screener};
 
 pub mod ask;
 pub mod bench;
@@ -167,4 +168,18 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// The safety screen: the policy (built in, or a file) with the MiniLM embedder for its
+/// classifier.
+pub fn screener(policy: Option<&std::path::Path>) -> Result<Screener> {
+    let policy = match policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::builtin()?,
+    };
+    let cfg = onnx_config(&manifest(&ManifestArg { manifest: None })?, 2, 1, 1, 256)
+        .context("the safety classifier needs the embedding model")?;
+    let embedder = medlit_indexer::embed::OnnxEmbedder::load(&cfg)
+        .context("loading the embedding model for the safety classifier")?;
+    Screener::new(policy, Box::new(embedder)).context("embedding the safety policy's exemplars")
 }
