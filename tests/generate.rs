@@ -214,25 +214,30 @@ fn greedy_run_matches_llama_cpp_token_for_token() {
         logits = Some(logits_vec(&g.model.forward(chunk, &mut cache).unwrap()));
     }
     let mut worst = 0.0f32;
-    let mut differ = 0;
+    let mut differ = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let l = logits.take().unwrap();
         let want = step["token"].as_u64().unwrap() as u32;
         let ours = argmax(&l);
         let their_logit = step["logit"].as_f64().unwrap() as f32;
         worst = worst.max((l[want as usize] - their_logit).abs());
-        // A near tie may flip between two quantization schemes; beyond that, equal.
+        // A near tie may flip between two roundings of the activations (llama.cpp: 8-bit
+        // blocks; medlit's prefill GEMM: f16); beyond that, equal.
         let margin = step["logit"].as_f64().unwrap() - step["runner_up_logit"].as_f64().unwrap();
         assert!(
-            ours == want || margin < 0.1,
+            ours == want || margin < 0.25,
             "step {i}: ours {ours}, llama.cpp {want} (its margin {margin:.3})"
         );
-        differ += usize::from(ours != want);
+        if ours != want {
+            differ.push(format!("{margin:.3}"));
+        }
         logits = Some(logits_vec(&g.model.forward(&[want], &mut cache).unwrap()));
     }
     eprintln!(
-        "{} steps: {differ} top-1 picks differ from llama.cpp's; largest logit difference {worst:.3}",
-        steps.len()
+        "{} steps: {} top-1 picks differ from llama.cpp's (its margins there: {}); largest logit difference {worst:.3}",
+        steps.len(),
+        differ.len(),
+        differ.join(", ")
     );
     assert!(worst < 1.5, "logit of llama.cpp's token differs by {worst}");
 }
