@@ -3,7 +3,8 @@
 //! Choices that differ from a straight port, each for a measured reason (see DESIGN.md):
 //! - one RoPE table per kind (local, global), sized to the context actually used, not one
 //!   131k-position table per layer;
-//! - Q5_0 matrices (which candle multiplies with a scalar loop) are requantised to Q8_0 at load;
+//! - Q5_0 matrices (which candle multiplies with a scalar loop, and has no tiled kernel for
+//!   even after requantising to Q8_0) are kept as dense f16 and multiplied by a GEMM;
 //! - the KV cache is preallocated and written in place, never re-concatenated per token;
 //! - prefill runs in chunks at any position, with a mask that is causal and, on the local
 //!   layers, limited to the sliding window; decode reads only the window on those layers.
