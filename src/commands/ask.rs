@@ -161,35 +161,30 @@ impl<'a> AnswerJson<'a> {
     }
 }
 
+/// One numbered reference: PMID, title, journal, year and the PubMed link.
+fn reference(n: usize, pmid: &str, title: &str, journal: &str, year: Option<i64>) -> String {
+    let year = year.map_or_else(|| "n.d.".to_string(), |y| y.to_string());
+    format!(
+        "[{n}] PMID {pmid}  {title} ({journal}, {year})  https://pubmed.ncbi.nlm.nih.gov/{pmid}/\n"
+    )
+}
+
 pub fn print_answer(a: &Answer, show_evidence: bool) -> Result<()> {
     let mut out = format!("{}\n", a.answer);
     if !a.citations.is_empty() {
         out.push_str("\nReferences\n");
         for (i, c) in a.citations.iter().enumerate() {
-            let year = c
-                .year
-                .map(|y| y.to_string())
-                .unwrap_or_else(|| "n.d.".into());
-            out.push_str(&format!(
-                "[{}] PMID {}  {} ({}, {})  https://pubmed.ncbi.nlm.nih.gov/{}/\n",
-                i + 1,
-                c.pmid,
-                c.title,
-                c.journal,
-                year,
-                c.pmid
-            ));
+            out.push_str(&reference(i + 1, &c.pmid, &c.title, &c.journal, c.year));
         }
     }
     if (a.abstained || a.safety.decision != Decision::Answer) && !a.related.is_empty() {
-        out.push_str(&format!(
-            "\nRelated reading (not support, not advice): {}\n",
-            a.related
-                .iter()
-                .map(|p| format!("PMID {p}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        out.push_str("\nRelated reading (not support, not advice)\n");
+        for (i, pmid) in a.related.iter().enumerate() {
+            match a.evidence.iter().find(|e| &e.pmid == pmid) {
+                Some(e) => out.push_str(&reference(i + 1, pmid, &e.title, &e.journal, e.year)),
+                None => out.push_str(&format!("[{}] PMID {pmid}\n", i + 1)),
+            }
+        }
     }
     if !a.removed_pmids.is_empty() {
         out.push_str(&format!(
