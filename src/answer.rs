@@ -7,7 +7,7 @@ use crate::cite::{self, Citation, SentenceSupport, Thresholds};
 use crate::generate::{GenOptions, GenerateError, Generated, Generator};
 use crate::prompt::{Evidence, Template};
 use crate::retrieve::hybrid::{Mode, RetrieveError, Retriever};
-use crate::safety::{check::DraftCheck, Decision, SafetyError, Screener, Verdict};
+use crate::safety::{Decision, SafetyError, Screener, Verdict};
 
 /// Tokens kept free for the chat wrapping around the prompt (turn markers, role names).
 const CHAT_OVERHEAD: usize = 16;
@@ -185,7 +185,7 @@ pub fn ask(
     };
     // Whatever the request looked like, a draft that instructs a dose or a harmful procedure
     // is not shown.
-    if let Some(flag) = DraftCheck::new().check(&answer.answer) {
+    if let Some(flag) = screener.check.check(&answer.answer) {
         answer.answer = screener
             .policy
             .message(flag.decision, flag.category)

@@ -518,7 +518,7 @@ pub struct FusionArgs {
     pub rrf_k: f32,
     /// Candidates taken from each list before fusing (20, 30, 50 and 100 gave the same
     /// recall on the dev sets; deeper dense lists cost HNSW time)
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_DEPTH)]
     pub depth: usize,
     /// Weight of the dense list in the fusion (BM25's is 1)
     #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_DENSE_WEIGHT)]

@@ -94,7 +94,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         dense: None,
         fusion: Fusion {
             rrf_k: crate::retrieve::fuse::DEFAULT_K,
-            depth: 30,
+            depth: crate::retrieve::fuse::DEFAULT_DEPTH,
             dense_weight: crate::retrieve::fuse::DEFAULT_DENSE_WEIGHT,
         },
     };

@@ -215,6 +215,8 @@ pub struct Verdict {
 /// Applies a policy to requests; holds the exemplar embeddings.
 pub struct Screener {
     pub policy: Policy,
+    /// The post-generation check, compiled once.
+    pub check: check::DraftCheck,
     embedder: Box<dyn Embedder>,
     vectors: Vec<Vec<f32>>,
 }
@@ -226,6 +228,7 @@ impl Screener {
         let vectors = embedder.embed(&texts)?;
         Ok(Screener {
             policy,
+            check: check::DraftCheck::new(),
             embedder,
             vectors,
         })
