@@ -290,7 +290,7 @@ pub struct BenchGenerateArgs {
     /// Generated tokens for the decode test (llama-bench's tg128)
     #[arg(long, default_value_t = 128)]
     pub gen_tokens: usize,
-    /// Repetitions; the best is reported for medlit, the mean for llama-bench (its own report)
+    /// Repetitions; the best run is reported, for medlit and for llama-bench alike
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// GGUF file [default: the fetched default model]

@@ -3,8 +3,8 @@
 //! Choices that differ from a straight port, each for a measured reason (see DESIGN.md):
 //! - one RoPE table per kind (local, global), sized to the context actually used, not one
 //!   131k-position table per layer;
-//! - Q5_0 matrices (which candle multiplies with a scalar loop, and has no tiled kernel for
-//!   even after requantising to Q8_0) are kept as dense f16 and multiplied by a GEMM;
+//! - Q5_0 and Q8_0 matrices (every 640-wide projection and the tied output matrix), which
+//!   candle multiplies row by row, go through our tiled int8 kernel ([`super::int8_matmul`]);
 //! - the KV cache is preallocated and written in place, never re-concatenated per token;
 //! - prefill runs in chunks at any position, with a mask that is causal and, on the local
 //!   layers, limited to the sliding window; decode reads only the window on those layers.
@@ -15,6 +15,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use std::io::{Read, Seek};
 use std::sync::Arc;
+
+use super::int8_matmul::{Int8Error, Int8Matrix};
 
 /// Every sixth layer attends globally; the others see a sliding window.
 const GLOBAL_EVERY: usize = 6;
@@ -37,6 +39,12 @@ pub enum ModelError {
     },
     #[error("the prompt has no tokens")]
     EmptyPrompt,
+    #[error("tensor {name}: {source}")]
+    Int8 {
+        name: String,
+        #[source]
+        source: Int8Error,
+    },
 }
 
 /// Hyper-parameters read from the GGUF metadata.
@@ -107,17 +115,17 @@ impl Config {
 
 struct Layer {
     attn_norm: Tensor,
-    q: QMatMul,
-    k: QMatMul,
-    v: QMatMul,
-    o: QMatMul,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
     q_norm: Tensor,
     k_norm: Tensor,
     post_attn_norm: Tensor,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
     post_ffn_norm: Tensor,
     local: bool,
 }
@@ -165,8 +173,8 @@ pub struct Cache {
 
 pub struct Gemma3 {
     pub cfg: Config,
-    embed: Arc<QTensor>,
-    lm_head: QMatMul,
+    /// The embedding, also the output projection (Gemma ties them).
+    tied: Tied,
     layers: Vec<Layer>,
     final_norm: Tensor,
     rope_local: Rope,
@@ -197,11 +205,11 @@ impl Gemma3 {
         device: &Device,
         f32_weights: bool,
     ) -> Result<Self, ModelError> {
-        let matmul = |t: QTensor| -> Result<QMatMul, ModelError> {
+        let matmul = |name: &str, t: QTensor| -> Result<Linear, ModelError> {
             if f32_weights {
-                Ok(QMatMul::Tensor(t.dequantize(&t.device())?))
+                Ok(Linear::Candle(QMatMul::Tensor(t.dequantize(&t.device())?)))
             } else {
-                quantized_matmul(t)
+                Linear::new(name, t)
             }
         };
         let cfg = Config::from_gguf(content)?;
@@ -223,30 +231,57 @@ impl Gemma3 {
                     .dequantize(device)?,
                 ffn_norm: tensor(&format!("{p}.ffn_norm.weight"))?.dequantize(device)?,
                 post_ffn_norm: tensor(&format!("{p}.post_ffw_norm.weight"))?.dequantize(device)?,
-                q: matmul(tensor(&format!("{p}.attn_q.weight"))?)?,
-                k: matmul(tensor(&format!("{p}.attn_k.weight"))?)?,
-                v: matmul(tensor(&format!("{p}.attn_v.weight"))?)?,
-                o: matmul(tensor(&format!("{p}.attn_output.weight"))?)?,
-                gate: matmul(tensor(&format!("{p}.ffn_gate.weight"))?)?,
-                up: matmul(tensor(&format!("{p}.ffn_up.weight"))?)?,
-                down: matmul(tensor(&format!("{p}.ffn_down.weight"))?)?,
+                q: {
+                    let name = format!("{p}.attn_q.weight");
+                    matmul(&name, tensor(&name)?)?
+                },
+                k: {
+                    let name = format!("{p}.attn_k.weight");
+                    matmul(&name, tensor(&name)?)?
+                },
+                v: {
+                    let name = format!("{p}.attn_v.weight");
+                    matmul(&name, tensor(&name)?)?
+                },
+                o: {
+                    let name = format!("{p}.attn_output.weight");
+                    matmul(&name, tensor(&name)?)?
+                },
+                gate: {
+                    let name = format!("{p}.ffn_gate.weight");
+                    matmul(&name, tensor(&name)?)?
+                },
+                up: {
+                    let name = format!("{p}.ffn_up.weight");
+                    matmul(&name, tensor(&name)?)?
+                },
+                down: {
+                    let name = format!("{p}.ffn_down.weight");
+                    matmul(&name, tensor(&name)?)?
+                },
                 local: cfg.is_local(i),
             });
         }
         let final_norm = tensor("output_norm.weight")?.dequantize(device)?;
-        let embed = Arc::new(tensor("token_embd.weight")?);
+        let embed = tensor("token_embd.weight")?;
         // The output projection is tied to the embedding (Gemma has no output.weight).
-        let lm_head = if f32_weights {
-            QMatMul::Tensor(embed.dequantize(device)?)
+        let tied = if f32_weights {
+            let dense = embed.dequantize(device)?;
+            Tied::Candle(Arc::new(embed), QMatMul::Tensor(dense))
         } else {
-            QMatMul::QTensor(embed.clone())
+            match Linear::new("token_embd.weight", embed)? {
+                Linear::Int8(m) => Tied::Int8(m),
+                Linear::Candle(_) => {
+                    let embed = Arc::new(tensor("token_embd.weight")?);
+                    Tied::Candle(embed.clone(), QMatMul::QTensor(embed))
+                }
+            }
         };
         let rope_local = Rope::new(cfg.rope_local_base, cfg.head_dim, context, device)?;
         let rope_global = Rope::new(cfg.rope_global_base, cfg.head_dim, context, device)?;
         Ok(Gemma3 {
             cfg,
-            embed,
-            lm_head,
+            tied,
             layers,
             final_norm,
             rope_local,
@@ -288,8 +323,8 @@ impl Gemma3 {
         let cfg = &self.cfg;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self
-            .embed
-            .embedding(&ids)?
+            .tied
+            .embed(&ids, tokens)?
             .reshape((1, t, cfg.hidden))?
             .affine((cfg.hidden as f64).sqrt(), 0.0)?;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -307,7 +342,7 @@ impl Gemma3 {
         cache.len += t;
         let last = x.narrow(1, t - 1, 1)?;
         let last = candle_nn::ops::rms_norm(&last, &self.final_norm, cfg.eps as f32)?;
-        Ok(self.lm_head.forward(&last)?.flatten_all()?)
+        Ok(self.tied.logits(&last)?.flatten_all()?)
     }
 
     fn attention(
@@ -397,17 +432,84 @@ impl Gemma3 {
     }
 }
 
-/// Matrices with 640-wide rows cannot be k-quants, so the GGUF stores them as Q5_0 (or Q8_0),
-/// for which candle has no tiled kernel: row-by-row Q5_0/Q8_0 dot products took 70% of
-/// prefill time. They are kept as dense f16 instead and multiplied by a GEMM: prefill 2.3×
-/// faster, decode unchanged (measured with `medlit bench generate`), 2 bytes per weight
-/// where Q8_0 takes 1.06. The k-quant matrices keep candle's tiled Q4_K/Q6_K kernels.
-fn quantized_matmul(t: QTensor) -> Result<QMatMul, ModelError> {
-    if matches!(t.dtype(), GgmlDType::Q5_0 | GgmlDType::Q8_0) {
-        let dev = t.device();
-        return Ok(QMatMul::TensorF16(
-            t.dequantize(&dev)?.to_dtype(DType::F16)?,
-        ));
+/// A weight matrix and the product that suits its type.
+enum Linear {
+    /// Q8_0 and Q5_0 (every 640-wide row, since those cannot be k-quants) on the CPU: candle
+    /// multiplies them row by row (70% of prefill time, measured); our tiled int8 kernel does
+    /// not.
+    Int8(Int8Matrix),
+    /// k-quants keep candle's tiled Q4_K/Q6_K kernels; other devices keep candle's products.
+    Candle(QMatMul),
+}
+
+impl Linear {
+    fn new(name: &str, t: QTensor) -> Result<Self, ModelError> {
+        if matches!(t.dtype(), GgmlDType::Q5_0 | GgmlDType::Q8_0) && t.device().is_cpu() {
+            let (rows, cols) = t.shape().dims2()?;
+            let matrix =
+                Int8Matrix::from_gguf(t.dtype(), rows, cols, &t.data()?).map_err(|source| {
+                    ModelError::Int8 {
+                        name: name.to_string(),
+                        source,
+                    }
+                })?;
+            return Ok(Linear::Int8(matrix));
+        }
+        Ok(Linear::Candle(QMatMul::from_qtensor(t)?))
     }
-    Ok(QMatMul::from_qtensor(t)?)
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Candle(m) => m.forward(x),
+            Linear::Int8(m) => int8_forward(m, x),
+        }
+    }
+}
+
+/// `x · mᵀ` over the last dimension of `x`.
+fn int8_forward(m: &Int8Matrix, x: &Tensor) -> candle_core::Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let rows = x.elem_count() / m.cols();
+    let input = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; rows * m.rows()];
+    m.matmul(&input, rows, &mut out);
+    if let Some(last) = dims.last_mut() {
+        *last = m.rows();
+    }
+    Tensor::from_vec(out, dims, x.device())
+}
+
+/// The embedding matrix, read by token for the input and multiplied for the logits.
+enum Tied {
+    Int8(Int8Matrix),
+    /// The quantized tensor for lookups, and its product (f32 in the reference mode).
+    Candle(Arc<QTensor>, QMatMul),
+}
+
+impl Tied {
+    fn embed(&self, ids: &Tensor, tokens: &[u32]) -> candle_core::Result<Tensor> {
+        match self {
+            Tied::Candle(t, _) => t.embedding(ids),
+            Tied::Int8(m) => {
+                let mut out = vec![0f32; tokens.len() * m.cols()];
+                for (row, &id) in out.chunks_mut(m.cols()).zip(tokens) {
+                    if id as usize >= m.rows() {
+                        candle_core::bail!(
+                            "token id {id} is outside the vocabulary of {}",
+                            m.rows()
+                        );
+                    }
+                    m.row(id as usize, row);
+                }
+                Tensor::from_vec(out, (tokens.len(), m.cols()), ids.device())
+            }
+        }
+    }
+
+    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Tied::Candle(_, m) => m.forward(x),
+            Tied::Int8(m) => int8_forward(m, x),
+        }
+    }
 }

@@ -2,8 +2,10 @@
 //!
 //! - [`tokenizer`]: SentencePiece tokenizer built from the GGUF metadata.
 //! - [`gemma3`]: the decoder (quantized matrix products, KV cache, sliding-window attention).
+//! - [`int8_matmul`]: our int8 kernel for the Q8_0/Q5_0 matrices (tiled, AVX-512 VNNI).
 //! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
 pub mod gemma3;
+pub mod int8_matmul;
 pub mod sampler;
 pub mod span;
 pub mod tokenizer;
