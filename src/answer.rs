@@ -56,6 +56,8 @@ pub struct Answer {
     pub removed_pmids: Vec<String>,
     pub sentences: Vec<SentenceSupport>,
     pub question_coverage: f32,
+    /// Cosine between the question and the closest passage (dense and hybrid modes).
+    pub question_similarity: Option<f32>,
     /// What the model wrote, before verification.
     pub draft: String,
     pub prompt_tokens: usize,
@@ -95,6 +97,7 @@ pub fn gather_evidence(
             journal: h.journal,
             year: h.year,
             text,
+            similarity: h.similarity,
         });
     }
     Ok(evidence)
@@ -132,8 +135,10 @@ pub fn ask(
 
     let t1 = Instant::now();
     // Evidence too weak to answer from: abstain without spending seconds on generation.
-    let covered = cite::question_coverage(question, &evidence, &retriever.bm25)
-        >= opts.thresholds.min_coverage;
+    let covered = opts.thresholds.covers(
+        cite::question_coverage(question, &evidence, &retriever.bm25),
+        cite::question_similarity(&evidence),
+    );
     let decided = if !covered {
         Some(Generated {
             stop: "weak_evidence",
@@ -171,6 +176,7 @@ pub fn ask(
         removed_pmids: v.removed_pmids,
         sentences: v.sentences,
         question_coverage: v.question_coverage,
+        question_similarity: v.question_similarity,
         draft: generated.text,
         prompt_tokens: generated.prompt_tokens,
         answer_tokens: generated.tokens,
@@ -236,6 +242,7 @@ fn withheld(
         removed_pmids: Vec::new(),
         sentences: Vec::new(),
         question_coverage: 0.0,
+        question_similarity: None,
         draft: String::new(),
         prompt_tokens: 0,
         answer_tokens: 0,

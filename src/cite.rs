@@ -62,25 +62,39 @@ pub struct Verified {
     pub sentences: Vec<SentenceSupport>,
     /// The share of the question's weight found in the best passage, 0..1.
     pub question_coverage: f32,
+    /// Cosine between the question and the closest passage (dense retrieval only).
+    pub question_similarity: Option<f32>,
 }
 
 /// Thresholds of the decision to abstain.
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
-    /// Below this question coverage the evidence is too weak to answer.
+    /// Below this question coverage the evidence is too weak to answer, unless its meaning
+    /// is close (`min_similarity`).
     pub min_coverage: f32,
+    /// From this cosine between question and passage up, the evidence counts as covering the
+    /// question even when it words it differently.
+    pub min_similarity: f32,
     /// A passage backs a sentence from this support up.
     pub min_support: f32,
 }
 
 impl Thresholds {
     pub const DEFAULT_MIN_COVERAGE: f32 = 0.5;
+    pub const DEFAULT_MIN_SIMILARITY: f32 = 0.65;
+
+    /// Whether evidence with this lexical coverage and closest cosine is enough to answer
+    /// from: either the question's distinctive words are there, or its meaning is.
+    pub fn covers(&self, coverage: f32, similarity: Option<f32>) -> bool {
+        coverage >= self.min_coverage || similarity.is_some_and(|s| s >= self.min_similarity)
+    }
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             min_coverage: Self::DEFAULT_MIN_COVERAGE,
+            min_similarity: Self::DEFAULT_MIN_SIMILARITY,
             min_support: 0.5,
         }
     }
@@ -227,6 +241,15 @@ pub fn question_coverage(question: &str, evidence: &[Evidence], lex: &dyn Lexico
     best_coverage(lex, &lex.terms(question), &passage_terms(evidence, lex))
 }
 
+/// The highest cosine between the question and a passage of the evidence, when dense
+/// retrieval scored any.
+pub fn question_similarity(evidence: &[Evidence]) -> Option<f32> {
+    evidence
+        .iter()
+        .filter_map(|e| e.similarity)
+        .fold(None, |best, s| Some(best.map_or(s, |b: f32| b.max(s))))
+}
+
 /// The analysed terms of each passage with its title.
 fn passage_terms(evidence: &[Evidence], lex: &dyn Lexicon) -> Vec<HashSet<String>> {
     evidence
@@ -256,6 +279,7 @@ pub fn verify(
 ) -> Verified {
     let passage_terms = passage_terms(evidence, lex);
     let question_coverage = best_coverage(lex, &lex.terms(question), &passage_terms);
+    let question_similarity = question_similarity(evidence);
 
     let known: HashMap<&str, usize> = evidence
         .iter()
@@ -283,8 +307,9 @@ pub fn verify(
         related: related.clone(),
         sentences: Vec::new(),
         question_coverage,
+        question_similarity,
     };
-    if question_coverage < th.min_coverage {
+    if !th.covers(question_coverage, question_similarity) {
         return abstain("weak_evidence", removed_pmids);
     }
     if answer.is_empty() || ABSTAIN_PHRASES.iter().any(|p| lower.contains(p)) {
@@ -352,6 +377,7 @@ pub fn verify(
         related: Vec::new(),
         sentences: support_rows,
         question_coverage,
+        question_similarity,
     }
 }
 
@@ -392,6 +418,7 @@ mod tests {
             journal: "J".into(),
             year: Some(1990),
             text: text.into(),
+            similarity: None,
         }
     }
 
@@ -404,6 +431,29 @@ mod tests {
             ),
             ev("222", "Statins", "Statins lower cholesterol."),
         ]
+    }
+
+    #[test]
+    fn close_meaning_covers_a_reworded_question_that_shares_no_words() {
+        let question = "Which molecule is missing from the muscles of boys with DMD?";
+        let mut ev = evidence();
+        let coverage = question_coverage(question, &ev, &Plain);
+        assert!(coverage < 0.5, "{coverage}");
+        let th = Thresholds::default();
+        // BM25-only evidence has no similarity: weak wording means abstain.
+        let v = verify(question, "Dystrophin [PMID 111].", &ev, &Plain, th);
+        assert_eq!(v.abstain_reason, Some("weak_evidence"));
+        // Dense retrieval found a passage close in meaning: the answer stands.
+        ev[0].similarity = Some(th.min_similarity + 0.05);
+        ev[1].similarity = Some(0.2);
+        assert_eq!(question_similarity(&ev), ev[0].similarity);
+        let v = verify(question, "Dystrophin [PMID 111].", &ev, &Plain, th);
+        assert!(!v.abstained, "{v:?}");
+        assert_eq!(v.citations[0].pmid, "111");
+        // Only as close as an unrelated passage: abstain again.
+        ev[0].similarity = Some(th.min_similarity - 0.05);
+        let v = verify(question, "Dystrophin [PMID 111].", &ev, &Plain, th);
+        assert!(v.abstained);
     }
 
     #[test]

@@ -214,6 +214,10 @@ pub struct GenerateArgs {
     /// (IDF of its words), 0..1
     #[arg(long, default_value_t = crate::cite::Thresholds::DEFAULT_MIN_COVERAGE)]
     pub min_coverage: f32,
+    /// ...or when no passage is this close in meaning (cosine with the question; dense and
+    /// hybrid modes), 0..1
+    #[arg(long, default_value_t = crate::cite::Thresholds::DEFAULT_MIN_SIMILARITY)]
+    pub min_similarity: f32,
 }
 
 #[derive(Debug, Args)]

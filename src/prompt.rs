@@ -78,6 +78,8 @@ pub struct Evidence {
     pub journal: String,
     pub year: Option<i64>,
     pub text: String,
+    /// Cosine between the question and this passage, when dense retrieval found it.
+    pub similarity: Option<f32>,
 }
 
 impl Evidence {
@@ -235,6 +237,7 @@ mod tests {
             journal: "J".into(),
             year: Some(2001),
             text: text.into(),
+            similarity: None,
         }
     }
 

@@ -566,6 +566,46 @@ fn ask_cites_only_evidence_and_abstains_when_the_evidence_does_not_cover_the_que
     assert_eq!(v["draft"], "", "{v}");
 }
 
+/// On a dense index a reworded question (few of its words in the abstract) is answered when
+/// a passage is close in meaning, and abstains when nothing is.
+#[test]
+fn ask_answers_a_reworded_question_by_meaning_on_a_dense_index() {
+    let fetched = ok_json(&["fetch", "--only", "generator", "--json"]);
+    assert_eq!(fetched["files"].as_array().map(Vec::len), Some(1));
+    let idx = update_index().join("index");
+    let ask = |q: &str, extra: &[&str]| {
+        let mut args = vec!["ask", q, "--index", idx.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        ok_json(&args)
+    };
+    let reworded = "What did supplements of the sunshine vitamin do to skeletal density in women?";
+    let v = ask(reworded, &[]);
+    let coverage = v["question_coverage"].as_f64().unwrap();
+    let similarity = v["question_similarity"].as_f64().unwrap();
+    assert!(coverage < 0.5, "the wording alone would abstain: {v}");
+    assert!(similarity >= 0.65, "{v}");
+    assert_eq!(v["abstained"], false, "{v}");
+    assert_eq!(v["citations"][0]["pmid"], "900603", "{v}");
+    assert!(
+        v["answer"]
+            .as_str()
+            .unwrap()
+            .contains("bone mineral density"),
+        "{v}"
+    );
+
+    // The same question when only a near-identical passage would do: abstain, unanswered.
+    let v = ask(reworded, &["--min-similarity", "0.99"]);
+    assert_eq!(v["abstained"], true, "{v}");
+    assert_eq!(v["abstain_reason"], "weak_evidence", "{v}");
+    assert_eq!(v["related"][0], "900603", "{v}");
+
+    // Close to nothing in the index, in words or meaning.
+    let v = ask("Which antiviral shortens influenza?", &[]);
+    assert!(v["question_similarity"].as_f64().unwrap() < 0.65, "{v}");
+    assert_eq!(v["abstained"], true, "{v}");
+}
+
 #[test]
 fn ask_names_a_bad_prompt_template_or_model_file() {
     let dir = tempfile::tempdir().unwrap();

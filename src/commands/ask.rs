@@ -94,6 +94,7 @@ pub fn ask_options(
         },
         thresholds: Thresholds {
             min_coverage: args.min_coverage,
+            min_similarity: args.min_similarity,
             ..Thresholds::default()
         },
     })

@@ -195,6 +195,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                     retrieved: retrieved(&a.evidence),
                     removed_pmids: a.removed_pmids.len(),
                     coverage: a.question_coverage,
+                    similarity: a.question_similarity,
                     ms: a.timings_ms.total,
                 }
             }
@@ -203,7 +204,8 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                 let evidence = gather_evidence(&retriever, &item.question, opts.k, opts.mode)
                     .with_context(|| format!("retrieving for {}", item.id))?;
                 let coverage = question_coverage(&item.question, &evidence, &retriever.bm25);
-                let abstained = coverage < opts.thresholds.min_coverage;
+                let similarity = crate::cite::question_similarity(&evidence);
+                let abstained = !opts.thresholds.covers(coverage, similarity);
                 QaOutcome {
                     id: item.id.clone(),
                     answer: String::new(),
@@ -213,6 +215,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                     retrieved: retrieved(&evidence),
                     removed_pmids: 0,
                     coverage,
+                    similarity,
                     ms: t.elapsed().as_secs_f64() * 1000.0,
                 }
             }

@@ -64,6 +64,8 @@ pub struct QaOutcome {
     pub removed_pmids: usize,
     /// Share of the question's weight in the best passage (what abstention is decided on).
     pub coverage: f32,
+    /// Cosine between the question and the closest passage (dense and hybrid modes).
+    pub similarity: Option<f32>,
     pub ms: f64,
 }
 

@@ -369,6 +369,7 @@ impl Bm25Searcher {
                 .collect(),
             bm25_rank: None,
             dense_rank: None,
+            similarity: None,
             passage: None,
         }
     }

@@ -19,6 +19,9 @@ pub struct Hit {
     pub bm25_rank: Option<usize>,
     /// Rank in the dense list (hybrid and dense modes).
     pub dense_rank: Option<usize>,
+    /// Cosine between the question and the best-matching passage (when in the dense list):
+    /// how close the evidence is in meaning, whatever the wording.
+    pub similarity: Option<f32>,
     /// The best-matching passage (dense and hybrid modes), the evidence for an answer.
     pub passage: Option<String>,
 }

@@ -118,6 +118,7 @@ impl Retriever {
                     h.bm25_rank = bm25_ranks.get(&pmid).copied();
                     if let Some(&(rank, dh)) = by_pmid.get(&pmid) {
                         h.dense_rank = Some(rank);
+                        h.similarity = Some(dh.score);
                         h.passage = self.passage_text(dense, pmid, dh.passage_no)?;
                     }
                 }
