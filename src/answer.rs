@@ -108,7 +108,7 @@ pub fn gather_evidence(
 pub fn ask(
     retriever: &Retriever,
     generator: &mut dyn Generator,
-    screener: &mut Screener,
+    screener: &Screener,
     question: &str,
     opts: &AskOptions,
     on_text: &mut dyn FnMut(&str) -> bool,

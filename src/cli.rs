@@ -39,6 +39,8 @@ pub enum Command {
     Ask(AskArgs),
     /// Run the whole pipeline on the embedded default: fetch, index, query
     Demo(DemoArgs),
+    /// Serve search and cited answers over HTTP: JSON API, OpenAI-compatible chat, web page
+    Serve(ServeArgs),
     /// Measure quality on evaluation sets (JSONL, as in the shared dev sets)
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -249,6 +251,50 @@ pub struct AskArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Routes: GET / (web page), GET /healthz, GET /api/stats, \
+GET /api/search?q=…&k=…&mode=…&year=… (as `medlit search --json`), \
+POST /api/ask {\"question\",\"k\",\"mode\",\"max_tokens\",\"stream\"} (as `medlit ask --json`; \
+with \"stream\": true, server-sent events: token…, then answer), \
+GET /v1/models, POST /v1/chat/completions (OpenAI-compatible; the last user message is the \
+question). One model answers one question at a time; up to --queue more wait, beyond that \
+503 with Retry-After. Every error is JSON. The safety policy applies to every route."
+)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default: medlit has no authentication; another
+    /// address is logged as reachable from other machines)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Questions allowed to wait for the model beyond the one being answered
+    #[arg(long, default_value_t = 8)]
+    pub queue: usize,
+    /// Longest question, in characters
+    #[arg(long, default_value_t = 2000)]
+    pub max_question_chars: usize,
+    /// Largest k a request may ask for
+    #[arg(long, default_value_t = 50)]
+    pub max_k: usize,
+    /// Largest max_tokens a request may ask for
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens_limit: usize,
+    /// Largest request body, in bytes
+    #[arg(long, default_value_t = 65536)]
+    pub max_body_bytes: usize,
+    /// Time limit per answer, in seconds (queue wait included)
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Retrieval mode (auto: hybrid when the index has a dense part, else bm25)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: SearchModeArg,
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub index: IndexDirArg,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 //! Module map:
 //! - [`cli`]: the command-line interface (clap definitions).
 //! - [`commands`]: one module per subcommand (`fetch`, `index`, `search`, `ask`, `demo`,
-//!   `eval`, `bench`).
+//!   `serve`, `eval`, `bench`).
 //! - [`retrieve`]: BM25, dense and hybrid (reciprocal rank fusion) search over the index.
 //! - [`prompt`]: prompt templates and filling them with question and evidence.
 //! - [`generate`]: answer generation (Gemma 3 GGUF on candle, its tokenizer, sampling).
@@ -12,6 +12,7 @@
 //! - [`eval`]: evaluation metrics (retrieval recall, MRR, latency).
 //! - [`progress`]: progress bars that show on a terminal and stay quiet for `--json`.
 //! - [`safety`]: the medical safety policy: request screen and draft check.
+//! - [`serve`]: the HTTP server (JSON API, OpenAI-compatible chat, web page).
 
 pub mod answer;
 pub mod cite;
@@ -23,3 +24,4 @@ pub mod progress;
 pub mod prompt;
 pub mod retrieve;
 pub mod safety;
+pub mod serve;

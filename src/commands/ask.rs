@@ -120,12 +120,12 @@ pub fn run(args: &AskArgs) -> Result<()> {
     }
     let mut generator = load_generator(&args.generate)?;
     let opts = ask_options(&args.generate, args.k, mode, generator.prefers_extraction())?;
-    let mut screener = super::screener(args.generate.safety_policy.as_deref())?;
+    let screener = super::screener(args.generate.safety_policy.as_deref())?;
     let stream = !args.json && std::io::stderr().is_terminal();
     let answer = ask(
         &retriever,
         &mut generator,
-        &mut screener,
+        &screener,
         &args.question,
         &opts,
         &mut |piece| {
@@ -171,6 +171,23 @@ fn reference(n: usize, pmid: &str, title: &str, journal: &str, year: Option<i64>
 }
 
 pub fn print_answer(a: &Answer, show_evidence: bool) -> Result<()> {
+    let mut out = answer_text(a);
+    if show_evidence {
+        out.push_str("\nEvidence\n");
+        for e in &a.evidence {
+            out.push_str(&format!("[PMID {}] {}\n    {}\n", e.pmid, e.title, e.text));
+        }
+    }
+    out.push_str(&format!(
+        "\n{NOTICE}\n({} · retrieve {:.0} ms, generate {:.0} ms)\n",
+        a.model, a.timings_ms.retrieve, a.timings_ms.generate
+    ));
+    super::emit(&out)
+}
+
+/// The answer with its numbered references (or related reading) and what was removed: what
+/// a reader sees, here and in the server's chat replies.
+pub fn answer_text(a: &Answer) -> String {
     let mut out = format!("{}\n", a.answer);
     if !a.citations.is_empty() {
         out.push_str("\nReferences\n");
@@ -193,15 +210,5 @@ pub fn print_answer(a: &Answer, show_evidence: bool) -> Result<()> {
             a.removed_pmids.len()
         ));
     }
-    if show_evidence {
-        out.push_str("\nEvidence\n");
-        for e in &a.evidence {
-            out.push_str(&format!("[PMID {}] {}\n    {}\n", e.pmid, e.title, e.text));
-        }
-    }
-    out.push_str(&format!(
-        "\n{NOTICE}\n({} · retrieve {:.0} ms, generate {:.0} ms)\n",
-        a.model, a.timings_ms.retrieve, a.timings_ms.generate
-    ));
-    super::emit(&out)
+    out
 }

@@ -102,11 +102,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let gen_args = GenerateDefaults::parse_from(["demo"]).generate;
     let mut generator = load_generator(&gen_args)?;
     let opts = ask_options(&gen_args, None, Mode::Bm25, generator.prefers_extraction())?;
-    let mut screener = super::screener(None)?;
+    let screener = super::screener(None)?;
     let answer = ask(
         &retriever,
         &mut generator,
-        &mut screener,
+        &screener,
         &args.question,
         &opts,
         &mut |_| true,

@@ -29,7 +29,7 @@ pub fn run(cmd: &EvalCommand) -> Result<()> {
 
 fn safety(args: &EvalSafetyArgs) -> Result<()> {
     let items = read_safety(&args.dataset).context("reading the dataset")?;
-    let mut screener = super::screener(args.safety_policy.as_deref())?;
+    let screener = super::screener(args.safety_policy.as_deref())?;
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let v = screener
@@ -162,7 +162,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
     };
     let prefers_extraction = generator.as_ref().is_some_and(|g| g.prefers_extraction());
     let opts = super::ask::ask_options(&args.generate, args.k, mode, prefers_extraction)?;
-    let mut screener = super::screener(args.generate.safety_policy.as_deref())?;
+    let screener = super::screener(args.generate.safety_policy.as_deref())?;
     let bar = crate::progress::items(args.json, items.len() as u64, "answering");
     let mut outcomes = Vec::with_capacity(items.len());
     for item in &items {
@@ -173,14 +173,9 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         };
         let outcome = match generator.as_mut() {
             Some(g) => {
-                let a = ask(
-                    &retriever,
-                    g,
-                    &mut screener,
-                    &item.question,
-                    &opts,
-                    &mut |_| true,
-                )
+                let a = ask(&retriever, g, &screener, &item.question, &opts, &mut |_| {
+                    true
+                })
                 .with_context(|| format!("answering {}", item.id))?;
                 QaOutcome {
                     id: item.id.clone(),

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod fetch;
 pub mod index;
 pub mod search;
+pub mod serve;
 
 pub fn home() -> Result<MedlitHome> {
     MedlitHome::from_env().context("locating MEDLIT_HOME")

@@ -217,7 +217,8 @@ pub struct Screener {
     pub policy: Policy,
     /// The post-generation check, compiled once.
     pub check: check::DraftCheck,
-    embedder: Box<dyn Embedder>,
+    /// Behind a lock so one screener serves every request of a server.
+    embedder: std::sync::Mutex<Box<dyn Embedder>>,
     vectors: Vec<Vec<f32>>,
 }
 
@@ -229,7 +230,7 @@ impl Screener {
         Ok(Screener {
             policy,
             check: check::DraftCheck::new(),
-            embedder,
+            embedder: std::sync::Mutex::new(embedder),
             vectors,
         })
     }
@@ -237,7 +238,7 @@ impl Screener {
     /// The decision for a request: a refuse rule, then a close refuse exemplar (a harmful
     /// neighbour outranks a redirect rule: "how many of my pills…" can be both), then a
     /// redirect rule, then a close redirect exemplar; else answer.
-    pub fn screen(&mut self, request: &str) -> Result<Verdict, SafetyError> {
+    pub fn screen(&self, request: &str) -> Result<Verdict, SafetyError> {
         let folded = fold::fold(request);
         let (nearest, cosine) = self.nearest(&folded)?;
         let policy = &self.policy;
@@ -276,8 +277,12 @@ impl Screener {
     }
 
     /// The exemplar nearest to the request, and its cosine.
-    fn nearest(&mut self, folded: &str) -> Result<(Option<usize>, f32), SafetyError> {
-        let q = self.embedder.embed(&[folded])?.pop().unwrap_or_default();
+    fn nearest(&self, folded: &str) -> Result<(Option<usize>, f32), SafetyError> {
+        let q = {
+            // A panic elsewhere while embedding leaves the embedder usable: take it back.
+            let mut e = self.embedder.lock().unwrap_or_else(|p| p.into_inner());
+            e.embed(&[folded])?.pop().unwrap_or_default()
+        };
         Ok(self
             .vectors
             .iter()

@@ -1,0 +1,270 @@
+//! medlit's own JSON API: health, stats, search and ask (JSON or server-sent events).
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+use tokio::time::{timeout_at, Instant};
+
+use super::error::ApiError;
+use super::queue::{AskRequest, Event, Ticket};
+use super::AppState;
+use crate::answer::Answer;
+use crate::commands::ask::AnswerJson;
+use crate::commands::search::SearchJson;
+use crate::retrieve::hybrid::Mode;
+use crate::safety::Decision;
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+pub async fn stats(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let m = s.retriever.bm25.manifest();
+    Json(serde_json::json!({
+        "index": {
+            "generation": m.generation,
+            "counts": m.counts,
+            "dense_passages": m.dense.as_ref().map(|d| d.rows),
+            "default_mode": s.default_mode,
+        },
+        "model": s.model,
+        "uptime_s": s.started.elapsed().as_secs_f64(),
+        "queue": { "in_flight": s.queue.in_flight(), "bound": s.queue.bound },
+        "answered": s.queue.answered.load(std::sync::atomic::Ordering::Relaxed),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    q: String,
+    k: Option<usize>,
+    mode: Option<String>,
+    year: Option<String>,
+}
+
+/// `GET /api/search`: the JSON of `medlit search --json`. A query the safety policy refuses
+/// gets no results, with the policy's verdict and message.
+pub async fn search(
+    State(s): State<Arc<AppState>>,
+    params: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params?;
+    let query = s.check_question(&p.q)?;
+    let k = s.check_k(p.k.unwrap_or(10))?;
+    let mode = s.mode(p.mode.as_deref())?;
+    let years = match p.year.as_deref() {
+        None | Some("") => None,
+        Some(y) => Some(
+            y.parse::<crate::retrieve::YearRange>()
+                .map_err(|e| ApiError::bad_request(format!("year: {e}")))?,
+        ),
+    };
+    let state = s.clone();
+    // Serialised in the closure, as the CLI serialises it (an f32 score through a JSON value
+    // would print its f64 widening).
+    let result = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let verdict = state
+            .screener
+            .screen(&query)
+            .map_err(|e| ApiError::internal(format!("safety screen: {e}")))?;
+        if verdict.decision == Decision::Refuse {
+            let message = state
+                .screener
+                .policy
+                .message(Decision::Refuse, &verdict.category)
+                .to_string();
+            return Ok(serde_json::json!({
+                "query": query, "mode": mode, "hits": [], "safety": verdict, "message": message,
+            })
+            .to_string());
+        }
+        let hits = state
+            .retriever
+            .search(&query, k, mode, years)
+            .map_err(|e| ApiError::internal(format!("searching: {e}")))?;
+        serde_json::to_string(&SearchJson {
+            query: &query,
+            mode,
+            hits: &hits,
+        })
+        .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await
+    .map_err(|_| ApiError::internal("internal error while searching"))??;
+    Ok(([(header::CONTENT_TYPE, "application/json")], result).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AskBody {
+    question: String,
+    k: Option<usize>,
+    mode: Option<String>,
+    max_tokens: Option<usize>,
+    #[serde(default)]
+    stream: bool,
+}
+
+/// `POST /api/ask`: the JSON of `medlit ask --json`, or with `"stream": true` server-sent
+/// events: `token` (draft text as generated), then `answer` (the verified answer) or `error`.
+pub async fn ask(
+    State(s): State<Arc<AppState>>,
+    body: Result<Json<AskBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    let request = AskRequest {
+        question: s.check_question(&b.question)?,
+        k: b.k.map(|k| s.check_k(k)).transpose()?,
+        mode: s.mode(b.mode.as_deref())?,
+        max_tokens: b.max_tokens.map(|t| s.check_max_tokens(t)).transpose()?,
+    };
+    let ticket = s.submit(request)?;
+    let deadline = Instant::now() + s.limits.timeout;
+    if b.stream {
+        return Ok(Sse::new(answer_events(ticket, deadline))
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let answer = wait_for_answer(ticket, deadline, |_| {}).await?;
+    Ok(Json(AnswerJson::new(&answer)).into_response())
+}
+
+/// Waits for the verified answer, passing draft text to `on_text`.
+pub async fn wait_for_answer(
+    mut ticket: Ticket,
+    deadline: Instant,
+    mut on_text: impl FnMut(String),
+) -> Result<Answer, ApiError> {
+    loop {
+        match timeout_at(deadline, ticket.events.recv()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(None) => return Err(ApiError::internal("the answer worker stopped")),
+            Ok(Some(Event::Text(t))) => on_text(t),
+            Ok(Some(Event::Done(a))) => return Ok(*a),
+            Ok(Some(Event::Failed(m))) => return Err(ApiError::internal(m)),
+        }
+    }
+}
+
+pub fn timed_out() -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "the answer took longer than the server's time limit per request",
+    )
+}
+
+fn answer_events(
+    ticket: Ticket,
+    deadline: Instant,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    stream::unfold(Some(ticket), move |ticket| async move {
+        let mut ticket = ticket?;
+        let event = match timeout_at(deadline, ticket.events.recv()).await {
+            Err(_) => Err(timed_out()),
+            Ok(None) => Err(ApiError::internal("the answer worker stopped")),
+            Ok(Some(Event::Text(t))) => {
+                let e = SseEvent::default()
+                    .event("token")
+                    .json_data(serde_json::json!({ "text": t }));
+                return Some((Ok(e.unwrap_or_default()), Some(ticket)));
+            }
+            Ok(Some(Event::Done(a))) => Ok(a),
+            Ok(Some(Event::Failed(m))) => Err(ApiError::internal(m)),
+        };
+        // The last event: the answer or the error; then the stream ends.
+        let last = match event {
+            Ok(a) => SseEvent::default()
+                .event("answer")
+                .json_data(AnswerJson::new(&a)),
+            Err(e) => SseEvent::default()
+                .event("error")
+                .json_data(super::error::body(e.status, "server_error", &e.message)),
+        };
+        Some((Ok(last.unwrap_or_default()), None))
+    })
+}
+
+impl AppState {
+    pub fn check_question(&self, q: &str) -> Result<String, ApiError> {
+        let q = q.trim();
+        if q.is_empty() {
+            return Err(ApiError::bad_request("the question is empty"));
+        }
+        let n = q.chars().count();
+        if n > self.limits.max_question_chars {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the question has {n} characters; this server takes at most {}",
+                    self.limits.max_question_chars
+                ),
+            ));
+        }
+        Ok(q.to_string())
+    }
+
+    pub fn check_k(&self, k: usize) -> Result<usize, ApiError> {
+        if k == 0 || k > self.limits.max_k {
+            return Err(ApiError::bad_request(format!(
+                "k must be between 1 and {}",
+                self.limits.max_k
+            )));
+        }
+        Ok(k)
+    }
+
+    pub fn check_max_tokens(&self, t: usize) -> Result<usize, ApiError> {
+        if t == 0 || t > self.limits.max_tokens {
+            return Err(ApiError::bad_request(format!(
+                "max_tokens must be between 1 and {}",
+                self.limits.max_tokens
+            )));
+        }
+        Ok(t)
+    }
+
+    pub fn mode(&self, name: Option<&str>) -> Result<Mode, ApiError> {
+        let mode = match name.unwrap_or("auto") {
+            "auto" | "" => self.default_mode,
+            "bm25" => Mode::Bm25,
+            "dense" => Mode::Dense,
+            "hybrid" => Mode::Hybrid,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown mode `{other}` (auto, bm25, dense or hybrid)"
+                )))
+            }
+        };
+        if mode != Mode::Bm25 && self.retriever.dense.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "mode {} needs an index built with `medlit index --dense`",
+                mode.name()
+            )));
+        }
+        Ok(mode)
+    }
+
+    pub fn submit(&self, request: AskRequest) -> Result<Ticket, ApiError> {
+        self.queue.submit(request).map_err(|full| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!(
+                "{} questions are already waiting for the model; retry in {} s",
+                self.queue.bound, full.retry_after_s
+            ),
+            retry_after: Some(full.retry_after_s),
+        })
+    }
+}
+
+/// The time limit per request.
+pub fn default_timeout() -> Duration {
+    Duration::from_secs(120)
+}

@@ -1,0 +1,176 @@
+// medlit's page: asks /api/ask (streamed) or /api/search and shows the result.
+// Text from the server is only ever set as textContent, never parsed as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const pubmed = (pmid) => `https://pubmed.ncbi.nlm.nih.gov/${encodeURIComponent(pmid)}/`;
+
+function el(tag, text, attrs) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = text;
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  return e;
+}
+
+function reset() {
+  for (const id of ["answer-section", "evidence-section", "results-section", "safety",
+                    "refs-heading", "related-heading"]) $(id).hidden = true;
+  for (const id of ["references", "related", "evidence", "results"]) $(id).replaceChildren();
+  $("answer").textContent = "";
+  $("answer").className = "";
+  $("status").textContent = "";
+  $("status").className = "";
+}
+
+function showError(message) {
+  $("status").textContent = message;
+  $("status").className = "error";
+}
+
+function refItem(n, pmid, title, journal, year) {
+  const li = el("li");
+  const a = el("a", `PMID ${pmid}`, { href: pubmed(pmid), target: "_blank", rel: "noopener",
+    "data-pmid": pmid, class: "citation" });
+  li.append(a, " ", el("span", title || ""), " ",
+            el("span", `(${journal || ""}${year ? ", " + year : ""})`, { class: "meta" }));
+  return li;
+}
+
+// The passage with the sentence that best supports `claim` marked.
+function highlighted(text, claim) {
+  const sentences = text.match(/[^.!?]+[.!?]*\s*/g) || [text];
+  const words = new Set((claim || "").toLowerCase().match(/[a-z0-9]+/g) || []);
+  let best = -1, bestScore = 0;
+  sentences.forEach((s, i) => {
+    const sw = s.toLowerCase().match(/[a-z0-9]+/g) || [];
+    const score = sw.filter((w) => words.has(w)).length;
+    if (score > bestScore) { best = i; bestScore = score; }
+  });
+  const p = el("p");
+  sentences.forEach((s, i) => p.append(i === best ? el("mark", s) : document.createTextNode(s)));
+  return p;
+}
+
+function showAnswer(a) {
+  $("answer-section").hidden = false;
+  const ans = $("answer");
+  ans.className = "";
+  ans.textContent = a.answer;
+  if (a.safety && a.safety.decision !== "answer") {
+    $("safety").hidden = false;
+    $("safety").textContent = a.safety.decision === "refuse"
+      ? "This request is outside what medlit answers."
+      : "This asks for personal medical advice: please ask a health professional.";
+  }
+  if (a.citations.length) {
+    $("refs-heading").hidden = false;
+    a.citations.forEach((c, i) =>
+      $("references").append(refItem(i + 1, c.pmid, c.title, c.journal, c.year)));
+  }
+  if ((a.abstained || (a.safety && a.safety.decision !== "answer")) && a.related.length) {
+    $("related-heading").hidden = false;
+    for (const pmid of a.related) {
+      const e = a.evidence.find((x) => x.pmid === pmid) || {};
+      $("related").append(refItem(0, pmid, e.title, e.journal, e.year));
+    }
+  }
+  // Each cited passage, with the sentence that supports the answer marked.
+  const cited = new Set(a.citations.map((c) => c.pmid));
+  const shown = a.evidence.filter((e) => cited.has(e.pmid));
+  if (shown.length) {
+    $("evidence-section").hidden = false;
+    for (const e of shown) {
+      const claim = (a.sentences.find((s) => s.pmids.includes(e.pmid)) || {}).text || a.answer;
+      const div = el("div", null, { class: "evidence-item" });
+      const h = el("h3");
+      h.append(el("a", `PMID ${e.pmid}`, { href: pubmed(e.pmid), target: "_blank", rel: "noopener" }),
+               " ", e.title);
+      div.append(h, el("p", `${e.journal}${e.year ? ", " + e.year : ""}`, { class: "meta" }),
+                 highlighted(e.text, claim));
+      $("evidence").append(div);
+    }
+  }
+  $("status").textContent = `Answered in ${(a.timings_ms.total / 1000).toFixed(1)} s`;
+}
+
+async function ask(question) {
+  const res = await fetch("/api/ask", {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "text/event-stream" },
+    body: JSON.stringify({ question, stream: true }),
+  });
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    throw new Error((body.error && body.error.message) || `HTTP ${res.status}`);
+  }
+  $("answer-section").hidden = false;
+  $("answer").className = "draft";
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let event = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trim();
+      }
+      if (!data) continue;
+      const payload = JSON.parse(data);
+      if (event === "token") $("answer").textContent += payload.text;
+      else if (event === "answer") { showAnswer(payload); return; }
+      else if (event === "error") throw new Error(payload.error.message);
+    }
+  }
+  throw new Error("the answer stream ended early");
+}
+
+async function search(question) {
+  const res = await fetch(`/api/search?q=${encodeURIComponent(question)}&k=10`);
+  const body = await res.json();
+  if (!res.ok) throw new Error((body.error && body.error.message) || `HTTP ${res.status}`);
+  $("results-section").hidden = false;
+  if (body.message) {
+    $("answer-section").hidden = false;
+    $("answer").textContent = body.message;
+  }
+  for (const h of body.hits) {
+    const li = refItem(h.rank, h.pmid, h.title, h.journal, h.year);
+    li.append(el("p", h.snippet, { class: "meta" }));
+    $("results").append(li);
+  }
+  $("status").textContent = `${body.hits.length} articles (${body.mode})`;
+}
+
+$("ask-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const question = $("question").value.trim();
+  if (!question) return;
+  reset();
+  const button = $("ask-button");
+  button.disabled = true;
+  const what = document.querySelector('input[name="what"]:checked').value;
+  $("status").textContent = what === "search" ? "Searching…" : "Retrieving and answering…";
+  try {
+    if (what === "search") await search(question);
+    else await ask(question);
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// Enter asks; Shift+Enter adds a line.
+$("question").addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && !ev.shiftKey) {
+    ev.preventDefault();
+    $("ask-form").requestSubmit();
+  }
+});

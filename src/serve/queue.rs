@@ -1,0 +1,188 @@
+//! The generation worker: one thread owns the model and answers queued questions in turn.
+//!
+//! The model is one instance using every core, so answers are generated one at a time; the
+//! queue in front of it is bounded so a burst gets a quick 503 with Retry-After instead of a
+//! growing wait. A request whose client went away (or timed out) is skipped, or stopped at
+//! its next token.
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::answer::{ask, Answer, AskOptions};
+use crate::generate::Generator;
+use crate::retrieve::hybrid::{Mode, Retriever};
+use crate::safety::Screener;
+
+/// A validated question and its per-request settings.
+#[derive(Debug, Clone)]
+pub struct AskRequest {
+    pub question: String,
+    pub k: Option<usize>,
+    pub mode: Mode,
+    pub max_tokens: Option<usize>,
+}
+
+/// What a waiting request hears from the worker.
+#[derive(Debug)]
+pub enum Event {
+    /// A piece of the draft, as it is generated (not yet verified).
+    Text(String),
+    /// The verified answer.
+    Done(Box<Answer>),
+    Failed(String),
+}
+
+/// Builds the options of one request (template, thresholds, sampling) from its settings.
+pub type OptionsFor = Box<dyn Fn(&AskRequest) -> Result<AskOptions, String> + Send>;
+
+/// A queued request's handle: its events, and cancellation when dropped.
+pub struct Ticket {
+    pub events: UnboundedReceiver<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The queue was full: come back in `retry_after_s`.
+#[derive(Debug)]
+pub struct QueueFull {
+    pub retry_after_s: u64,
+}
+
+struct Job {
+    request: AskRequest,
+    events: UnboundedSender<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+pub struct Queue {
+    tx: mpsc::Sender<Job>,
+    /// Requests admitted and not finished (waiting or being answered).
+    in_flight: Arc<AtomicUsize>,
+    /// Requests allowed to wait behind the one being answered.
+    pub bound: usize,
+    /// Answers produced (for /api/stats).
+    pub answered: Arc<AtomicU64>,
+    /// Duration of the last answer, for Retry-After.
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Queue {
+    /// Starts the worker thread, which owns `generator`.
+    pub fn start(
+        mut generator: Box<dyn Generator + Send>,
+        retriever: Arc<Retriever>,
+        screener: Arc<Screener>,
+        options_for: OptionsFor,
+        bound: usize,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicU64::new(0));
+        let last_ms = Arc::new(AtomicU64::new(3000));
+        let (flight, done, last) = (in_flight.clone(), answered.clone(), last_ms.clone());
+        std::thread::Builder::new()
+            .name("medlit-generate".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    if !job.cancel.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        let event = answer_one(
+                            generator.as_mut(),
+                            &retriever,
+                            &screener,
+                            &options_for,
+                            &job,
+                        );
+                        if matches!(event, Event::Done(_)) {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last.store(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        // The client may be gone: nothing to do about it.
+                        let _ = job.events.send(event);
+                    }
+                    flight.fetch_sub(1, Ordering::AcqRel);
+                }
+            })?;
+        Ok(Queue {
+            tx,
+            in_flight,
+            bound,
+            answered,
+            last_ms,
+        })
+    }
+
+    /// Admits `request` unless `bound` requests already wait.
+    pub fn submit(&self, request: AskRequest) -> Result<Ticket, QueueFull> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if before > self.bound {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            let per = self.last_ms.load(Ordering::Relaxed).max(500);
+            return Err(QueueFull {
+                retry_after_s: (before as u64 * per).div_ceil(1000).max(1),
+            });
+        }
+        let (events, rx) = unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let job = Job {
+            request,
+            events,
+            cancel: cancel.clone(),
+        };
+        if self.tx.send(job).is_err() {
+            // The worker is gone (it never panics out of its loop; this is shutdown).
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(QueueFull { retry_after_s: 60 });
+        }
+        Ok(Ticket { events: rx, cancel })
+    }
+
+    /// Requests waiting or being answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+fn answer_one(
+    generator: &mut dyn Generator,
+    retriever: &Retriever,
+    screener: &Screener,
+    options_for: &OptionsFor,
+    job: &Job,
+) -> Event {
+    let opts = match options_for(&job.request) {
+        Ok(o) => o,
+        Err(e) => return Event::Failed(e),
+    };
+    let cancel = &job.cancel;
+    let events = &job.events;
+    // A panic in generation must not take the worker (and every later request) down.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        ask(
+            retriever,
+            generator,
+            screener,
+            &job.request.question,
+            &opts,
+            &mut |piece| {
+                !cancel.load(Ordering::Relaxed) && events.send(Event::Text(piece.into())).is_ok()
+            },
+        )
+    }));
+    match result {
+        Ok(Ok(answer)) => Event::Done(Box::new(answer)),
+        Ok(Err(e)) => Event::Failed(e.to_string()),
+        Err(_) => {
+            tracing::error!("answer generation panicked");
+            Event::Failed("internal error while answering".into())
+        }
+    }
+}
