@@ -212,6 +212,20 @@ pub struct GenerateArgs {
     /// Longest prompt + answer in tokens (evidence is trimmed to fit, the question never)
     #[arg(long, default_value_t = 2048)]
     pub context: usize,
+    /// Send the filled prompt to this OpenAI-compatible server (vLLM, llama.cpp's server,
+    /// Ollama, another medlit) instead of running a model here: its base URL, e.g.
+    /// http://gpu-box:8000 (plain HTTP)
+    #[arg(long, value_name = "URL", requires = "llm_model")]
+    pub llm_endpoint: Option<String>,
+    /// The model's name on that server
+    #[arg(long, value_name = "NAME")]
+    pub llm_model: Option<String>,
+    /// Context of the remote model, in tokens (prompt + answer)
+    #[arg(long, default_value_t = 8192)]
+    pub llm_context: usize,
+    /// Time limit per remote request, reply included, in seconds
+    #[arg(long, default_value_t = 300)]
+    pub llm_timeout: u64,
     /// Abstain when the best passage holds less than this share of the question's weight
     /// (IDF of its words), 0..1
     #[arg(long, default_value_t = crate::cite::Thresholds::DEFAULT_MIN_COVERAGE)]

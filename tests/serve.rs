@@ -363,3 +363,72 @@ fn the_web_page_and_its_assets_are_served_from_the_binary() {
     let js = r.body_mut().read_to_string().unwrap();
     assert!(js.contains("/api/ask") && js.contains("textContent"));
 }
+
+/// `ask --llm-endpoint` sends the filled prompt to an OpenAI-compatible server — here medlit's
+/// own, running in the test — and verifies the reply against its own evidence; a server that
+/// is down is a clear error after the retries.
+#[test]
+fn ask_uses_a_remote_openai_compatible_model_and_names_a_server_that_is_down() {
+    // The remote receives a whole filled prompt as its "question".
+    let server = Server::start(&["--max-question-chars", "20000"]);
+    let index = index_path();
+    let out = medlit(&[
+        "ask",
+        BRUCELLA,
+        "--index",
+        index.to_str().unwrap(),
+        "--llm-endpoint",
+        &server.base,
+        "--llm-model",
+        "medlit",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(a["model"], format!("medlit at {}", server.base), "{a}");
+    assert_eq!(
+        a["prompt_template"], "research_rag",
+        "free text for a chat model: {a}"
+    );
+    let draft = a["draft"].as_str().unwrap();
+    assert!(draft.contains("Research aid only"), "the remote reply: {a}");
+    // Whatever the remote wrote, only PMIDs of the local evidence are cited.
+    let evidence: Vec<&str> = a["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pmid"].as_str().unwrap())
+        .collect();
+    assert_eq!(evidence.len(), 5, "{a}");
+    for c in a["citations"].as_array().unwrap() {
+        assert!(evidence.contains(&c["pmid"].as_str().unwrap()), "{a}");
+    }
+    let (_, stats) = get(&server.url("/api/stats"));
+    assert_eq!(stats["answered"], 1, "the remote answered once: {stats}");
+
+    // Nothing listens on port 9 here: named, after retrying, with a non-zero exit.
+    let out = medlit(&[
+        "ask",
+        BRUCELLA,
+        "--index",
+        index.to_str().unwrap(),
+        "--llm-endpoint",
+        "http://127.0.0.1:9",
+        "--llm-model",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("http://127.0.0.1:9/v1/chat/completions"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cannot reach") && err.contains("tried 4 times"),
+        "{err}"
+    );
+}

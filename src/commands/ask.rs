@@ -32,8 +32,26 @@ pub fn set_threads(n: Option<usize>) {
         .build_global();
 }
 
-/// Loads the generator named by the arguments (the fetched default when none).
-pub fn load_generator(args: &GenerateArgs) -> Result<GemmaGguf> {
+/// The generator the arguments name: a remote server (`--llm-endpoint`), a GGUF file, or the
+/// fetched default model.
+pub fn load_generator(args: &GenerateArgs) -> Result<Box<dyn Generator + Send>> {
+    if let Some(endpoint) = &args.llm_endpoint {
+        let model = args
+            .llm_model
+            .as_deref()
+            .context("--llm-model names the model on the server")?;
+        return Ok(Box::new(crate::generate::remote::RemoteChat::new(
+            endpoint,
+            model,
+            args.llm_context,
+            std::time::Duration::from_secs(args.llm_timeout.max(1)),
+        )));
+    }
+    Ok(Box::new(load_gguf(args)?))
+}
+
+/// Loads the GGUF model the arguments name (the fetched default when none).
+pub fn load_gguf(args: &GenerateArgs) -> Result<GemmaGguf> {
     let path = super::generator_path(args.model.as_deref())?;
     let t = Instant::now();
     let g = GemmaGguf::load(&path, args.context, &candle_core::Device::Cpu)
@@ -124,7 +142,7 @@ pub fn run(args: &AskArgs) -> Result<()> {
     let stream = !args.json && std::io::stderr().is_terminal();
     let answer = ask(
         &retriever,
-        &mut generator,
+        generator.as_mut(),
         &screener,
         &args.question,
         &opts,

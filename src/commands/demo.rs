@@ -9,7 +9,6 @@ use super::ask::{ask_options, load_generator, print_answer, set_threads, AnswerJ
 use super::{print_json, search::print_hits};
 use crate::answer::ask;
 use crate::cli::{DemoArgs, GenerateArgs};
-use crate::generate::Generator;
 use crate::retrieve::hybrid::{Fusion, Mode, Retriever};
 use crate::retrieve::{Bm25Searcher, Hit};
 
@@ -105,7 +104,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let screener = super::screener(None)?;
     let answer = ask(
         &retriever,
-        &mut generator,
+        generator.as_mut(),
         &screener,
         &args.question,
         &opts,

@@ -13,7 +13,6 @@ use crate::cli::{
 use crate::eval::qa::{exact_match, report, QaOutcome};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
 use crate::eval::safety::{report as safety_report, SafetyOutcome};
-use crate::generate::Generator;
 use crate::retrieve::hybrid::Mode;
 
 /// Depth of each ranked list: recall@100 needs 100.
@@ -173,9 +172,14 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         };
         let outcome = match generator.as_mut() {
             Some(g) => {
-                let a = ask(&retriever, g, &screener, &item.question, &opts, &mut |_| {
-                    true
-                })
+                let a = ask(
+                    &retriever,
+                    g.as_mut(),
+                    &screener,
+                    &item.question,
+                    &opts,
+                    &mut |_| true,
+                )
                 .with_context(|| format!("answering {}", item.id))?;
                 QaOutcome {
                     id: item.id.clone(),

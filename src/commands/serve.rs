@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use super::ask::{ask_options, load_generator, mode_of, set_threads};
 use super::search::open_retriever;
 use crate::cli::{SearchModeArg, ServeArgs};
-use crate::generate::Generator;
 use crate::prompt::Template;
 use crate::serve::queue::{AskRequest, OptionsFor, Queue};
 use crate::serve::{serve, AppState, Limits};
@@ -40,7 +39,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         ask_options(&g, r.k, r.mode, prefers_extraction).map_err(|e| format!("{e:#}"))
     });
     let queue = Queue::start(
-        Box::new(generator),
+        generator,
         retriever.clone(),
         screener.clone(),
         options_for,

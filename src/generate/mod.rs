@@ -3,9 +3,11 @@
 //! - [`tokenizer`]: SentencePiece tokenizer built from the GGUF metadata.
 //! - [`gemma3`]: the decoder (quantized matrix products, KV cache, sliding-window attention).
 //! - [`int8_matmul`]: our int8 kernel for the Q8_0/Q5_0 matrices (tiled, AVX-512 VNNI).
+//! - [`remote`]: a model behind an OpenAI-compatible server, as a [`Generator`].
 //! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
 pub mod gemma3;
 pub mod int8_matmul;
+pub mod remote;
 pub mod sampler;
 pub mod span;
 pub mod tokenizer;
@@ -38,6 +40,8 @@ pub enum GenerateError {
     Model(#[from] ModelError),
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("model server {url}: {reason}")]
+    Remote { url: String, reason: String },
 }
 
 /// What to generate and how.
