@@ -454,6 +454,8 @@ pub struct BenchIngestArgs {
     pub json: bool,
 }
 
+// Parsed once per run: the size of the largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
     /// Retrieval quality: recall@1/10/100, MRR@10 and latency per search mode
