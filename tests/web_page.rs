@@ -1,0 +1,253 @@
+//! The web page end to end in headless Chromium (Debian's `chromium` and `chromium-driver`,
+//! driven over the WebDriver protocol): a dev-set question typed into the page, the streamed
+//! answer, a citation link to the source article. A screenshot is saved as a test artifact in
+//! `target/test-artifacts/`.
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// dev_qa q0128 (golden answer "95%", source PMID 34097189), written out so the test does not
+/// depend on the evaluation folder.
+const QUESTION: &str = "According to a review of the Pan-Cancer Analysis of Whole Genomes (PCAWG) papers published in February 2020, in what percentage of cancers was at least one causative driver mutation found?";
+const SOURCE_PMID: &str = "34097189";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Chromium and its driver: Debian's packages, installed with apt-get when missing and this
+/// runs as root (as in CI); otherwise the test fails and says what to install.
+fn browser() -> (PathBuf, PathBuf) {
+    let find = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| Path::new("/usr/bin").join(n))
+            .find(|p| p.is_file())
+    };
+    let found = || {
+        Some((
+            find(&["chromium", "chromium-browser"])?,
+            find(&["chromedriver"])?,
+        ))
+    };
+    if let Some(f) = found() {
+        return f;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if root {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "apt-get install chromium chromium-driver failed"
+        );
+    }
+    found().expect(
+        "the web page test needs Chromium and its WebDriver: apt-get install chromium chromium-driver",
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A chromedriver process and one headless browser session in it.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = agent()
+            .delete(&format!("{}/session/{}", self.base, self.session))
+            .call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    fn start(width: u32, height: u32) -> Browser {
+        let (chromium, chromedriver) = browser();
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let t = Instant::now();
+        let ready = || {
+            let mut r = agent().get(&format!("{base}/status")).call().ok()?;
+            let v: Value = serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
+            v["value"]["ready"].as_bool()
+        };
+        while ready() != Some(true) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (status, v) = post_json(
+            &format!("{base}/session"),
+            &json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                             "--disable-dev-shm-usage", format!("--window-size={width},{height}")],
+                },
+            }}}),
+        );
+        assert_eq!(status, 200, "no browser session: {v}");
+        let session = v["value"]["sessionId"].as_str().unwrap().to_string();
+        let mut b = Browser {
+            driver,
+            base,
+            session,
+        };
+        b.base = format!("{}/session/{}", b.base, b.session);
+        b
+    }
+
+    fn cmd(&self, path: &str, body: Value) -> Value {
+        let (status, v) = post_json(&format!("{}{path}", self.base), &body);
+        assert_eq!(status, 200, "{path}: {v}");
+        v["value"].clone()
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.cmd("/element", json!({"using": "css selector", "value": css}));
+        v[ELEMENT].as_str().unwrap().to_string()
+    }
+
+    fn script(&self, js: &str) -> Value {
+        self.cmd("/execute/sync", json!({"script": js, "args": []}))
+    }
+
+    fn screenshot(&self, file: &Path) {
+        let (_, v) = get(&format!("{}/screenshot", self.base));
+        let png = base64_decode(v["value"].as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, png).unwrap();
+    }
+}
+
+/// Standard base64 (the screenshot), without a crate for one call.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let v: Vec<u32> = chunk.iter().map(|&c| value(c) as u32).collect();
+        let n = v.iter().fold(0u32, |acc, x| acc << 6 | x) << (6 * (4 - v.len()));
+        out.extend_from_slice(&n.to_be_bytes()[1..v.len()]);
+    }
+    out
+}
+
+fn artifact(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-artifacts")
+        .join(name)
+}
+
+#[test]
+fn a_question_typed_into_the_page_gets_an_answer_citing_the_source_article() {
+    let server = Server::start(&[]);
+    // A phone-width window: the page must work there.
+    let browser = Browser::start(412, 915);
+    browser.cmd("/url", json!({"url": server.url("/")}));
+    let box_ = browser.element("#question");
+    browser.cmd(&format!("/element/{box_}/value"), json!({"text": QUESTION}));
+    // Enter asks (keyboard use), as the page says.
+    browser.cmd(
+        &format!("/element/{box_}/value"),
+        json!({"text": "\u{E007}"}),
+    );
+
+    let t = Instant::now();
+    let links = loop {
+        let links = browser.script(
+            "return [...document.querySelectorAll('#references a.citation')].map(a => a.href)",
+        );
+        let error = browser.script("return document.querySelector('#status.error')?.textContent");
+        assert!(error.is_null(), "the page shows an error: {error}");
+        if links.as_array().is_some_and(|l| !l.is_empty()) {
+            break links;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "no answer on the page after 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    browser.screenshot(&artifact("web_page_answer.png"));
+
+    let want = format!("https://pubmed.ncbi.nlm.nih.gov/{SOURCE_PMID}/");
+    assert!(
+        links.as_array().unwrap().iter().any(|l| l == &want),
+        "no citation link to the source article: {links}"
+    );
+    let answer = browser.script("return document.querySelector('#answer').textContent");
+    assert!(answer.as_str().unwrap().contains("95%"), "{answer}");
+    // The cited passage is shown with the supporting sentence marked.
+    let marked = browser.script("return document.querySelector('#evidence mark')?.textContent");
+    assert!(
+        marked.as_str().is_some_and(|m| m.contains("95%")),
+        "{marked}"
+    );
+    let notice = browser.script("return document.querySelector('#notice').textContent");
+    assert!(notice.as_str().unwrap().contains("not medical advice"));
+
+    // Search-only mode lists articles without generating.
+    browser.cmd(
+        &format!("/element/{}/click", browser.element("input[value=search]")),
+        json!({}),
+    );
+    browser.cmd(
+        &format!("/element/{}/click", browser.element("#ask-button")),
+        json!({}),
+    );
+    let t = Instant::now();
+    loop {
+        let n = browser.script("return document.querySelectorAll('#results li').length");
+        if n.as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no search results");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    browser.screenshot(&artifact("web_page_search.png"));
+    let pmids = browser.script(
+        "return [...document.querySelectorAll('#results a.citation')].map(a => a.dataset.pmid)",
+    );
+    assert!(
+        pmids.as_array().unwrap().iter().any(|p| p == SOURCE_PMID),
+        "{pmids}"
+    );
+}
