@@ -338,6 +338,43 @@ pub enum BenchCommand {
     /// Prefill and decode tokens/s of the Gemma decoder, against llama.cpp's llama-bench on
     /// the same GGUF file (built once from the llama-cpp-python source distribution)
     Generate(BenchGenerateArgs),
+    /// Load on a real `medlit serve`: searches at concurrency 64, then questions beyond the
+    /// queue's bound; throughput, p50/p99, errors, rejections and the server's memory
+    Serve(BenchServeArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Starts `medlit serve` on a free loopback port over the index, loads it from \
+this process (the load generator shares the machine with the server), then stops it. A search \
+counts as an error unless it is a 200 with JSON; a question is answered (200), rejected (a 503 \
+with a JSON error and Retry-After: the queue bound at work) or an error (anything else)."
+)]
+pub struct BenchServeArgs {
+    /// Questions: JSON lines with `question` (as the dev sets)
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Concurrent search clients
+    #[arg(long, default_value_t = 64)]
+    pub search_concurrency: usize,
+    /// Seconds of search load
+    #[arg(long, default_value_t = 30.0)]
+    pub search_secs: f64,
+    /// Concurrent question clients
+    #[arg(long, default_value_t = 8)]
+    pub ask_concurrency: usize,
+    /// Seconds of question load
+    #[arg(long, default_value_t = 30.0)]
+    pub ask_secs: f64,
+    /// The server's --queue (questions waiting beyond the one answered); below the question
+    /// clients, so the bound is exercised
+    #[arg(long, default_value_t = 4)]
+    pub queue: usize,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -310,3 +310,90 @@ fn ask_uses_a_remote_openai_compatible_model_and_names_a_server_that_is_down() {
         "{err}"
     );
 }
+
+/// `bench serve` loads a real server and accounts for every response: searches all succeed,
+/// questions beyond the bound are rejected with Retry-After, nothing else.
+#[test]
+fn bench_serve_counts_answers_rejections_and_errors() {
+    let index = index_path();
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("qa.jsonl");
+    let line = |q: &str, pmid: &str| json!({"question": q, "pmid": pmid}).to_string();
+    std::fs::write(
+        &dataset,
+        [
+            line(BRUCELLA, "409786"),
+            line("rifampin brucellosis guinea pigs", "409786"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let v = ok_json(&[
+        "bench",
+        "serve",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+        "--search-concurrency",
+        "8",
+        "--search-secs",
+        "2",
+        "--ask-concurrency",
+        "3",
+        "--ask-secs",
+        "2",
+        "--queue",
+        "0",
+        "--json",
+    ]);
+    let search = &v["search"];
+    assert_eq!(search["errors"], 0, "{v}");
+    assert!(search["ok"].as_u64().unwrap() > 8, "{v}");
+    assert!(search["p99_ms"].as_f64().unwrap() >= search["p50_ms"].as_f64().unwrap());
+    let ask = &v["ask"];
+    assert_eq!(ask["errors"], 0, "{v}");
+    assert!(ask["ok"].as_u64().unwrap() >= 1, "{v}");
+    // Three clients, nothing may wait: the first wave has two rejections at least.
+    assert!(ask["rejected"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(
+        ask["requests"].as_u64().unwrap(),
+        ask["ok"].as_u64().unwrap() + ask["rejected"].as_u64().unwrap(),
+        "{v}"
+    );
+    assert!(v["rss_mb"]["peak"].as_f64().unwrap() > 100.0, "{v}");
+}
+
+/// A question that cannot be answered within `--timeout` (here: waiting behind two others
+/// for a model that takes seconds each) gets a JSON 504, and its place is given up.
+#[test]
+fn an_answer_past_the_time_limit_is_a_json_504() {
+    let server = Server::start(&["--timeout", "1", "--queue", "2"]);
+    let ask = server.url("/api/ask");
+    let results: Vec<(u16, Option<String>, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| post(&ask, &json!({"question": BRUCELLA}))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let timed_out: Vec<_> = results.iter().filter(|r| r.0 == 504).collect();
+    assert!(!timed_out.is_empty(), "{results:?}");
+    for (status, _, body) in &results {
+        assert!(matches!(status, 200 | 504), "{results:?}");
+        let v: Value = serde_json::from_str(body).unwrap();
+        if *status == 504 {
+            assert_eq!(v["error"]["type"], "timeout", "{v}");
+        }
+    }
+    // Abandoned questions are skipped or stopped: the queue drains and the server answers.
+    let t = std::time::Instant::now();
+    loop {
+        let (_, stats) = get(&server.url("/api/stats"));
+        if stats["queue"]["in_flight"] == 0 {
+            break;
+        }
+        assert!(t.elapsed().as_secs() < 60, "{stats}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(get(&server.url("/healthz")).0, 200);
+}

@@ -16,6 +16,7 @@ use crate::cli::{BenchCommand, BenchIngestArgs};
 mod embed;
 mod generate;
 mod search;
+mod serve;
 
 const PEER_SCRIPT: &str = include_str!("../bench_peer/pubmed_parser_peer.py");
 const PEER_PACKAGE: &str = "pubmed_parser==0.5.1";
@@ -26,6 +27,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Embed(a) => embed::run(a),
         BenchCommand::Search(a) => search::run(a),
         BenchCommand::Generate(a) => generate::run(a),
+        BenchCommand::Serve(a) => serve::run(a),
     }
 }
 
