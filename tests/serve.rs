@@ -397,3 +397,33 @@ fn an_answer_past_the_time_limit_is_a_json_504() {
     }
     assert_eq!(get(&server.url("/healthz")).0, 200);
 }
+
+/// Loopback by default; any other address is served but logged as reachable from elsewhere.
+#[test]
+fn binding_beyond_loopback_is_logged_as_a_choice() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let index = index_path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medlit"))
+        .args(["serve", "--addr", "0.0.0.0:0", "--index"])
+        .arg(&index)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on http://0.0.0.0:"), "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("reachable from other machines"), "{err}");
+}
