@@ -127,3 +127,21 @@ pub fn post_json(url: &str, body: &Value) -> (u16, Value) {
     let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, v)
 }
+
+/// The PMIDs of an answer's evidence, after checking that every citation is one of them.
+pub fn evidence_cited_only(a: &Value) -> Vec<String> {
+    let evidence: Vec<String> = a["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pmid"].as_str().unwrap().to_string())
+        .collect();
+    for c in a["citations"].as_array().unwrap() {
+        let pmid = c["pmid"].as_str().unwrap();
+        assert!(
+            evidence.iter().any(|e| e == pmid),
+            "{pmid} is not evidence: {a}"
+        );
+    }
+    evidence
+}
