@@ -215,6 +215,16 @@ fn a_question_typed_into_the_page_gets_an_answer_citing_the_source_article() {
     );
     let answer = browser.script("return document.querySelector('#answer').textContent");
     assert!(answer.as_str().unwrap().contains("95%"), "{answer}");
+    // The answer's "[PMID n]" is a numbered link to its reference.
+    let marker = browser.script(
+        "const m = document.querySelector('#answer a.marker'); \
+         return m && [m.textContent, document.querySelector(m.getAttribute('href')).textContent]",
+    );
+    assert_eq!(marker[0], "[1]", "{marker}");
+    assert!(
+        marker[1].as_str().unwrap().contains(SOURCE_PMID),
+        "{marker}"
+    );
     // The cited passage is shown with the supporting sentence marked.
     let marked = browser.script("return document.querySelector('#evidence mark')?.textContent");
     assert!(

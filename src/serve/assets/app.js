@@ -55,7 +55,18 @@ function showAnswer(a) {
   $("answer-section").hidden = false;
   const ans = $("answer");
   ans.className = "";
-  ans.textContent = a.answer;
+  // "[PMID n]" in the answer becomes a numbered link to its reference below.
+  const number = new Map(a.citations.map((c, i) => [c.pmid, i + 1]));
+  ans.replaceChildren();
+  a.answer.split(/(\[PMID \d+\])/).forEach((part) => {
+    const m = part.match(/^\[PMID (\d+)\]$/);
+    if (m && number.has(m[1])) {
+      ans.append(el("a", `[${number.get(m[1])}]`, { href: `#ref-${number.get(m[1])}`,
+        title: `PMID ${m[1]}`, class: "marker" }));
+    } else {
+      ans.append(document.createTextNode(part));
+    }
+  });
   if (a.safety && a.safety.decision !== "answer") {
     $("safety").hidden = false;
     $("safety").textContent = a.safety.decision === "refuse"
@@ -64,8 +75,11 @@ function showAnswer(a) {
   }
   if (a.citations.length) {
     $("refs-heading").hidden = false;
-    a.citations.forEach((c, i) =>
-      $("references").append(refItem(i + 1, c.pmid, c.title, c.journal, c.year)));
+    a.citations.forEach((c, i) => {
+      const li = refItem(i + 1, c.pmid, c.title, c.journal, c.year);
+      li.id = `ref-${i + 1}`;
+      $("references").append(li);
+    });
   }
   if ((a.abstained || (a.safety && a.safety.decision !== "answer")) && a.related.length) {
     $("related-heading").hidden = false;
