@@ -2,10 +2,12 @@
 //!
 //! - [`tokenizer`]: SentencePiece tokenizer built from the GGUF metadata.
 //! - [`gemma3`]: the decoder (quantized matrix products, KV cache, sliding-window attention).
+//! - [`gemma4`]: the Gemma 4 text decoder (E2B/E4B features) over Hugging Face safetensors.
 //! - [`int8_matmul`]: our int8 kernel for the Q8_0/Q5_0 matrices (tiled, AVX-512 VNNI).
 //! - [`remote`]: a model behind an OpenAI-compatible server, as a [`Generator`].
 //! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
 pub mod gemma3;
+pub mod gemma4;
 pub mod int8_matmul;
 pub mod remote;
 pub mod sampler;

@@ -1,0 +1,127 @@
+//! Our Gemma 4 decoder against transformers' `gemma4_text` on a tiny random-weight model with
+//! every E2B/E4B feature on (made once by `tests/fixtures/gemma4_tiny/make_fixture.py`).
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use medlit::generate::gemma4::{Gemma4, KvSharing};
+use serde_json::Value;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma4_tiny")
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap())
+        .unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i as u32)
+        .unwrap()
+}
+
+#[test]
+fn config_reads_every_e4b_feature_of_the_fixture() {
+    let m = Gemma4::load(&fixture().join("model"), 64, DType::F32, &Device::Cpu).unwrap();
+    let cfg = &m.cfg;
+    assert_eq!(cfg.head_dim(0), 16, "sliding layers");
+    assert_eq!(cfg.head_dim(2), 32, "full layers have their own head size");
+    assert_eq!(
+        cfg.kv_sharing().unwrap(),
+        [
+            KvSharing::Own,
+            KvSharing::Own,
+            KvSharing::Store,
+            KvSharing::Store,
+            KvSharing::Reuse(3),
+            KvSharing::Reuse(2)
+        ]
+    );
+    let want: Vec<String> = expected()["kv_sharing_modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap_or("own").to_string())
+        .collect();
+    assert_eq!(want, ["own", "own", "store", "store", "reuse", "reuse"]);
+}
+
+/// Every position's logits match transformers' (f32) in one prefill, and chunked prefill plus
+/// token-by-token decoding (past the 8-token sliding window) gives the same numbers.
+#[test]
+fn logits_match_transformers_in_one_pass_in_chunks_and_token_by_token() {
+    let e = expected();
+    let prompt = ids(&e["prompt_ids"]);
+    let want: Vec<Vec<f32>> = e["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect();
+    let m = Gemma4::load(&fixture().join("model"), 64, DType::F32, &Device::Cpu).unwrap();
+    let check = |got: &[Vec<f32>], how: &str| {
+        let mut worst = 0f32;
+        for (g, w) in got.iter().zip(&want) {
+            for (a, b) in g.iter().zip(w) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        assert!(worst < 1e-4, "{how}: largest logit difference {worst}");
+        eprintln!("{how}: largest logit difference {worst:.2e}");
+    };
+    let mut cache = m.new_cache().unwrap();
+    let all: Vec<Vec<f32>> = m
+        .forward_all(&prompt, &mut cache)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    check(&all, "one pass");
+
+    for chunk in [1usize, 5] {
+        let mut cache = m.new_cache().unwrap();
+        let mut got = Vec::new();
+        for c in prompt.chunks(chunk) {
+            got.extend(
+                m.forward_all(c, &mut cache)
+                    .unwrap()
+                    .to_vec2::<f32>()
+                    .unwrap(),
+            );
+        }
+        check(&got, &format!("chunks of {chunk}"));
+    }
+}
+
+#[test]
+fn greedy_continuation_equals_transformers_token_for_token() {
+    let e = expected();
+    let prompt = ids(&e["prompt_ids"]);
+    let want = ids(&e["greedy"]);
+    let m = Gemma4::load(&fixture().join("model"), 64, DType::F32, &Device::Cpu).unwrap();
+    let mut cache = m.new_cache().unwrap();
+    let mut logits = m.forward(&prompt, &mut cache).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..want.len() {
+        let next = argmax(&logits.to_vec1::<f32>().unwrap());
+        got.push(next);
+        logits = m.forward(&[next], &mut cache).unwrap();
+    }
+    assert_eq!(got, want);
+}
