@@ -14,9 +14,10 @@ const CHAT_OVERHEAD: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnswerError {
-    #[error("retrieving evidence: {0}")]
+    // The cause follows in the error chain (`{:#}` at the binary's edge): not repeated here.
+    #[error("retrieving evidence")]
     Retrieve(#[from] RetrieveError),
-    #[error("generating the answer: {0}")]
+    #[error("generating the answer")]
     Generate(#[from] GenerateError),
     #[error("the question is empty")]
     EmptyQuestion,

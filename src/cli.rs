@@ -154,6 +154,23 @@ pub struct SearchArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl From<DTypeArg> for candle_core::DType {
+    fn from(d: DTypeArg) -> Self {
+        match d {
+            DTypeArg::F32 => candle_core::DType::F32,
+            DTypeArg::Bf16 => candle_core::DType::BF16,
+            DTypeArg::F16 => candle_core::DType::F16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SearchModeArg {
     Auto,
     Bm25,
@@ -172,10 +189,17 @@ pub enum AnswerStyle {
 /// How the answer is generated.
 #[derive(Debug, Args, Clone)]
 pub struct GenerateArgs {
-    /// Generator: a GGUF file, or empty for the default model of the data manifest
-    /// (Gemma 3 270M, Q4_K_M)
+    /// Generator: a GGUF file, a Hugging Face model folder (Gemma 4: config.json,
+    /// *.safetensors, tokenizer.json, chat template), or empty for the default model of the
+    /// data manifest (Gemma 3 270M, Q4_K_M)
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
+    /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Precision of a Hugging Face model's computation [default: f32 on the CPU, bf16 on a GPU]
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
     /// Prompt template: research_rag, extractive, medical_reasoning, or a file with
     /// {question} and {context} placeholders [default: extractive for a span answer,
     /// research_rag for free text]

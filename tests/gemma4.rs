@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use medlit::generate::gemma4::{Gemma4, KvSharing};
+// (`medlit` binary runs below use the same fixture folder.)
 use serde_json::Value;
 
 fn fixture() -> PathBuf {
@@ -55,6 +56,12 @@ fn config_reads_every_e4b_feature_of_the_fixture() {
         .map(|m| m.as_str().unwrap_or("own").to_string())
         .collect();
     assert_eq!(want, ["own", "own", "store", "store", "reuse", "reuse"]);
+    // The memory estimate counts exactly the parameters the checkpoint holds.
+    let tensors =
+        candle_core::safetensors::load(fixture().join("model/model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let held: usize = tensors.values().map(|t| t.elem_count()).sum();
+    assert_eq!(cfg.parameters(), held);
 }
 
 /// Every position's logits match transformers' (f32) in one prefill, and chunked prefill plus
@@ -124,4 +131,121 @@ fn greedy_continuation_equals_transformers_token_for_token() {
         logits = m.forward(&[next], &mut cache).unwrap();
     }
     assert_eq!(got, want);
+}
+
+/// The folder's chat template and tokenizer give the ids transformers'
+/// `apply_chat_template` + tokenizer give (Greek letters, µ and ≥ included).
+#[test]
+fn chat_turns_render_and_tokenize_as_transformers_does() {
+    use medlit::generate::hf::HfChat;
+    let e = expected();
+    let chat = HfChat::load(&fixture().join("model"), 64, DType::F32, &Device::Cpu).unwrap();
+    let text = chat.render(e["chat_question"].as_str().unwrap()).unwrap();
+    assert_eq!(text, e["chat_text"].as_str().unwrap());
+    assert_eq!(chat.encode(&text).unwrap(), ids(&e["chat_ids"]));
+}
+
+fn medlit(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_medlit"))
+        .args(args)
+        .output()
+        .expect("running medlit")
+}
+
+/// `ask --model FOLDER` runs the whole query path on the Gemma 4 backend; what cannot work
+/// (a model too large for this machine, a CUDA device in a CPU build) is refused up front.
+#[test]
+fn ask_runs_on_a_model_folder_and_refuses_what_cannot_fit() {
+    for kind in ["embedding-model", "tokenizer", "runtime"] {
+        assert!(medlit(&["fetch", "--only", kind, "--json"])
+            .status
+            .success());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let xml = Path::new(env!("CARGO_MANIFEST_DIR")).join("indexer/tests/fixtures");
+    let out = medlit(&[
+        "index",
+        "--index",
+        index.to_str().unwrap(),
+        xml.join("update_a.xml").to_str().unwrap(),
+        xml.join("update_b.xml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = fixture().join("model");
+    let out = medlit(&[
+        "ask",
+        "Do vitamin D supplements raise bone mineral density in women?",
+        "--index",
+        index.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--max-tokens",
+        "12",
+        "--min-coverage",
+        "0",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("GiB of weights"),
+        "the estimate comes first: {err}"
+    );
+    let a: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(a["model"], "Gemma 4 (model)", "{a}");
+    assert_eq!(
+        a["prompt_template"], "research_rag",
+        "an instruction model writes free text"
+    );
+    assert!(a["answer_tokens"].as_u64().unwrap() >= 1, "{a}");
+    let evidence: Vec<&str> = a["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pmid"].as_str().unwrap())
+        .collect();
+    for c in a["citations"].as_array().unwrap() {
+        assert!(evidence.contains(&c["pmid"].as_str().unwrap()), "{a}");
+    }
+
+    // The same architecture at a size this machine cannot hold: refused before loading.
+    let big = tempfile::tempdir().unwrap();
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    cfg["hidden_size"] = 65536.into();
+    cfg["intermediate_size"] = 262144.into();
+    cfg["vocab_size"] = 262144.into();
+    std::fs::write(big.path().join("config.json"), cfg.to_string()).unwrap();
+    let out = medlit(&[
+        "ask",
+        "Do vitamin D supplements raise bone mineral density?",
+        "--index",
+        index.to_str().unwrap(),
+        "--model",
+        big.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GiB available"), "{err}");
+
+    if !candle_core::utils::cuda_is_available() {
+        let out = medlit(&[
+            "ask",
+            "Do vitamin D supplements raise bone mineral density?",
+            "--index",
+            index.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--device",
+            "cuda",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--features cuda"), "{err}");
+    }
 }

@@ -9,6 +9,7 @@ use super::search::open_retriever;
 use crate::answer::{ask, Answer, AskOptions};
 use crate::cite::Thresholds;
 use crate::cli::{AnswerStyle, AskArgs, GenerateArgs, SearchModeArg};
+use crate::generate::hf::HfChat;
 use crate::generate::sampler::Sampling;
 use crate::generate::{GemmaGguf, GenOptions, Generator};
 use crate::prompt::{EvidenceOrder, Template};
@@ -47,14 +48,40 @@ pub fn load_generator(args: &GenerateArgs) -> Result<Box<dyn Generator + Send>> 
             std::time::Duration::from_secs(args.llm_timeout.max(1)),
         )));
     }
-    Ok(Box::new(load_gguf(args)?))
+    let device = crate::generate::device::parse(&args.device)?;
+    if let Some(dir) = args.model.as_deref().filter(|p| HfChat::is_folder(p)) {
+        return Ok(Box::new(load_folder(dir, args, &device)?));
+    }
+    Ok(Box::new(load_gguf(args, &device)?))
+}
+
+/// Loads a Hugging Face model folder, after saying what it will take and checking it fits.
+pub fn load_folder(
+    dir: &std::path::Path,
+    args: &GenerateArgs,
+    device: &candle_core::Device,
+) -> Result<HfChat> {
+    let cfg = crate::generate::gemma4::Config::load(&dir.join("config.json"))?;
+    let dtype = crate::generate::device::dtype_for(device, args.dtype.map(Into::into));
+    let context = args.context.clamp(1, cfg.max_position_embeddings);
+    let plan = crate::generate::device::check_fits(&cfg, dtype, context, device)?;
+    eprintln!("{plan}");
+    let t = Instant::now();
+    let g = HfChat::load(dir, context, dtype, device)
+        .with_context(|| format!("loading the model folder {}", dir.display()))?;
+    tracing::info!(
+        "loaded {} in {:.2} s",
+        dir.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(g)
 }
 
 /// Loads the GGUF model the arguments name (the fetched default when none).
-pub fn load_gguf(args: &GenerateArgs) -> Result<GemmaGguf> {
+pub fn load_gguf(args: &GenerateArgs, device: &candle_core::Device) -> Result<GemmaGguf> {
     let path = super::generator_path(args.model.as_deref())?;
     let t = Instant::now();
-    let g = GemmaGguf::load(&path, args.context, &candle_core::Device::Cpu)
+    let g = GemmaGguf::load(&path, args.context, device)
         .with_context(|| format!("loading the model {}", path.display()))?;
     tracing::info!(
         "loaded {} in {:.2} s",

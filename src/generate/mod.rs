@@ -1,13 +1,18 @@
 //! Text generation: the [`Generator`] trait and its in-process backend, Gemma 3 GGUF on candle.
 //!
 //! - [`tokenizer`]: SentencePiece tokenizer built from the GGUF metadata.
+//! - [`device`]: `--device`, the compute precision, and the memory estimate before loading.
 //! - [`gemma3`]: the decoder (quantized matrix products, KV cache, sliding-window attention).
 //! - [`gemma4`]: the Gemma 4 text decoder (E2B/E4B features) over Hugging Face safetensors.
+//! - [`hf`]: a Hugging Face model folder (Gemma 4 weights, tokenizer.json, chat template) as a
+//!   [`Generator`].
 //! - [`int8_matmul`]: our int8 kernel for the Q8_0/Q5_0 matrices (tiled, AVX-512 VNNI).
 //! - [`remote`]: a model behind an OpenAI-compatible server, as a [`Generator`].
 //! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
+pub mod device;
 pub mod gemma3;
 pub mod gemma4;
+pub mod hf;
 pub mod int8_matmul;
 pub mod remote;
 pub mod sampler;
@@ -44,6 +49,10 @@ pub enum GenerateError {
     Candle(#[from] candle_core::Error),
     #[error("model server {url}: {reason}")]
     Remote { url: String, reason: String },
+    #[error("model folder {path}: {reason}")]
+    Folder { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Gemma4(#[from] gemma4::Gemma4Error),
 }
 
 /// What to generate and how.

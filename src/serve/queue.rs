@@ -151,6 +151,18 @@ impl Queue {
     }
 }
 
+/// An error and its causes, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 fn answer_one(
     generator: &mut dyn Generator,
     retriever: &Retriever,
@@ -179,7 +191,7 @@ fn answer_one(
     }));
     match result {
         Ok(Ok(answer)) => Event::Done(Box::new(answer)),
-        Ok(Err(e)) => Event::Failed(e.to_string()),
+        Ok(Err(e)) => Event::Failed(chain(&e)),
         Err(_) => {
             tracing::error!("answer generation panicked");
             Event::Failed("internal error while answering".into())

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{peer_python, run_ok};
 use crate::cli::BenchGenerateArgs;
 use crate::commands::print_json;
+use crate::generate::hf::HfChat;
 use crate::generate::sampler::argmax;
 use crate::generate::GemmaGguf;
 
@@ -60,12 +61,29 @@ struct Report {
 }
 
 pub fn run(args: &BenchGenerateArgs) -> Result<()> {
-    let model = crate::commands::generator_path(args.model.as_deref())?;
+    let folder = args.model.as_deref().filter(|p| HfChat::is_folder(p));
+    let model = match folder {
+        Some(dir) => dir.to_path_buf(),
+        None => crate::commands::generator_path(args.model.as_deref())?,
+    };
     if args.worker {
         let threads = args.threads.first().copied().unwrap_or(1);
-        return print_json(&measure(&model, args, threads)?);
+        let report = match folder {
+            Some(dir) => measure_folder(dir, args, threads)?,
+            None => measure(&model, args, threads)?,
+        };
+        return print_json(&report);
     }
     let llama_bench = if args.no_peer {
+        None
+    } else if folder.is_some() {
+        // llama-bench reads GGUF only: a safetensors folder is measured alone.
+        if !args.json {
+            eprintln!(
+                "{}: a Hugging Face folder, which llama.cpp cannot load: medlit alone",
+                model.display()
+            );
+        }
         None
     } else {
         Some(llama_bench(&args.python, args.json)?)
@@ -198,14 +216,56 @@ fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Wor
     })
 }
 
-/// `n` prompt tokens of real biomedical text (repeated as needed), after BOS.
-fn prompt_ids(gen: &GemmaGguf, n: usize) -> Vec<u32> {
-    const TEXT: &str = "Duchenne muscular dystrophy is an X-linked recessive disorder caused \
+/// As [`measure`], for a Hugging Face (Gemma 4) folder, in f32 on the CPU.
+fn measure_folder(dir: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
+    let (p, g) = (args.prompt_tokens.max(1), args.gen_tokens.max(1));
+    let t = Instant::now();
+    let chat = HfChat::load(dir, p.max(g) + 8, candle_core::DType::F32, &Device::Cpu)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    let load_s = t.elapsed().as_secs_f64();
+    let body = chat.encode(PROMPT_TEXT)?;
+    let bos = chat.model.cfg.bos_token_id.unwrap_or(2);
+    let mut prompt = vec![bos];
+    while prompt.len() < p {
+        prompt.extend(body.iter().take(p - prompt.len()));
+    }
+    let mut best = Speed {
+        prefill_tok_s: 0.0,
+        decode_tok_s: 0.0,
+    };
+    for _ in 0..args.runs.max(1) {
+        let mut cache = chat.model.new_cache()?;
+        let t = Instant::now();
+        for chunk in prompt.chunks(256) {
+            chat.model.forward(chunk, &mut cache)?;
+        }
+        best.prefill_tok_s = best.prefill_tok_s.max(p as f64 / t.elapsed().as_secs_f64());
+        let mut cache = chat.model.new_cache()?;
+        let mut next = bos;
+        let t = Instant::now();
+        for _ in 0..g {
+            let logits = chat.model.forward(&[next], &mut cache)?;
+            next = argmax(&logits.to_vec1::<f32>()?);
+        }
+        best.decode_tok_s = best.decode_tok_s.max(g as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(WorkerReport {
+        threads,
+        load_s,
+        peak_rss_mb: peak_rss_mb(),
+        speed: best,
+    })
+}
+
+const PROMPT_TEXT: &str = "Duchenne muscular dystrophy is an X-linked recessive disorder caused \
 by mutations in the dystrophin gene. The absence of dystrophin at the sarcolemma leads to \
 progressive degeneration of skeletal and cardiac muscle, with loss of ambulation in the second \
 decade. Corticosteroids slow the decline; exon-skipping oligonucleotides restore a shortened \
 but partly functional protein in a subset of patients. ";
-    let body = gen.tokenizer.encode(TEXT);
+
+/// `n` prompt tokens of real biomedical text (repeated as needed), after BOS.
+fn prompt_ids(gen: &GemmaGguf, n: usize) -> Vec<u32> {
+    let body = gen.tokenizer.encode(PROMPT_TEXT);
     let mut ids = vec![gen.tokenizer.specials.bos];
     while ids.len() < n {
         ids.extend(body.iter().take(n - ids.len()));
