@@ -249,3 +249,33 @@ fn ask_runs_on_a_model_folder_and_refuses_what_cannot_fit() {
         assert!(err.contains("--features cuda"), "{err}");
     }
 }
+
+/// bf16 (the checkpoint's own precision, halving memory) runs on the CPU too, and its logits
+/// are as close to transformers' bf16 logits as two bf16 computations get.
+#[test]
+fn bf16_runs_on_the_cpu_as_close_to_f32_as_transformers_bf16_is() {
+    let e = expected();
+    let prompt = ids(&e["prompt_ids"]);
+    let m = Gemma4::load(&fixture().join("model"), 64, DType::BF16, &Device::Cpu).unwrap();
+    let mut cache = m.new_cache().unwrap();
+    let got: Vec<f32> = m.forward(&prompt, &mut cache).unwrap().to_vec1().unwrap();
+    let row = |v: &Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let f32_logits = row(e["logits"].as_array().unwrap().last().unwrap());
+    let bf16_logits = row(&e["logits_bf16_last"]);
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let (ours, theirs) = (diff(&got, &f32_logits), diff(&bf16_logits, &f32_logits));
+    eprintln!("bf16 vs f32: medlit {ours:.3}, transformers {theirs:.3}; medlit vs transformers in bf16 {:.3}", diff(&got, &bf16_logits));
+    // Rounding to bf16 moves both sides about equally far from f32.
+    assert!(ours < 2.0 * theirs.max(0.05), "{ours} vs {theirs}");
+}
