@@ -279,3 +279,67 @@ fn bf16_runs_on_the_cpu_as_close_to_f32_as_transformers_bf16_is() {
     // Rounding to bf16 moves both sides about equally far from f32.
     assert!(ours < 2.0 * theirs.max(0.05), "{ours} vs {theirs}");
 }
+
+/// A checkpoint sharded over several files with an index (as the real models ship) loads the
+/// files the index names, and only those.
+#[test]
+fn a_sharded_checkpoint_loads_through_its_index() {
+    let src = fixture().join("model");
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let subset: std::collections::HashMap<String, candle_core::Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), tensors[*n].clone()))
+            .collect();
+        candle_core::safetensors::save(&subset, dir.path().join(file)).unwrap();
+        for n in part {
+            map.insert((*n).clone(), Value::String(file.into()));
+        }
+    }
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+    )
+    .unwrap();
+    // A file the index does not name is not read: this one, all zeros under the same names,
+    // would win if every .safetensors file of the folder were mapped.
+    let zeros: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.zeros_like().unwrap()))
+        .collect();
+    candle_core::safetensors::save(&zeros, dir.path().join("zz-stray.safetensors")).unwrap();
+
+    let e = expected();
+    let prompt = ids(&e["prompt_ids"]);
+    let m = Gemma4::load(dir.path(), 64, DType::F32, &Device::Cpu).unwrap();
+    let mut cache = m.new_cache().unwrap();
+    let got: Vec<f32> = m.forward(&prompt, &mut cache).unwrap().to_vec1().unwrap();
+    let want = e["logits"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w.as_f64().unwrap() as f32).abs() < 1e-4);
+    }
+}

@@ -292,14 +292,7 @@ struct Weights {
 
 impl Weights {
     fn open(dir: &Path, dtype: DType, device: &Device) -> Result<Self, Gemma4Error> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| Gemma4Error::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
+        let mut paths = Self::shards(dir)?;
         paths.sort();
         if paths.is_empty() {
             return Err(Gemma4Error::Io {
@@ -310,6 +303,46 @@ impl Weights {
                 ),
             });
         }
+        Self::map(paths, dtype, device)
+    }
+
+    /// The shards the index file names (a sharded checkpoint), else every .safetensors file.
+    fn shards(dir: &Path) -> Result<Vec<PathBuf>, Gemma4Error> {
+        let index = dir.join("model.safetensors.index.json");
+        if index.is_file() {
+            let bad = |reason: String| Gemma4Error::Config {
+                path: index.clone(),
+                reason,
+            };
+            let text = std::fs::read_to_string(&index).map_err(|source| Gemma4Error::Io {
+                path: index.clone(),
+                source,
+            })?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            let map = v["weight_map"]
+                .as_object()
+                .ok_or_else(|| bad("no weight_map".into()))?;
+            let mut files: Vec<PathBuf> = map
+                .values()
+                .filter_map(|f| f.as_str())
+                .map(|f| dir.join(f))
+                .collect();
+            files.sort();
+            files.dedup();
+            return Ok(files);
+        }
+        Ok(std::fs::read_dir(dir)
+            .map_err(|source| Gemma4Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect())
+    }
+
+    fn map(paths: Vec<PathBuf>, dtype: DType, device: &Device) -> Result<Self, Gemma4Error> {
         // SAFETY: the files are mapped read-only; medlit never writes them, and a model
         // folder changed by another process while it is loaded is outside what we support.
         let files = unsafe { MmapedSafetensors::multi(&paths)? };
