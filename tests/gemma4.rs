@@ -343,3 +343,36 @@ fn a_sharded_checkpoint_loads_through_its_index() {
         assert!((g - w.as_f64().unwrap() as f32).abs() < 1e-4);
     }
 }
+
+/// Keys doubling as values on the full layers (`attention_k_eq_v`, with their own KV-head
+/// count), as the larger Gemma 4 models have it: same logits and greedy run as transformers.
+#[test]
+fn keys_as_values_on_full_layers_match_transformers() {
+    let e: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture().join("expected_keqv.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = fixture().join("model_keqv");
+    let m = Gemma4::load(&dir, 64, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(m.cfg.kv_heads(2), 1);
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert!(!tensors.contains_key("model.layers.2.self_attn.v_proj.weight"));
+    let held: usize = tensors.values().map(|t| t.elem_count()).sum();
+    assert_eq!(m.cfg.parameters(), held);
+
+    let prompt = ids(&e["prompt_ids"]);
+    let mut cache = m.new_cache().unwrap();
+    let mut logits = m.forward(&prompt, &mut cache).unwrap();
+    let got: Vec<f32> = logits.to_vec1().unwrap();
+    for (g, w) in got.iter().zip(e["last_logits"].as_array().unwrap()) {
+        assert!((g - w.as_f64().unwrap() as f32).abs() < 1e-4, "{g} vs {w}");
+    }
+    let mut greedy = Vec::new();
+    for _ in 0..16 {
+        let next = argmax(&logits.to_vec1::<f32>().unwrap());
+        greedy.push(next);
+        logits = m.forward(&[next], &mut cache).unwrap();
+    }
+    assert_eq!(greedy, ids(&e["greedy"]));
+}

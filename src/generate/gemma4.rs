@@ -266,7 +266,9 @@ impl Config {
             let reuse = matches!(sharing.get(layer), Some(KvSharing::Reuse(_)));
             n += 2 * h * self.num_attention_heads * d + d;
             if !reuse {
-                n += 2 * h * kv * d + d;
+                // Keys (and their norm); values too unless keys double as values.
+                let shared_v = self.attention_k_eq_v && !self.is_sliding(layer);
+                n += if shared_v { 1 } else { 2 } * h * kv * d + d;
             }
             let wide = if reuse && self.use_double_wide_mlp {
                 2
