@@ -65,10 +65,11 @@ fn dtype_name(d: DType) -> &'static str {
     }
 }
 
-/// Bytes of weights and of the KV cache for `context` tokens.
+/// Bytes of the weights held in memory and of the KV cache for `context` tokens. The
+/// per-layer embedding table is not counted: it stays in the mapped file, read a row a token.
 pub fn estimate(cfg: &Config, dtype: DType, context: usize) -> (u64, u64) {
     let size = dtype.size_in_bytes() as u64;
-    let weights = cfg.parameters() as u64 * size;
+    let weights = (cfg.parameters() - cfg.per_layer_table_parameters()) as u64 * size;
     let sharing = cfg.kv_sharing().unwrap_or_default();
     let kv: u64 = (0..cfg.num_hidden_layers)
         .filter(|&l| !matches!(sharing.get(l), Some(KvSharing::Reuse(_))))
@@ -102,11 +103,13 @@ pub fn check_fits(
     } else {
         format!("{:.2} M", params / 1e6)
     };
+    let table = cfg.per_layer_table_parameters() as f64;
     let line = format!(
-        "loading {count} parameters in {}: about {:.2} GiB of weights + {:.2} GiB of keys and values for {context} tokens",
+        "loading {count} parameters in {}: about {:.2} GiB of weights in memory + {:.2} GiB of keys and values for {context} tokens ({:.2} B parameters of per-layer embeddings stay on disk, read as needed)",
         dtype_name(dtype),
         gib(weights),
         gib(kv),
+        table / 1e9,
     );
     if device.is_cpu() {
         if let Some(avail) = available_bytes() {

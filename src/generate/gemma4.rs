@@ -250,6 +250,17 @@ impl Config {
         Ok(modes)
     }
 
+    /// Parameters of the per-layer embedding table, which stays in the mapped file.
+    pub fn per_layer_table_parameters(&self) -> usize {
+        match (
+            self.vocab_size_per_layer_input,
+            self.hidden_size_per_layer_input,
+        ) {
+            (Some(v), Some(p)) => v * self.num_hidden_layers * p,
+            _ => 0,
+        }
+    }
+
     /// Parameters of the text model, for the memory estimate.
     pub fn parameters(&self) -> usize {
         let h = self.hidden_size;
@@ -498,12 +509,73 @@ pub struct Cache {
     pub capacity: usize,
 }
 
+/// The packed per-layer embedding table, `(vocab, layers × small)`, left in the mapped file:
+/// 2.8 B parameters in E4B of which a token needs one row, so only those rows are read.
+struct RowTable {
+    name: String,
+    row_len: usize,
+    rows: usize,
+}
+
+impl RowTable {
+    /// Rows `ids` as `(ids, row_len)` in `dtype`.
+    fn rows(
+        &self,
+        files: &MmapedSafetensors,
+        ids: &[u32],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor, Gemma4Error> {
+        let view = files.get(&self.name)?;
+        let data = view.data();
+        let width = match view.dtype() {
+            safetensors::Dtype::F32 => 4,
+            safetensors::Dtype::BF16 | safetensors::Dtype::F16 => 2,
+            other => {
+                return Err(Gemma4Error::Unsupported(format!(
+                    "a {other:?} per-layer table"
+                )))
+            }
+        };
+        let mut out = Vec::with_capacity(ids.len() * self.row_len);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.rows {
+                return Err(Gemma4Error::Unsupported(format!(
+                    "token id {id} beyond the per-layer table's {} rows",
+                    self.rows
+                )));
+            }
+            let bytes = &data[id * self.row_len * width..][..self.row_len * width];
+            match view.dtype() {
+                safetensors::Dtype::F32 => out.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                ),
+                safetensors::Dtype::BF16 => out.extend(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+                ),
+                _ => out.extend(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+                ),
+            }
+        }
+        Ok(Tensor::from_vec(out, (ids.len(), self.row_len), device)?.to_dtype(dtype)?)
+    }
+}
+
 pub struct Gemma4 {
     pub cfg: Config,
     embed: Tensor,
-    /// The packed per-layer embedding table, `(vocab, layers × small)`, with the projection
-    /// of the input embedding and its norm.
-    per_layer: Option<(Tensor, Linear, Norm)>,
+    /// The per-layer table (read row by row from `files`), the projection of the input
+    /// embedding and its norm.
+    per_layer: Option<(RowTable, Linear, Norm)>,
+    files: MmapedSafetensors,
     layers: Vec<Layer>,
     final_norm: Norm,
     lm_head: Linear,
@@ -592,11 +664,35 @@ impl Gemma4 {
         }
         let embed = w.get("embed_tokens.weight")?;
         let per_layer = match cfg.hidden_size_per_layer_input {
-            Some(s) if s > 0 => Some((
-                w.get("embed_tokens_per_layer.weight")?,
-                w.linear("per_layer_model_projection")?,
-                norm("per_layer_projection_norm.weight")?,
-            )),
+            Some(s) if s > 0 => {
+                let name = format!("{}embed_tokens_per_layer.weight", w.prefix);
+                let shape = w
+                    .files
+                    .get(&name)
+                    .map_err(|_| Gemma4Error::Missing(name.clone()))?
+                    .shape()
+                    .to_vec();
+                let [rows, row_len] = shape[..] else {
+                    return Err(Gemma4Error::Unsupported(format!(
+                        "a per-layer table of shape {shape:?}"
+                    )));
+                };
+                if row_len != s * cfg.num_hidden_layers {
+                    return Err(Gemma4Error::Unsupported(format!(
+                        "a per-layer table {row_len} wide for {} layers of {s}",
+                        cfg.num_hidden_layers
+                    )));
+                }
+                Some((
+                    RowTable {
+                        name,
+                        row_len,
+                        rows,
+                    },
+                    w.linear("per_layer_model_projection")?,
+                    norm("per_layer_projection_norm.weight")?,
+                ))
+            }
             _ => None,
         };
         let lm_head = if cfg.tie_word_embeddings {
@@ -630,6 +726,7 @@ impl Gemma4 {
             cfg,
             embed,
             per_layer,
+            files: w.files,
             layers,
             lm_head,
             rope_sliding,
@@ -701,8 +798,9 @@ impl Gemma4 {
         let per_layer_inputs = match (&self.per_layer, cfg.hidden_size_per_layer_input) {
             (Some((table, projection, norm)), Some(small)) => {
                 let n = cfg.num_hidden_layers;
-                let identity =
-                    (table.embedding(&ids)? * (small as f64).sqrt())?.reshape((1, t, n, small))?;
+                let identity = (table.rows(&self.files, tokens, self.dtype, &self.device)?
+                    * (small as f64).sqrt())?
+                .reshape((1, t, n, small))?;
                 let context = (projection.forward(&embeds)? * (cfg.hidden_size as f64).powf(-0.5))?
                     .reshape((1, t, n, small))?;
                 let context = norm.forward(&context)?;
