@@ -1,5 +1,7 @@
 //! Our Gemma 4 decoder against transformers' `gemma4_text` on a tiny random-weight model with
 //! every E2B/E4B feature on (made once by `tests/fixtures/gemma4_tiny/make_fixture.py`).
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
@@ -145,26 +147,19 @@ fn chat_turns_render_and_tokenize_as_transformers_does() {
     assert_eq!(chat.encode(&text).unwrap(), ids(&e["chat_ids"]));
 }
 
-fn medlit(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_medlit"))
-        .args(args)
-        .output()
-        .expect("running medlit")
-}
-
 /// `ask --model FOLDER` runs the whole query path on the Gemma 4 backend; what cannot work
 /// (a model too large for this machine, a CUDA device in a CPU build) is refused up front.
 #[test]
 fn ask_runs_on_a_model_folder_and_refuses_what_cannot_fit() {
     for kind in ["embedding-model", "tokenizer", "runtime"] {
-        assert!(medlit(&["fetch", "--only", kind, "--json"])
+        assert!(common::medlit(&["fetch", "--only", kind, "--json"])
             .status
             .success());
     }
     let dir = tempfile::tempdir().unwrap();
     let index = dir.path().join("index");
     let xml = Path::new(env!("CARGO_MANIFEST_DIR")).join("indexer/tests/fixtures");
-    let out = medlit(&[
+    let out = common::medlit(&[
         "index",
         "--index",
         index.to_str().unwrap(),
@@ -177,19 +172,22 @@ fn ask_runs_on_a_model_folder_and_refuses_what_cannot_fit() {
         String::from_utf8_lossy(&out.stderr)
     );
     let model = fixture().join("model");
-    let out = medlit(&[
-        "ask",
-        "Do vitamin D supplements raise bone mineral density in women?",
-        "--index",
-        index.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--max-tokens",
-        "12",
-        "--min-coverage",
-        "0",
-        "--json",
-    ]);
+    let ask = |model: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "ask",
+            "Do vitamin D supplements raise bone mineral density in women?",
+            "--index",
+            index.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        common::medlit(&args)
+    };
+    let out = ask(
+        &model,
+        &["--max-tokens", "12", "--min-coverage", "0", "--json"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -203,15 +201,7 @@ fn ask_runs_on_a_model_folder_and_refuses_what_cannot_fit() {
         "an instruction model writes free text"
     );
     assert!(a["answer_tokens"].as_u64().unwrap() >= 1, "{a}");
-    let evidence: Vec<&str> = a["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["pmid"].as_str().unwrap())
-        .collect();
-    for c in a["citations"].as_array().unwrap() {
-        assert!(evidence.contains(&c["pmid"].as_str().unwrap()), "{a}");
-    }
+    common::evidence_cited_only(&a);
 
     // The same architecture at a size this machine cannot hold: refused before loading.
     let big = tempfile::tempdir().unwrap();
@@ -221,29 +211,13 @@ fn ask_runs_on_a_model_folder_and_refuses_what_cannot_fit() {
     cfg["intermediate_size"] = 262144.into();
     cfg["vocab_size"] = 262144.into();
     std::fs::write(big.path().join("config.json"), cfg.to_string()).unwrap();
-    let out = medlit(&[
-        "ask",
-        "Do vitamin D supplements raise bone mineral density?",
-        "--index",
-        index.to_str().unwrap(),
-        "--model",
-        big.path().to_str().unwrap(),
-    ]);
+    let out = ask(big.path(), &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("GiB available"), "{err}");
 
     if !candle_core::utils::cuda_is_available() {
-        let out = medlit(&[
-            "ask",
-            "Do vitamin D supplements raise bone mineral density?",
-            "--index",
-            index.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--device",
-            "cuda",
-        ]);
+        let out = ask(&model, &["--device", "cuda"]);
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--features cuda"), "{err}");

@@ -179,6 +179,65 @@ fn worker(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Work
     serde_json::from_slice(&out.stdout).context("reading the measuring process's report")
 }
 
+/// What the timing loop needs of a decoder: a fresh cache, and a forward pass.
+trait Decoder {
+    type Cache;
+    fn fresh(&self) -> Result<Self::Cache>;
+    fn step(&self, tokens: &[u32], cache: &mut Self::Cache) -> Result<Vec<f32>>;
+}
+
+impl Decoder for crate::generate::gemma3::Gemma3 {
+    type Cache = crate::generate::gemma3::Cache;
+    fn fresh(&self) -> Result<Self::Cache> {
+        Ok(self.new_cache()?)
+    }
+    fn step(&self, tokens: &[u32], cache: &mut Self::Cache) -> Result<Vec<f32>> {
+        Ok(self.forward(tokens, cache)?.to_vec1()?)
+    }
+}
+
+impl Decoder for crate::generate::gemma4::Gemma4 {
+    type Cache = crate::generate::gemma4::Cache;
+    fn fresh(&self) -> Result<Self::Cache> {
+        Ok(self.new_cache()?)
+    }
+    fn step(&self, tokens: &[u32], cache: &mut Self::Cache) -> Result<Vec<f32>> {
+        Ok(self.forward(tokens, cache)?.to_vec1()?)
+    }
+}
+
+/// The best prefill and decode rates over `runs`: `prompt` in chunks of `chunk`, then, as
+/// llama-bench's text-generation test, `g` single-token steps from an empty cache.
+fn speeds<D: Decoder>(
+    model: &D,
+    prompt: &[u32],
+    chunk: usize,
+    g: usize,
+    runs: usize,
+) -> Result<Speed> {
+    let mut best = Speed {
+        prefill_tok_s: 0.0,
+        decode_tok_s: 0.0,
+    };
+    for _ in 0..runs.max(1) {
+        let mut cache = model.fresh()?;
+        let t = Instant::now();
+        for c in prompt.chunks(chunk.max(1)) {
+            model.step(c, &mut cache)?;
+        }
+        let rate = prompt.len() as f64 / t.elapsed().as_secs_f64();
+        best.prefill_tok_s = best.prefill_tok_s.max(rate);
+        let mut cache = model.fresh()?;
+        let mut next = prompt.first().copied().unwrap_or(0);
+        let t = Instant::now();
+        for _ in 0..g {
+            next = argmax(&model.step(&[next], &mut cache)?);
+        }
+        best.decode_tok_s = best.decode_tok_s.max(g as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
 /// In this process: load, then the best prefill and decode rates over `runs`.
 fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
     let (p, g) = (args.prompt_tokens.max(1), args.gen_tokens.max(1));
@@ -186,33 +245,13 @@ fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Wor
     let gen = GemmaGguf::load(model, p.max(g) + 8, &Device::Cpu)
         .with_context(|| format!("loading {}", model.display()))?;
     let load_s = t.elapsed().as_secs_f64();
-    let prompt = prompt_ids(&gen, p);
-    let mut best = Speed {
-        prefill_tok_s: 0.0,
-        decode_tok_s: 0.0,
-    };
-    for _ in 0..args.runs.max(1) {
-        let mut cache = gen.model.new_cache()?;
-        let t = Instant::now();
-        for chunk in prompt.chunks(gen.prefill_chunk.max(1)) {
-            gen.model.forward(chunk, &mut cache)?;
-        }
-        best.prefill_tok_s = best.prefill_tok_s.max(p as f64 / t.elapsed().as_secs_f64());
-        // As llama-bench's text-generation test: `g` single-token steps from an empty cache.
-        let mut cache = gen.model.new_cache()?;
-        let mut next = gen.tokenizer.specials.bos;
-        let t = Instant::now();
-        for _ in 0..g {
-            let logits = gen.model.forward(&[next], &mut cache)?;
-            next = argmax(&logits.to_vec1::<f32>()?);
-        }
-        best.decode_tok_s = best.decode_tok_s.max(g as f64 / t.elapsed().as_secs_f64());
-    }
+    let body = gen.tokenizer.encode(PROMPT_TEXT);
+    let prompt = repeat_to(gen.tokenizer.specials.bos, &body, p);
     Ok(WorkerReport {
         threads,
         load_s,
+        speed: speeds(&gen.model, &prompt, gen.prefill_chunk, g, args.runs)?,
         peak_rss_mb: peak_rss_mb(),
-        speed: best,
     })
 }
 
@@ -224,37 +263,22 @@ fn measure_folder(dir: &Path, args: &BenchGenerateArgs, threads: usize) -> Resul
         .with_context(|| format!("loading {}", dir.display()))?;
     let load_s = t.elapsed().as_secs_f64();
     let body = chat.encode(PROMPT_TEXT)?;
-    let bos = chat.model.cfg.bos_token_id.unwrap_or(2);
-    let mut prompt = vec![bos];
-    while prompt.len() < p {
-        prompt.extend(body.iter().take(p - prompt.len()));
-    }
-    let mut best = Speed {
-        prefill_tok_s: 0.0,
-        decode_tok_s: 0.0,
-    };
-    for _ in 0..args.runs.max(1) {
-        let mut cache = chat.model.new_cache()?;
-        let t = Instant::now();
-        for chunk in prompt.chunks(256) {
-            chat.model.forward(chunk, &mut cache)?;
-        }
-        best.prefill_tok_s = best.prefill_tok_s.max(p as f64 / t.elapsed().as_secs_f64());
-        let mut cache = chat.model.new_cache()?;
-        let mut next = bos;
-        let t = Instant::now();
-        for _ in 0..g {
-            let logits = chat.model.forward(&[next], &mut cache)?;
-            next = argmax(&logits.to_vec1::<f32>()?);
-        }
-        best.decode_tok_s = best.decode_tok_s.max(g as f64 / t.elapsed().as_secs_f64());
-    }
+    let prompt = repeat_to(chat.model.cfg.bos_token_id.unwrap_or(2), &body, p);
     Ok(WorkerReport {
         threads,
         load_s,
+        speed: speeds(&chat.model, &prompt, 256, g, args.runs)?,
         peak_rss_mb: peak_rss_mb(),
-        speed: best,
     })
+}
+
+/// BOS, then `body` repeated to `n` tokens in all.
+fn repeat_to(bos: u32, body: &[u32], n: usize) -> Vec<u32> {
+    let mut ids = vec![bos];
+    while ids.len() < n && !body.is_empty() {
+        ids.extend(body.iter().take(n - ids.len()));
+    }
+    ids
 }
 
 const PROMPT_TEXT: &str = "Duchenne muscular dystrophy is an X-linked recessive disorder caused \
@@ -262,16 +286,6 @@ by mutations in the dystrophin gene. The absence of dystrophin at the sarcolemma
 progressive degeneration of skeletal and cardiac muscle, with loss of ambulation in the second \
 decade. Corticosteroids slow the decline; exon-skipping oligonucleotides restore a shortened \
 but partly functional protein in a subset of patients. ";
-
-/// `n` prompt tokens of real biomedical text (repeated as needed), after BOS.
-fn prompt_ids(gen: &GemmaGguf, n: usize) -> Vec<u32> {
-    let body = gen.tokenizer.encode(PROMPT_TEXT);
-    let mut ids = vec![gen.tokenizer.specials.bos];
-    while ids.len() < n {
-        ids.extend(body.iter().take(n - ids.len()));
-    }
-    ids
-}
 
 /// Peak resident set size of this process (VmHWM), in MB.
 fn peak_rss_mb() -> f64 {
