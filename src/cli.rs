@@ -41,6 +41,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve search and cited answers over HTTP: JSON API, OpenAI-compatible chat, web page
     Serve(ServeArgs),
+    /// Check an index: file checksums, document counts, unique PMIDs, dense rows
+    Verify(VerifyArgs),
     /// Measure quality on evaluation sets (JSONL, as in the shared dev sets)
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -333,6 +335,19 @@ pub struct ServeArgs {
     pub fusion: FusionArgs,
     #[command(flatten)]
     pub index: IndexDirArg,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit code 0 when every check passes, 1 when one fails (each is listed with \
+what it found), or when there is no index to check."
+)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 //! Module map:
 //! - [`cli`]: the command-line interface (clap definitions).
 //! - [`commands`]: one module per subcommand (`fetch`, `index`, `search`, `ask`, `demo`,
-//!   `serve`, `eval`, `bench`).
+//!   `serve`, `verify`, `eval`, `bench`).
 //! - [`retrieve`]: BM25, dense and hybrid (reciprocal rank fusion) search over the index.
 //! - [`prompt`]: prompt templates and filling them with question and evidence.
 //! - [`generate`]: answer generation (Gemma 3 GGUF on candle, its tokenizer, sampling).

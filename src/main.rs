@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Ask(a) => commands::ask::run(a),
         Command::Demo(a) => commands::demo::run(a),
         Command::Serve(a) => commands::serve::run(a),
+        Command::Verify(a) => commands::verify::run(a),
         Command::Eval(c) => commands::eval::run(c),
         Command::Bench(c) => commands::bench::run(c),
     };

@@ -757,3 +757,81 @@ fn ask_refuses_redirects_and_answers_through_the_policy() {
     let v = ask("What is the molecular mechanism by which ricin inhibits protein synthesis?");
     assert_eq!(v["safety"]["decision"], "answer", "{v}");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// `verify` passes on whole indexes (the sample: 50,783 distinct PMIDs; a dense one) and
+/// names what is wrong in a damaged one, with exit code 1.
+#[test]
+fn verify_passes_whole_indexes_and_names_damage() {
+    let v = ok_json(&["verify", "--index", &index_arg(), "--json"]);
+    assert_eq!(v["ok"], true, "{v}");
+    let unique = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "unique pmids")
+        .unwrap();
+    assert!(
+        unique["detail"]
+            .as_str()
+            .unwrap()
+            .contains("50783 distinct"),
+        "{v}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("index");
+    copy_dir(&update_index().join("index"), &idx);
+    let v = ok_json(&["verify", "--index", idx.to_str().unwrap(), "--json"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "dense count"));
+
+    // A flipped byte in a BM25 file and a truncated vector file.
+    let gen = std::fs::read_dir(&idx)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-"))
+        .unwrap();
+    let store = std::fs::read_dir(gen.join("bm25"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "store"))
+        .unwrap();
+    let mut bytes = std::fs::read(&store).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&store, bytes).unwrap();
+    let vectors = gen.join("dense").join("vectors.bin");
+    let len = std::fs::metadata(&vectors).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&vectors)
+        .unwrap()
+        .set_len(len - 4)
+        .unwrap();
+    let out = medlit(&["verify", "--index", idx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let store_name = store.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        text.contains(&store_name) && text.contains("sha256 differs"),
+        "{text}"
+    );
+    assert!(text.contains("vectors.bin"), "{text}");
+    assert!(stderr(&out).contains("failed verification"));
+}

@@ -123,6 +123,14 @@ pub fn build_index(
         inputs,
         counts,
         dense: dense_summary,
+        files: std::collections::BTreeMap::new(),
+    };
+    let manifest = match crate::layout::checksums(&opts.index_dir, &gen_dir) {
+        Ok(files) => IndexManifest { files, ..manifest },
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&gen_dir);
+            return Err(e);
+        }
     };
     if let Err(e) = dir.commit(&manifest) {
         let _ = std::fs::remove_dir_all(&gen_dir);

@@ -236,6 +236,11 @@ impl DenseIndex {
         &self.meta
     }
 
+    /// Points in the HNSW graph (equal to the rows in a whole index).
+    pub fn graph_points(&self) -> usize {
+        self.graph.get_nb_point()
+    }
+
     pub fn row(&self, id: usize) -> Option<RowRef> {
         self.rows.get(id).copied()
     }

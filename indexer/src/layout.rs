@@ -27,6 +27,44 @@ pub struct IndexManifest {
     /// The dense half, when it was built.
     #[serde(default)]
     pub dense: Option<DenseSummary>,
+    /// Size and sha256 of every file of the generation, by path relative to the index folder
+    /// (what `medlit verify` checks; empty in manifests of older builds).
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, FileSum>,
+}
+
+/// Size and sha256 of one index file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileSum {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Size and sha256 of every file below `dir`, keyed by path relative to `root`.
+pub fn checksums(
+    root: &Path,
+    dir: &Path,
+) -> Result<std::collections::BTreeMap<String, FileSum>, IndexError> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(|e| IndexError::io("listing", &d, e))? {
+            let path = e.map_err(|e| IndexError::io("listing", &d, e))?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let (sha256, bytes) = medlit_corpus::digest::sha256_file(&path)
+                .map_err(|e| IndexError::io("checksumming", &path, e))?;
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.insert(rel, FileSum { bytes, sha256 });
+        }
+    }
+    Ok(out)
 }
 
 /// Where the dense half is and what made it.

@@ -14,6 +14,7 @@
 //! - [`bm25`]: the tantivy schema, analyzer and document conversion.
 //! - [`layout`]: the index folder, its manifest and atomic generation switch.
 //! - [`build`]: `medlit index`: parallel parse, ordered apply, commit.
+//! - [`verify`]: `medlit verify`: checksums, counts and PMID uniqueness of an index.
 //! - [`error`]: the crate's error type.
 
 pub mod article;
@@ -28,6 +29,7 @@ pub mod passages;
 pub mod pubmed;
 pub mod source;
 pub mod utf8;
+pub mod verify;
 
 pub use article::{Article, MeshHeading, Rejected};
 pub use build::{build_index, BuildEvent, BuildOptions, BuildReport, DenseOptions};

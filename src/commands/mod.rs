@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod index;
 pub mod search;
 pub mod serve;
+pub mod verify;
 
 pub fn home() -> Result<MedlitHome> {
     MedlitHome::from_env().context("locating MEDLIT_HOME")

@@ -1,0 +1,160 @@
+//! `medlit verify`: checks that an index folder is whole and self-consistent.
+//!
+//! - every file of the live generation has the size and sha256 the manifest recorded;
+//! - the BM25 half holds as many documents as the manifest counts, each PMID once;
+//! - the dense half (when built) has as many vectors, docmap rows and graph points as rows
+//!   recorded, and every docmap PMID is in the BM25 half.
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde::Serialize;
+use tantivy::ReloadPolicy;
+
+use crate::layout::{FileSum, IndexDir, FORMAT_VERSION};
+use crate::IndexError;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub index: String,
+    pub generation: u64,
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+/// Runs every check on the index in `dir`; fails only when there is no index to check.
+pub fn verify(dir: &Path) -> Result<VerifyReport, IndexError> {
+    let layout = IndexDir::new(dir);
+    let manifest = layout.manifest()?;
+    let mut checks = Vec::new();
+    let mut check = |name, ok, detail: String| checks.push(Check { name, ok, detail });
+
+    check(
+        "format",
+        manifest.format_version == FORMAT_VERSION,
+        format!(
+            "format {} (this medlit reads {FORMAT_VERSION})",
+            manifest.format_version
+        ),
+    );
+
+    if manifest.files.is_empty() {
+        check(
+            "checksums",
+            false,
+            "the manifest records no file checksums (built by an older medlit): rebuild the index to verify it".into(),
+        );
+    } else {
+        let bad = bad_files(dir, &manifest.files);
+        check(
+            "checksums",
+            bad.is_empty(),
+            if bad.is_empty() {
+                format!(
+                    "{} files, sizes and sha256 as recorded",
+                    manifest.files.len()
+                )
+            } else {
+                bad.join("; ")
+            },
+        );
+    }
+
+    let pmids = bm25_pmids(&layout.bm25_dir(&manifest))?;
+    let distinct: HashSet<u64> = pmids.iter().copied().collect();
+    check(
+        "bm25 count",
+        pmids.len() as u64 == manifest.counts.indexed,
+        format!(
+            "{} documents, manifest counts {}",
+            pmids.len(),
+            manifest.counts.indexed
+        ),
+    );
+    check(
+        "unique pmids",
+        distinct.len() == pmids.len(),
+        format!(
+            "{} documents, {} distinct PMIDs",
+            pmids.len(),
+            distinct.len()
+        ),
+    );
+
+    if let Some(dense) = &manifest.dense {
+        match crate::dense::DenseIndex::open(&dir.join(&dense.dir), &dense.model) {
+            Err(e) => check("dense", false, e.to_string()),
+            Ok(index) => {
+                let rows = index.meta().rows;
+                let points = index.graph_points();
+                check(
+                    "dense count",
+                    rows as u64 == dense.rows && points == rows,
+                    format!(
+                        "{rows} vectors and docmap rows, {points} graph points, manifest records {}",
+                        dense.rows
+                    ),
+                );
+                let missing = (0..rows)
+                    .filter_map(|i| index.row(i))
+                    .filter(|r| !distinct.contains(&r.pmid))
+                    .count();
+                check(
+                    "dense pmids",
+                    missing == 0,
+                    format!("{missing} docmap rows name a PMID missing from BM25"),
+                );
+            }
+        }
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    Ok(VerifyReport {
+        index: dir.display().to_string(),
+        generation: manifest.generation,
+        ok,
+        checks,
+    })
+}
+
+/// Files whose size or sha256 differ from what was recorded, or that are gone.
+fn bad_files(root: &Path, files: &BTreeMap<String, FileSum>) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (rel, want) in files {
+        let path = root.join(rel);
+        match medlit_corpus::digest::sha256_file(&path) {
+            Err(e) => bad.push(format!("{rel}: {e}")),
+            Ok((_, bytes)) if bytes != want.bytes => {
+                bad.push(format!("{rel}: {bytes} bytes, recorded {}", want.bytes))
+            }
+            Ok((sha, _)) if sha != want.sha256 => bad.push(format!("{rel}: sha256 differs")),
+            Ok(_) => {}
+        }
+    }
+    bad
+}
+
+/// The PMID of every live BM25 document.
+fn bm25_pmids(bm25_dir: &Path) -> Result<Vec<u64>, IndexError> {
+    let (index, _) = crate::bm25::open(bm25_dir)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    let searcher = reader.searcher();
+    let mut out = Vec::new();
+    for segment in searcher.segment_readers() {
+        let column = segment.fast_fields().u64(crate::bm25::PMID_FAST)?;
+        for doc in segment.doc_ids_alive() {
+            if let Some(pmid) = column.first(doc) {
+                out.push(pmid);
+            }
+        }
+    }
+    Ok(out)
+}
