@@ -68,6 +68,19 @@ fn parse_file_with(path: &Path, sanitize: bool) -> Result<ParsedFile, Failure> {
         let head = hashed
             .fill_buf()
             .map_err(|e| IndexError::io("reading input", path, e))?;
+        // UTF-16 (a byte-order mark, or "<" followed by a zero byte) would otherwise fail as
+        // an unreadable root element.
+        let utf16 = head.starts_with(&[0xff, 0xfe])
+            || head.starts_with(&[0xfe, 0xff])
+            || head.starts_with(&[b'<', 0])
+            || head.starts_with(&[0, b'<']);
+        if utf16 {
+            return Err(IndexError::BadFile {
+                file: path.to_path_buf(),
+                reason: "is UTF-16 text; PubMed XML is UTF-8 (convert it first, e.g. with `iconv -f UTF-16 -t UTF-8`)".into(),
+            }
+            .into());
+        }
         head.starts_with(&[0x1f, 0x8b])
     };
     let mut records = Vec::new();
