@@ -61,6 +61,31 @@ pub fn parse_file(path: &Path) -> Result<ParsedFile, IndexError> {
     }
 }
 
+/// Parses uncompressed PubMed XML held in memory (the fuzz target's entry, and tests');
+/// `origin` names it in messages. Rejected records carry byte offsets, not line numbers, and
+/// `sha256` is left empty.
+pub fn parse_bytes(data: &[u8], origin: &Path) -> Result<ParsedFile, IndexError> {
+    let run = |sanitize: bool| -> Result<(Vec<Record>, ParseSummary), Failure> {
+        let mut records = Vec::new();
+        let summary = parse_stream(data, origin, sanitize, &mut |r| records.push(r))?;
+        Ok((records, summary))
+    };
+    let (records, summary) = match run(false) {
+        Err(Failure::InvalidUtf8) => run(true),
+        other => other,
+    }
+    .map_err(Failure::into_error)?;
+    Ok(ParsedFile {
+        path: origin.to_path_buf(),
+        records,
+        rejected: summary.rejected,
+        records_read: summary.records_read,
+        sha256: String::new(),
+        file_bytes: data.len() as u64,
+        xml_bytes: summary.xml_bytes,
+    })
+}
+
 fn parse_file_with(path: &Path, sanitize: bool) -> Result<ParsedFile, Failure> {
     let file = File::open(path).map_err(|e| IndexError::io("opening input", path, e))?;
     let mut hashed = BufReader::with_capacity(1 << 16, HashingReader::new(file));
