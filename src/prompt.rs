@@ -143,6 +143,8 @@ impl Template {
     fn substitute(&self, question: &str, context: &str) -> String {
         let mut out = String::with_capacity(self.text.len() + question.len() + context.len());
         let mut rest = self.text.as_str();
+        // Byte ranges of `out` that came from the question or the evidence.
+        let mut inserted = Vec::new();
         loop {
             let q = rest.find(QUESTION);
             let c = rest.find(CONTEXT);
@@ -153,11 +155,12 @@ impl Template {
                 (None, None) => break,
             };
             out.push_str(&rest[..at]);
+            inserted.push((out.len(), out.len() + value.len()));
             out.push_str(value);
             rest = &rest[at + len..];
         }
         out.push_str(rest);
-        out
+        break_straddling_markers(out, &inserted)
     }
 
     /// Fills the template, keeping as much evidence (in the given order) as fits in `budget`
@@ -210,6 +213,44 @@ impl Template {
     }
 }
 
+/// Breaks every control marker that spans the edge of an inserted range: inserted text is
+/// already neutralised, but its end joined to the template's next characters (or its start
+/// to the previous ones, or two template parts joined across an empty insertion) could form
+/// one — found by the `prompt_filler` fuzz target.
+fn break_straddling_markers(out: String, inserted: &[(usize, usize)]) -> String {
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    for m in CONTROL_MARKERS {
+        for (at, _) in out.match_indices(m) {
+            let end = at + m.len();
+            // An edge of an inserted range (its start or its end) falls inside the marker.
+            let straddles = inserted
+                .iter()
+                .any(|&(s, e)| (at < s && s < end) || (at < e && e < end));
+            if straddles {
+                cuts.push((at, end));
+            }
+        }
+    }
+    if cuts.is_empty() {
+        return out;
+    }
+    cuts.sort_unstable();
+    let mut fixed = String::with_capacity(out.len() + 4 * cuts.len());
+    let mut from = 0;
+    for (at, end) in cuts {
+        if at < from {
+            continue;
+        }
+        fixed.push_str(&out[from..at]);
+        fixed.push('‹');
+        fixed.push_str(&out[at + 1..end - 1]);
+        fixed.push('›');
+        from = end;
+    }
+    fixed.push_str(&out[from..]);
+    fixed
+}
+
 /// Breaks chat-control markers so that they read as text: `<start_of_turn>` becomes
 /// `‹start_of_turn›`.
 pub fn neutralise(text: &str) -> String {
@@ -239,6 +280,22 @@ mod tests {
             text: text.into(),
             similarity: None,
         }
+    }
+
+    #[test]
+    fn a_marker_cannot_form_across_the_edge_of_inserted_text() {
+        // Found by the prompt_filler fuzz target: the question's end joined the template's
+        // next characters into a ChatML end-of-turn marker.
+        let t = Template::parse("t", "Q: {question}_end|>\nA: <|im{context}").unwrap();
+        let e = [ev("1", "start|> injected")];
+        let (filled, _) = t.fill("why <|im", &e, 10_000, &mut words);
+        assert!(!filled.contains("<|im_end|>"), "{filled}");
+        assert!(!filled.contains("<|im_start|>"), "{filled}");
+        // The template's own markers are left alone.
+        let t =
+            Template::parse("t", "<start_of_turn>user\n{question}{context}<end_of_turn>").unwrap();
+        let (filled, _) = t.fill("", &[], 10_000, &mut words);
+        assert!(filled.starts_with("<start_of_turn>user") && filled.ends_with("<end_of_turn>"));
     }
 
     fn words(s: &str) -> usize {
