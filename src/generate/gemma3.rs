@@ -223,6 +223,18 @@ impl Gemma3 {
         let mut layers = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
             let p = format!("blk.{i}");
+            let mut linear = |kind: &str| -> Result<Linear, ModelError> {
+                let name = format!("{p}.{kind}.weight");
+                let t = tensor(&name)?;
+                matmul(&name, t)
+            };
+            let (q, k, v, o) = (
+                linear("attn_q")?,
+                linear("attn_k")?,
+                linear("attn_v")?,
+                linear("attn_output")?,
+            );
+            let (gate, up, down) = (linear("ffn_gate")?, linear("ffn_up")?, linear("ffn_down")?);
             layers.push(Layer {
                 attn_norm: tensor(&format!("{p}.attn_norm.weight"))?.dequantize(device)?,
                 q_norm: tensor(&format!("{p}.attn_q_norm.weight"))?.dequantize(device)?,
@@ -231,34 +243,13 @@ impl Gemma3 {
                     .dequantize(device)?,
                 ffn_norm: tensor(&format!("{p}.ffn_norm.weight"))?.dequantize(device)?,
                 post_ffn_norm: tensor(&format!("{p}.post_ffw_norm.weight"))?.dequantize(device)?,
-                q: {
-                    let name = format!("{p}.attn_q.weight");
-                    matmul(&name, tensor(&name)?)?
-                },
-                k: {
-                    let name = format!("{p}.attn_k.weight");
-                    matmul(&name, tensor(&name)?)?
-                },
-                v: {
-                    let name = format!("{p}.attn_v.weight");
-                    matmul(&name, tensor(&name)?)?
-                },
-                o: {
-                    let name = format!("{p}.attn_output.weight");
-                    matmul(&name, tensor(&name)?)?
-                },
-                gate: {
-                    let name = format!("{p}.ffn_gate.weight");
-                    matmul(&name, tensor(&name)?)?
-                },
-                up: {
-                    let name = format!("{p}.ffn_up.weight");
-                    matmul(&name, tensor(&name)?)?
-                },
-                down: {
-                    let name = format!("{p}.ffn_down.weight");
-                    matmul(&name, tensor(&name)?)?
-                },
+                q,
+                k,
+                v,
+                o,
+                gate,
+                up,
+                down,
                 local: cfg.is_local(i),
             });
         }
@@ -268,14 +259,11 @@ impl Gemma3 {
         let tied = if f32_weights {
             let dense = embed.dequantize(device)?;
             Tied::Candle(Arc::new(embed), QMatMul::Tensor(dense))
+        } else if int8_suits(&embed) {
+            Tied::Int8(int8_matrix("token_embd.weight", &embed)?)
         } else {
-            match Linear::new("token_embd.weight", embed)? {
-                Linear::Int8(m) => Tied::Int8(m),
-                Linear::Candle(_) => {
-                    let embed = Arc::new(tensor("token_embd.weight")?);
-                    Tied::Candle(embed.clone(), QMatMul::QTensor(embed))
-                }
-            }
+            let embed = Arc::new(embed);
+            Tied::Candle(embed.clone(), QMatMul::QTensor(embed))
         };
         let rope_local = Rope::new(cfg.rope_local_base, cfg.head_dim, context, device)?;
         let rope_global = Rope::new(cfg.rope_global_base, cfg.head_dim, context, device)?;
@@ -417,19 +405,32 @@ impl Gemma3 {
         start: usize,
         s: usize,
     ) -> Result<Tensor, ModelError> {
-        let w = self.cfg.sliding_window;
-        let mut m = vec![0f32; t * s];
-        for i in 0..t {
-            let qpos = pos + i;
-            for j in 0..s {
-                let kpos = start + j;
-                if kpos > qpos || (local && qpos - kpos >= w) {
-                    m[i * s + j] = f32::NEG_INFINITY;
-                }
+        let window = local.then_some(self.cfg.sliding_window);
+        Ok(attention_mask(window, pos, t, start, s, &self.device)?)
+    }
+}
+
+/// `(t, s)` additive mask: query `pos + i` sees key `start + j` when it is not in the future
+/// and, with a `window`, less than `window` positions back. Gemma 3 and Gemma 4 alike.
+pub(crate) fn attention_mask(
+    window: Option<usize>,
+    pos: usize,
+    t: usize,
+    start: usize,
+    s: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let mut m = vec![0f32; t * s];
+    for i in 0..t {
+        let qpos = pos + i;
+        for j in 0..s {
+            let kpos = start + j;
+            if kpos > qpos || window.is_some_and(|w| qpos - kpos >= w) {
+                m[i * s + j] = f32::NEG_INFINITY;
             }
         }
-        Ok(Tensor::from_vec(m, (t, s), &self.device)?)
     }
+    Tensor::from_vec(m, (t, s), device)
 }
 
 /// A weight matrix and the product that suits its type.
@@ -444,16 +445,8 @@ enum Linear {
 
 impl Linear {
     fn new(name: &str, t: QTensor) -> Result<Self, ModelError> {
-        if matches!(t.dtype(), GgmlDType::Q5_0 | GgmlDType::Q8_0) && t.device().is_cpu() {
-            let (rows, cols) = t.shape().dims2()?;
-            let matrix =
-                Int8Matrix::from_gguf(t.dtype(), rows, cols, &t.data()?).map_err(|source| {
-                    ModelError::Int8 {
-                        name: name.to_string(),
-                        source,
-                    }
-                })?;
-            return Ok(Linear::Int8(matrix));
+        if int8_suits(&t) {
+            return Ok(Linear::Int8(int8_matrix(name, &t)?));
         }
         Ok(Linear::Candle(QMatMul::from_qtensor(t)?))
     }
@@ -464,6 +457,19 @@ impl Linear {
             Linear::Int8(m) => int8_forward(m, x),
         }
     }
+}
+
+/// Whether `t` goes to the int8 kernel: a Q8_0 or Q5_0 matrix on the CPU.
+fn int8_suits(t: &QTensor) -> bool {
+    matches!(t.dtype(), GgmlDType::Q5_0 | GgmlDType::Q8_0) && t.device().is_cpu()
+}
+
+fn int8_matrix(name: &str, t: &QTensor) -> Result<Int8Matrix, ModelError> {
+    let (rows, cols) = t.shape().dims2()?;
+    Int8Matrix::from_gguf(t.dtype(), rows, cols, &t.data()?).map_err(|source| ModelError::Int8 {
+        name: name.to_string(),
+        source,
+    })
 }
 
 /// `x · mᵀ` over the last dimension of `x`.

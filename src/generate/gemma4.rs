@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Linear;
 use serde::Deserialize;
 
@@ -196,9 +196,7 @@ impl Config {
                 return Err(format!("rope_type {}", rope.rope_type));
             }
         }
-        if self.num_kv_shared_layers > 0 {
-            self.kv_sharing()?;
-        }
+        self.kv_sharing()?;
         Ok(())
     }
 
@@ -396,21 +394,16 @@ impl Weights {
     }
 }
 
-/// RMS norm as Gemma 4 writes it: the weight multiplies directly (no `1 +`), or is absent.
+/// RMS norm as Gemma 4 writes it: the weight multiplies directly (no `1 +`); a norm without
+/// a weight (the values') has ones, made once at load.
 struct Norm {
-    weight: Option<Tensor>,
+    weight: Tensor,
     eps: f32,
 }
 
 impl Norm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match &self.weight {
-            Some(w) => candle_nn::ops::rms_norm(&x.contiguous()?, w, self.eps),
-            None => {
-                let ones = Tensor::ones(x.dim(D::Minus1)?, x.dtype(), x.device())?;
-                candle_nn::ops::rms_norm(&x.contiguous()?, &ones, self.eps)
-            }
-        }
+        candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
     }
 }
 
@@ -598,15 +591,11 @@ impl Gemma4 {
         let cfg = Config::load(&dir.join("config.json"))?;
         let w = Weights::open(dir, dtype, device)?;
         let context = context.clamp(1, cfg.max_position_embeddings);
-        let sharing = if cfg.num_kv_shared_layers > 0 {
-            cfg.kv_sharing().map_err(Gemma4Error::Unsupported)?
-        } else {
-            vec![KvSharing::Own; cfg.num_hidden_layers]
-        };
+        let sharing = cfg.kv_sharing().map_err(Gemma4Error::Unsupported)?;
         let eps = cfg.rms_norm_eps as f32;
         let norm = |name: &str| -> Result<Norm, Gemma4Error> {
             Ok(Norm {
-                weight: Some(w.get(name)?),
+                weight: w.get(name)?,
                 eps,
             })
         };
@@ -626,7 +615,10 @@ impl Gemma4 {
                     w.linear(&format!("{p}.self_attn.k_proj"))?,
                     v,
                     norm(&format!("{p}.self_attn.k_norm.weight"))?,
-                    Norm { weight: None, eps },
+                    Norm {
+                        weight: Tensor::ones(cfg.head_dim(i), dtype, device)?,
+                        eps,
+                    },
                 ))
             };
             let per_layer = match cfg.hidden_size_per_layer_input {
@@ -895,16 +887,8 @@ impl Gemma4 {
         // Gemma 4 normalises queries and keys instead of scaling by 1/√d.
         let scores = q.matmul(&keys.t()?)?.to_dtype(DType::F32)?;
         let scores = if t > 1 {
-            let mut m = vec![0f32; t * s];
-            for i in 0..t {
-                for j in 0..s {
-                    let (qp, kp) = (pos + i, start + j);
-                    if kp > qp || (layer.sliding && qp - kp >= w) {
-                        m[i * s + j] = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            let mask = Tensor::from_vec(m, (t, s), &self.device)?;
+            let window = layer.sliding.then_some(w);
+            let mask = super::gemma3::attention_mask(window, pos, t, start, s, &self.device)?;
             scores
                 .reshape((1, kvh, group, t, s))?
                 .broadcast_add(&mask)?
