@@ -80,12 +80,19 @@ pub fn estimate(cfg: &Config, dtype: DType, context: usize) -> (u64, u64) {
 
 /// Memory the kernel reports as available (Linux), in bytes.
 pub fn available_bytes() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    info.lines()
-        .find(|l| l.starts_with("MemAvailable:"))
+    proc_kb(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )
+    .map(|kb| kb * 1024)
+}
+
+/// The kB value of `field` (e.g. `VmHWM:`) in the text of a /proc status or meminfo file.
+pub fn proc_kb(text: &str, field: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
+        .and_then(|kb| kb.parse().ok())
 }
 
 /// Says what loading will take, and refuses when the CPU's memory cannot hold it.

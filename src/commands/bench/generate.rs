@@ -291,13 +291,8 @@ but partly functional protein in a subset of patients. ";
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+        .and_then(|s| crate::generate::device::proc_kb(&s, "VmHWM:"))
+        .map_or(0.0, |kb| kb as f64 / 1024.0)
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::super::print_json;
 use crate::cli::BenchServeArgs;
 use crate::eval::retrieval::percentile;
+use crate::generate::device::proc_kb;
 
 #[derive(Debug, Serialize)]
 struct Phase {
@@ -95,14 +96,7 @@ impl ServerProcess {
     fn rss_mb(&self) -> (f64, f64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .map_or(0.0, |kb| kb / 1024.0)
-        };
+        let field = |name: &str| proc_kb(&status, name).map_or(0.0, |kb| kb as f64 / 1024.0);
         (field("VmRSS:"), field("VmHWM:"))
     }
 }
