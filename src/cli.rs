@@ -43,6 +43,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check an index: file checksums, document counts, unique PMIDs, dense rows
     Verify(VerifyArgs),
+    /// Rewrite the index without deleted documents and tombstoned passages (graph rebuilt)
+    Compact(CompactArgs),
+    /// Write a synthetic PubMed corpus recombined from real abstracts (for scale tests)
+    Synth(SynthArgs),
     /// Measure quality on evaluation sets (JSONL, as in the shared dev sets)
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -105,15 +109,39 @@ pub struct FetchArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Files are applied in the order given: a later record with the same PMID replaces an earlier one, \
-and DeleteCitation entries remove PMIDs. Malformed records are skipped and listed (file:line, reason). \
-A file that is not well-formed PubMed XML (truncated gzip, broken XML) stops the run and leaves the \
-existing index untouched."
+    after_help = "Files are applied in the order given, one at a time: each file's changes are committed \
+(a new generation, switched in by an atomic rename) before the next file starts. A later record with \
+the same PMID replaces the earlier one (in BM25 and the dense half); DeleteCitation entries remove \
+PMIDs. Malformed records are skipped and listed (file:line, reason).
+
+A FILE may be a folder: its *.xml and *.xml.gz files are taken in name order (NLM's names sort in \
+release order).
+
+Interrupted (killed, power cut, a broken file): the index stays whole at the last committed file, \
+and running the same command again resumes from there without re-embedding finished files \
+(--restart starts over). A file that is not well-formed PubMed XML (truncated gzip, broken XML) \
+stops the run at that file, named with the reason; nothing of it is written.
+
+--update applies NLM's daily update files to an existing index: files already applied (same name \
+and sha256) are skipped, and a file older than one already applied is refused unless --force.
+
+Exit codes: 0 done (including \"nothing to do\"), 1 an error (named on stderr)."
 )]
 pub struct IndexArgs {
-    /// PubMed XML files (.xml or .xml.gz) [default: the corpus files fetched by `medlit fetch`]
+    /// PubMed XML files (.xml or .xml.gz) or folders of them [default: the corpus files fetched
+    /// by `medlit fetch`]
     #[arg(value_name = "FILES")]
     pub files: Vec<PathBuf>,
+    /// Apply the files to the existing index (NLM update files): new PMIDs added, revised ones
+    /// replaced, deleted ones removed; files already applied are skipped
+    #[arg(long, conflicts_with = "restart")]
+    pub update: bool,
+    /// With --update: apply files out of order, changed files, or on an incomplete index
+    #[arg(long, requires = "update")]
+    pub force: bool,
+    /// Start over even when an interrupted run of the same files could be resumed
+    #[arg(long)]
+    pub restart: bool,
     #[command(flatten)]
     pub index: IndexDirArg,
     #[command(flatten)]
@@ -346,6 +374,66 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub index: IndexDirArg,
     /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Updates leave replaced and deleted articles behind as deleted BM25 documents and \
+tombstoned dense passages (never returned, but stored and scanned). compact writes a new generation \
+with one merged BM25 segment and only the live passages, and rebuilds the HNSW graph over them; \
+nothing is re-embedded. Like every write it is atomic: interrupted, the old generation stays live."
+)]
+pub struct CompactArgs {
+    /// Indexing memory budget of the BM25 writer, in MiB
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub writer_memory: usize,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each record takes its title, journal, MeSH headings and sentence count from one real \
+article, and half its sentences from other articles sharing a MeSH heading, at the same position. \
+Years follow the seed files' distribution. PMIDs are new (from --first-pmid). With --revise and \
+--delete, files after the first revise and delete earlier PMIDs as NLM's update files do. The \
+same seeds and options give the same bytes."
+)]
+pub struct SynthArgs {
+    /// Records to write (revisions included)
+    #[arg(long, default_value_t = 50_000)]
+    pub records: usize,
+    /// Output folder (created)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Records per file (NLM's files hold 30,000)
+    #[arg(long, default_value_t = 30_000)]
+    pub per_file: usize,
+    /// Seed of the generator
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 90_000_001)]
+    pub first_pmid: u64,
+    /// Share of each later file's records that revise earlier PMIDs (0 to 1)
+    #[arg(long, default_value_t = 0.0)]
+    pub revise: f64,
+    /// Per later file, PMIDs deleted as a share of its records (0 to 1)
+    #[arg(long, default_value_t = 0.0)]
+    pub delete: f64,
+    /// File names are PREFIX0001.xml.gz, … (NLM's order: pubmedYYn)
+    #[arg(long, default_value = "pubmed99n")]
+    pub prefix: String,
+    /// PubMed files whose articles are recombined [default: the fetched sample]
+    #[arg(long, value_name = "FILE")]
+    pub from: Vec<PathBuf>,
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }

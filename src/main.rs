@@ -28,6 +28,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => commands::demo::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Verify(a) => commands::verify::run(a),
+        Command::Compact(a) => commands::compact::run(a),
+        Command::Synth(a) => commands::synth::run(a),
         Command::Eval(c) => commands::eval::run(c),
         Command::Bench(c) => commands::bench::run(c),
     };

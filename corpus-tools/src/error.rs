@@ -59,6 +59,9 @@ pub enum CorpusError {
     #[error("no platform data directory is known here; set MEDLIT_HOME")]
     NoHome,
 
+    #[error("synthetic corpus: {0}")]
+    Synth(String),
+
     #[error("{context}: {path}: {source}")]
     Io {
         context: &'static str,

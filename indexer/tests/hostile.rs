@@ -122,6 +122,7 @@ fn a_pmid_twice_in_one_file_keeps_the_later_record() {
     let index = dir.path().join("index");
     let report = build_index(
         &BuildOptions {
+            mode: Default::default(),
             inputs: vec![p],
             index_dir: index.clone(),
             writer_memory_mib: 32,
@@ -147,6 +148,7 @@ fn utf16_text_and_a_symlink_loop_are_named_errors_that_change_nothing() {
         &set(&[record(910005, "Good", "Fine text.", "")]),
     );
     let opts = |inputs: Vec<PathBuf>| BuildOptions {
+        mode: Default::default(),
         inputs,
         index_dir: index.clone(),
         writer_memory_mib: 32,

@@ -1,5 +1,5 @@
 //! Malformed input: each fixture gets the behaviour the parser promises (a counted skip with
-//! file, line and reason, or an error naming the file), and a failed build changes nothing.
+//! file, line and reason, or an error naming the file), and a broken file writes nothing.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -150,48 +150,106 @@ fn good_fixture_fields() {
     );
 }
 
-#[test]
-fn a_broken_file_leaves_the_existing_index_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = dir.path().join("index");
-    let opts = |inputs: Vec<PathBuf>| BuildOptions {
-        inputs,
-        index_dir: index.clone(),
-        writer_memory_mib: 32,
-        dense: None,
-    };
-    let first = build_index(&opts(vec![fixture("good.xml")]), &|_| {}).unwrap();
-    assert_eq!(first.counts.indexed, 2);
-    let before = IndexDir::new(&index).manifest().unwrap();
-
-    let cut = dir.path().join("cut.xml.gz");
-    let gz = gzip(&std::fs::read(fixture("good.xml")).unwrap());
-    std::fs::write(&cut, &gz[..gz.len() - 20]).unwrap();
-    let err = build_index(&opts(vec![fixture("empty_abstract.xml"), cut]), &|_| {})
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("cut.xml.gz"), "{err}");
-
-    let after = IndexDir::new(&index).manifest().unwrap();
-    assert_eq!(before, after, "the manifest must not change");
-    let gens: Vec<_> = std::fs::read_dir(&index)
+fn generations(index: &Path) -> Vec<String> {
+    let mut gens: Vec<_> = std::fs::read_dir(index)
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("gen-"))
         .collect();
-    assert_eq!(gens, vec!["gen-000001"], "the failed generation is removed");
+    gens.sort();
+    gens
+}
 
-    // A directory and a missing file are refused before anything is written.
-    let err = build_index(&opts(vec![dir.path().to_path_buf()]), &|_| {})
+/// A broken file writes nothing: a run stops at it with its name, the files before it stay
+/// committed (the index is whole, and says which files are pending), an update of it alone
+/// leaves the index as it was, and once the file is mended the same command resumes.
+#[test]
+fn a_broken_file_changes_nothing_and_the_run_resumes_after_it_is_mended() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let opts = |inputs: Vec<PathBuf>, mode| BuildOptions {
+        mode,
+        inputs,
+        index_dir: index.clone(),
+        writer_memory_mib: 32,
+        dense: None,
+    };
+    let build = medlit_indexer::BuildMode::Build;
+    let first = build_index(&opts(vec![fixture("good.xml")], build), &|_| {}).unwrap();
+    assert_eq!(first.counts.indexed, 2);
+    let before = IndexDir::new(&index).manifest().unwrap();
+
+    // An update with the broken file alone changes nothing.
+    let cut = dir.path().join("cut.xml.gz");
+    let good_gz = gzip(&std::fs::read(fixture("empty_abstract.xml")).unwrap());
+    std::fs::write(&cut, &good_gz[..good_gz.len() - 20]).unwrap();
+    let update = medlit_indexer::BuildMode::Update { force: false };
+    let err = build_index(&opts(vec![cut.clone()], update), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cut.xml.gz"), "{err}");
+    assert_eq!(IndexDir::new(&index).manifest().unwrap(), before);
+    assert_eq!(
+        generations(&index),
+        vec!["gen-000001"],
+        "the failed generation is removed"
+    );
+
+    // A build over [good, broken]: good.xml is committed, the broken file named and pending.
+    let err = build_index(
+        &opts(vec![fixture("good.xml"), cut.clone()], build),
+        &|_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("cut.xml.gz"), "{err}");
+    let partial = IndexDir::new(&index).manifest().unwrap();
+    assert_eq!(partial.inputs.len(), 1);
+    assert_eq!(partial.pending.len(), 1);
+    assert_eq!(partial.pending[0].name, "cut.xml.gz");
+    assert_eq!(partial.counts.indexed, 2);
+    let v = medlit_indexer::verify::verify(&index).unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(
+        generations(&index).len(),
+        1,
+        "only the live generation is kept"
+    );
+
+    // Mended, the same command resumes after good.xml instead of starting over.
+    std::fs::write(&cut, &good_gz).unwrap();
+    let resumed = build_index(
+        &opts(vec![fixture("good.xml"), cut.clone()], build),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(resumed.resumed_after, Some(1));
+    assert_eq!(resumed.applied, vec!["cut.xml.gz".to_string()]);
+    let done = IndexDir::new(&index).manifest().unwrap();
+    assert!(done.pending.is_empty());
+    assert_eq!(done.inputs.len(), 2);
+    assert!(medlit_indexer::verify::verify(&index).unwrap().ok);
+
+    // A directory, an empty file and a missing file are refused before anything is written.
+    let err = build_index(&opts(vec![dir.path().to_path_buf()], build), &|_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("not a regular file"), "{err}");
-    let err = build_index(&opts(vec![dir.path().join("nope.xml")]), &|_| {})
+    let empty = dir.path().join("empty.xml");
+    std::fs::write(&empty, b"").unwrap();
+    let err = build_index(&opts(vec![fixture("good.xml"), empty], build), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("empty.xml") && err.contains("empty file"),
+        "{err}"
+    );
+    let err = build_index(&opts(vec![dir.path().join("nope.xml")], build), &|_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("nope.xml"), "{err}");
-    assert_eq!(IndexDir::new(&index).manifest().unwrap(), before);
+    assert_eq!(IndexDir::new(&index).manifest().unwrap(), done);
 }
 
 #[test]
@@ -249,6 +307,7 @@ fn an_index_of_an_older_format_is_replaced_by_a_rebuild() {
     assert!(err.contains("rebuild"), "{err}");
     let report = build_index(
         &BuildOptions {
+            mode: Default::default(),
             inputs: vec![fixture("good.xml")],
             index_dir: index.clone(),
             writer_memory_mib: 32,

@@ -129,6 +129,7 @@ fn counts_match_the_issue_and_an_independent_scan() {
     let dir = tempfile::tempdir().unwrap();
     let report = build_index(
         &BuildOptions {
+            mode: Default::default(),
             inputs: sample().to_vec(),
             index_dir: dir.path().join("index"),
             writer_memory_mib: 128,
@@ -191,6 +192,7 @@ fn a_later_version_replaces_the_earlier_record() {
     let index_dir = dir.path().join("index");
     build_index(
         &BuildOptions {
+            mode: Default::default(),
             inputs: vec![sample()[1].clone()],
             index_dir: index_dir.clone(),
             writer_memory_mib: 64,

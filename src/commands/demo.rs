@@ -68,6 +68,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     if !up_to_date {
         let report = super::index::build(
             &BuildOptions {
+                mode: Default::default(),
                 inputs: files,
                 index_dir: dir.clone(),
                 writer_memory_mib: 256,

@@ -9,12 +9,14 @@ use crate::safety::{Policy, Screener};
 
 pub mod ask;
 pub mod bench;
+pub mod compact;
 pub mod demo;
 pub mod eval;
 pub mod fetch;
 pub mod index;
 pub mod search;
 pub mod serve;
+pub mod synth;
 pub mod verify;
 
 pub fn home() -> Result<MedlitHome> {

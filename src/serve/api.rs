@@ -32,7 +32,7 @@ pub async fn stats(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "index": {
             "generation": m.generation,
             "counts": m.counts,
-            "dense_passages": m.dense.as_ref().map(|d| d.rows),
+            "dense_passages": m.dense.as_ref().map(|d| d.rows - d.dead),
             "default_mode": s.default_mode,
         },
         "model": s.model,

@@ -127,6 +127,7 @@ fn ingest(args: &BenchIngestArgs) -> Result<()> {
         let scratch = tempfile::tempdir().context("creating a scratch index folder")?;
         let report = super::index::build(
             &BuildOptions {
+                mode: Default::default(),
                 inputs: files.clone(),
                 index_dir: scratch.path().join("index"),
                 writer_memory_mib: 256,

@@ -226,9 +226,14 @@ fn run_peer(
                 d.model.max_tokens,
             )?;
             let ddir = dir.join(&d.dir);
+            let meta: medlit_indexer::dense::DenseMeta = serde_json::from_slice(
+                &std::fs::read(ddir.join("dense.json")).context("reading dense.json")?,
+            )
+            .context("reading dense.json")?;
             serde_json::json!({
-                "vectors": ddir.join("vectors.bin"),
-                "docmap": ddir.join("docmap.bin"),
+                "vectors": meta.chunks.iter().map(|c| ddir.join(format!("vectors-{}.bin", c.stem))).collect::<Vec<_>>(),
+                "docmap": meta.chunks.iter().map(|c| ddir.join(format!("docmap-{}.bin", c.stem))).collect::<Vec<_>>(),
+                "tombstones": ddir.join("tombstones.bin"),
                 "dim": d.model.dim,
                 "model_dir": cfg.model_dir,
                 "threads": args.fusion.query_threads,

@@ -6,8 +6,8 @@ onnxruntime + tokenizers on the same ONNX file, hybrid as reciprocal rank fusion
 
 Usage: python search_peer.py CONFIG.json
 CONFIG: {"corpus": JSONL of {"pmid","text"}, "questions": [{"q","pmid"}], "k", "depth",
-         "rrf_k", "dense_weight", "runs", "dense": null | {"vectors","docmap","dim","model_dir","threads",
-         "max_tokens"}}
+         "rrf_k", "dense_weight", "runs", "dense": null | {"vectors": [chunk files],
+         "docmap": [chunk files], "tombstones", "dim", "model_dir", "threads", "max_tokens"}}
 Prints one JSON line: {"modes": {mode: {"ms": [per-question best of runs], "hits@k": n}}}.
 """
 import json
@@ -52,8 +52,16 @@ if dense:
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    vectors = np.fromfile(dense["vectors"], dtype="<f4").reshape(-1, dense["dim"])
-    docmap = np.fromfile(dense["docmap"], dtype=np.dtype([("pmid", "<u8"), ("no", "<u4")]))
+    # One file per chunk; tombstoned rows (replaced or deleted PMIDs) are dropped.
+    vectors = np.concatenate(
+        [np.fromfile(f, dtype="<f4").reshape(-1, dense["dim"]) for f in dense["vectors"]]
+    )
+    docmap = np.concatenate(
+        [np.fromfile(f, dtype=np.dtype([("pmid", "<u8"), ("no", "<u4")])) for f in dense["docmap"]]
+    )
+    live = np.ones(len(docmap), dtype=bool)
+    live[np.fromfile(dense["tombstones"], dtype="<u8").astype(np.int64)] = False
+    vectors, docmap = vectors[live], docmap[live]
     row_pmid = [str(p) for p in docmap["pmid"]]
     tok = Tokenizer.from_file(f"{dense['model_dir']}/tokenizer.json")
     tok.enable_truncation(max_length=dense["max_tokens"])

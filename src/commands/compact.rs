@@ -1,0 +1,28 @@
+//! `medlit compact`: drop deleted documents and tombstoned passages, rebuild the graph.
+use anyhow::{Context, Result};
+
+use super::print_json;
+use crate::cli::CompactArgs;
+
+/// `medlit compact`.
+pub fn run(args: &CompactArgs) -> Result<()> {
+    let dir = super::index_dir(&args.index)?;
+    let r = medlit_indexer::compact(&dir, args.writer_memory)
+        .with_context(|| format!("compacting {}", dir.display()))?;
+    if args.json {
+        return print_json(&r);
+    }
+    println!("index {} (generation {})", r.index, r.generation);
+    println!(
+        "bm25   {} segments -> {}, {} deleted documents purged",
+        r.segments_before, r.segments_after, r.deleted_docs_purged
+    );
+    if r.passages_before > 0 {
+        println!(
+            "dense  {} passages -> {} ({} tombstoned dropped), graph rebuilt",
+            r.passages_before, r.passages_after, r.dead_dropped
+        );
+    }
+    println!("seconds {:.1}", r.seconds);
+    Ok(())
+}
