@@ -8,8 +8,13 @@
 //! - `tombstones.bin`: sorted row ids (u64) of passages whose PMID was replaced or deleted
 //!   since they were written; never returned, dropped by `medlit compact`;
 //! - `dense.json`: the model, HNSW parameters, the chunks, the graph and the tombstone count;
-//! - `<graph>.hnsw.graph` / `.hnsw.data`: the hnsw_rs dump over rows `0..graph.rows`. Rows past
-//!   it (the *tail*, added since the graph was last extended) are searched exactly.
+//! - `<graph>.hnsw.graph` / `.hnsw.data`: the hnsw_rs dump over rows `0..graph.rows`, built on
+//!   int8 copies of the vectors (384 bytes a passage; [`quantize`]). Rows past it (the *tail*,
+//!   added since the graph was last extended) are searched exactly.
+//!
+//! Opened for search, the f32 vectors and the graph's int8 data are memory-mapped: resident
+//! memory is the graph's links plus the pages queries touch. Graph candidates are re-scored
+//! on the exact f32 vectors.
 //!
 //! Chunk and graph files are never rewritten: a new generation hard-links them from the last
 //! one, adds its own chunk, and writes only `tombstones.bin` and `dense.json` anew.
@@ -32,6 +37,40 @@ impl Distance<f32> for UnitCosine {
     fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
         (1.0 - dot(va, vb)).max(0.0)
     }
+}
+
+/// Cosine distance of int8 vectors (the graph's copy, see [`quantize`]). Each vector has its
+/// own scale, so the distance normalises by both norms; integer sums are exact.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct I8Cosine;
+
+impl Distance<i8> for I8Cosine {
+    fn eval(&self, va: &[i8], vb: &[i8]) -> f32 {
+        let (mut ab, mut aa, mut bb) = (0i32, 0i32, 0i32);
+        for (&a, &b) in va.iter().zip(vb) {
+            let (a, b) = (i32::from(a), i32::from(b));
+            ab += a * b;
+            aa += a * a;
+            bb += b * b;
+        }
+        if aa == 0 || bb == 0 {
+            return 1.0;
+        }
+        (1.0 - ab as f32 / ((aa as f32).sqrt() * (bb as f32).sqrt())).max(0.0)
+    }
+}
+
+/// The graph's int8 copy of a vector: scaled so its largest component is ±127. 384 bytes per
+/// MiniLM passage instead of 1,536; candidates are re-scored on the exact f32 vectors.
+pub fn quantize(v: &[f32]) -> Vec<i8> {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        return vec![0; v.len()];
+    }
+    let s = 127.0 / max;
+    v.iter()
+        .map(|x| (x * s).round().clamp(-127.0, 127.0) as i8)
+        .collect()
 }
 
 /// HNSW build and search parameters.
@@ -343,25 +382,26 @@ impl DenseWriter {
             }
             start = end;
         }
-        let data: Vec<(&[f32], usize)> = tail.chunks_exact(dim).zip(from..).collect();
+        let tail: Vec<Vec<i8>> = tail.chunks_exact(dim).map(quantize).collect();
+        let data: Vec<(&[i8], usize)> = tail.iter().map(Vec::as_slice).zip(from..).collect();
         let params = self.meta.params;
         let stem = format!("graph-{:06}", self.meta.chunks.len());
         let old = self.meta.graph.clone();
         let basename = match &old {
             None => {
-                let hnsw: Hnsw<f32, UnitCosine> = Hnsw::new(
+                let hnsw: Hnsw<i8, I8Cosine> = Hnsw::new(
                     params.m,
                     self.meta.rows.max(1),
                     16,
                     params.ef_construction,
-                    UnitCosine,
+                    I8Cosine,
                 );
                 hnsw.parallel_insert_slice(&data);
                 hnsw.file_dump(&self.dir, &stem)
             }
             Some(g) => {
                 let mut loader = HnswIo::new(&self.dir, &g.basename);
-                let hnsw: Hnsw<f32, UnitCosine> = loader
+                let hnsw: Hnsw<i8, I8Cosine> = loader
                     .load_hnsw()
                     .map_err(|e| invalid(format!("loading the HNSW graph: {e}")))?;
                 hnsw.parallel_insert_slice(&data);
@@ -425,14 +465,18 @@ fn check_model(meta: &DenseMeta, model: &ModelInfo) -> Result<(), DenseError> {
     Ok(())
 }
 
-/// An opened dense index.
+/// An opened dense index. The f32 vectors are memory-mapped, not read: only the rows a query
+/// re-scores are paged in. The graph's int8 copy of the vectors is mapped too (hnsw_rs keeps
+/// the upper layers' points in memory); its links are in memory.
 pub struct DenseIndex {
     meta: DenseMeta,
-    vectors: Vec<f32>,
+    /// One map per chunk, and the first row of each chunk.
+    vectors: Vec<memmap2::Mmap>,
+    starts: Vec<usize>,
     rows: Vec<RowRef>,
     /// One bit per row: set when tombstoned.
     dead: Vec<u64>,
-    graph: Option<Hnsw<'static, f32, UnitCosine>>,
+    graph: Option<Hnsw<'static, i8, I8Cosine>>,
 }
 
 impl DenseIndex {
@@ -445,21 +489,23 @@ impl DenseIndex {
         let meta = read_meta(dir)?;
         check_model(&meta, model)?;
         let dim = meta.model.dim;
-        let mut vectors = Vec::with_capacity(meta.rows * dim);
+        let mut vectors = Vec::with_capacity(meta.chunks.len());
+        let mut starts = Vec::with_capacity(meta.chunks.len());
         let mut rows = Vec::with_capacity(meta.rows);
         for c in &meta.chunks {
-            let v = read_f32s(&dir.join(c.vectors()))?;
+            let v = map_f32s(&dir.join(c.vectors()))?;
             let m = read_docmap(&dir.join(c.docmap()))?;
-            if v.len() != c.rows * dim || m.len() != c.rows {
+            if v.len() != c.rows * dim * 4 || m.len() != c.rows {
                 return Err(invalid(format!(
-                    "chunk {} holds {} floats and {} docmap rows, expected {} rows × {dim}",
+                    "chunk {} holds {} bytes of vectors and {} docmap rows, expected {} rows × {dim} f32",
                     c.stem,
                     v.len(),
                     m.len(),
                     c.rows
                 )));
             }
-            vectors.extend_from_slice(&v);
+            starts.push(rows.len());
+            vectors.push(v);
             rows.extend_from_slice(&m);
         }
         if rows.len() != meta.rows {
@@ -488,29 +534,33 @@ impl DenseIndex {
             }
             dead[t / 64] |= 1 << (t % 64);
         }
-        let graph = match &meta.graph {
-            None => None,
-            Some(g) if g.rows > meta.rows => {
-                return Err(invalid(format!(
-                    "the graph covers {} rows of {}",
-                    g.rows, meta.rows
-                )))
-            }
-            Some(g) => {
-                // hnsw_rs ties the graph's lifetime to its loader; one loader per opened index
-                // is kept alive for the life of the process.
-                let loader: &'static mut HnswIo =
-                    Box::leak(Box::new(HnswIo::new(dir, &g.basename)));
-                let mut graph: Hnsw<'static, f32, UnitCosine> = loader
-                    .load_hnsw()
-                    .map_err(|e| invalid(format!("loading the HNSW graph: {e}")))?;
-                graph.set_searching_mode(true);
-                Some(graph)
-            }
-        };
+        let graph =
+            match &meta.graph {
+                None => None,
+                Some(g) if g.rows > meta.rows => {
+                    return Err(invalid(format!(
+                        "the graph covers {} rows of {}",
+                        g.rows, meta.rows
+                    )))
+                }
+                Some(g) => {
+                    // hnsw_rs ties the graph's lifetime to its loader; one loader per opened index
+                    // is kept alive for the life of the process.
+                    let options = hnsw_rs::prelude::ReloadOptions::default().set_mmap(true);
+                    let loader: &'static mut HnswIo = Box::leak(Box::new(
+                        HnswIo::new_with_options(dir, &g.basename, options),
+                    ));
+                    let mut graph: Hnsw<'static, i8, I8Cosine> = loader
+                        .load_hnsw()
+                        .map_err(|e| invalid(format!("loading the HNSW graph: {e}")))?;
+                    graph.set_searching_mode(true);
+                    Some(graph)
+                }
+            };
         Ok(Self {
             meta,
             vectors,
+            starts,
             rows,
             dead,
             graph,
@@ -545,7 +595,11 @@ impl DenseIndex {
     /// The vector of row `id` (unit length).
     pub fn vector(&self, id: usize) -> &[f32] {
         let d = self.meta.model.dim;
-        &self.vectors[id * d..(id + 1) * d]
+        let c = self.starts.partition_point(|&s| s <= id).saturating_sub(1);
+        let local = id - self.starts[c];
+        as_f32s(&self.vectors[c])
+            .get(local * d..(local + 1) * d)
+            .unwrap_or(&[])
     }
 
     /// Approximate nearest live rows to `query`: (row id, cosine), best first, re-scored
@@ -556,11 +610,15 @@ impl DenseIndex {
         let mut out: Vec<(usize, f32)> = match &self.graph {
             None => Vec::new(),
             Some(g) => {
+                // The graph ranks by int8 distances: take more candidates than asked and let
+                // the exact f32 re-scoring choose.
+                let wanted = (2 * k).max(k + 10).min(ef);
+                let q = quantize(query);
                 let found = if self.meta.dead == 0 {
-                    g.search(query, k, ef)
+                    g.search(&q, wanted, ef)
                 } else {
                     let alive = |id: &usize| !self.is_dead(*id);
-                    g.search_filter(query, k, ef, Some(&alive))
+                    g.search_filter(&q, wanted, ef, Some(&alive))
                 };
                 found
                     .into_iter()
@@ -604,6 +662,33 @@ fn read_all(path: &Path) -> Result<Vec<u8>, DenseError> {
         .read_to_end(&mut buf)
         .map_err(io("reading", path))?;
     Ok(buf)
+}
+
+/// Maps a file of little-endian f32s (checked to be whole floats and aligned).
+fn map_f32s(path: &Path) -> Result<memmap2::Mmap, DenseError> {
+    let f = File::open(path).map_err(io("reading", path))?;
+    // Safety: index files are never modified in place (a new generation writes new files),
+    // so the mapping cannot change under us while the index is open.
+    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(io("mapping", path))?;
+    if map.len() % 4 != 0 || map.as_ptr().align_offset(4) != 0 {
+        return Err(DenseError::Invalid {
+            dir: path.to_path_buf(),
+            reason: format!("{} bytes is not a whole number of f32", map.len()),
+        });
+    }
+    Ok(map)
+}
+
+#[cfg(target_endian = "little")]
+fn as_f32s(bytes: &[u8]) -> &[f32] {
+    // Safety: every bit pattern is an f32; length and alignment are checked by `map_f32s`;
+    // the file is little-endian, as this target.
+    let (pre, mid, _) = unsafe { bytes.align_to::<f32>() };
+    if pre.is_empty() {
+        mid
+    } else {
+        &[]
+    }
 }
 
 fn read_f32s(path: &Path) -> Result<Vec<f32>, DenseError> {

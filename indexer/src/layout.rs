@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::IndexError;
 
 /// Bumped when the on-disk layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const MANIFEST: &str = "manifest.json";
 
 /// What `manifest.json` records.
@@ -261,6 +261,12 @@ impl IndexDir {
     /// Makes `m` the live manifest (write, fsync, rename, fsync the folder), then removes the
     /// generations it does not name.
     pub fn commit(&self, m: &IndexManifest) -> Result<(), IndexError> {
+        // The generation's folders reach the disk before the manifest that names them.
+        let gen_dir = self.generation_dir(m.generation);
+        if gen_dir.is_dir() {
+            sync_dir(&gen_dir)?;
+        }
+        sync_dir(&self.root)?;
         let tmp = self.root.join(format!("{MANIFEST}.tmp"));
         let dest = self.root.join(MANIFEST);
         let text = serde_json::to_vec_pretty(m).map_err(|e| IndexError::Index {

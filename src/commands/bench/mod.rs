@@ -15,6 +15,8 @@ use crate::cli::{BenchCommand, BenchIngestArgs};
 
 mod embed;
 mod generate;
+mod plot;
+mod scale;
 mod search;
 mod serve;
 
@@ -28,6 +30,7 @@ pub fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Search(a) => search::run(a),
         BenchCommand::Generate(a) => generate::run(a),
         BenchCommand::Serve(a) => serve::run(a),
+        BenchCommand::Scale(a) => scale::run(a),
     }
 }
 
