@@ -47,6 +47,9 @@ pub enum Command {
     Compact(CompactArgs),
     /// Write a synthetic PubMed corpus recombined from real abstracts (for scale tests)
     Synth(SynthArgs),
+    /// Export the index to another engine's bulk format (for deployments beyond one machine)
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Measure quality on evaluation sets (JSONL, as in the shared dev sets)
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -433,6 +436,38 @@ pub struct SynthArgs {
     pub from: Vec<PathBuf>,
     #[command(flatten)]
     pub manifest: ManifestArg,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Qdrant: collection.json, payload_indexes.json and points-*.json upsert bodies (dense
+    /// vector, BM25 sparse vector and payload per live passage; see docs/scaling.md)
+    Qdrant(ExportQdrantArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Point ids are pmid << 16 | passage_no; the payload holds pmid, passage_no, title, \
+journal, year and the passage text. The sparse vector `bm25` holds BM25 term-frequency weights \
+(k1 1.2, b 0.75) of medlit's analysed terms (lower case, English stop words removed, Porter stems), \
+each term's index its FNV-1a 32-bit hash; the collection applies IDF (modifier idf). Deleted and \
+replaced articles are not exported. The output folder must be new or empty."
+)]
+pub struct ExportQdrantArgs {
+    /// Output folder (created; must be empty)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Points per upsert body
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Collection name used in the printed instructions
+    #[arg(long, default_value = "medlit")]
+    pub collection: String,
+    #[command(flatten)]
+    pub index: IndexDirArg,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,

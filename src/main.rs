@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(a),
         Command::Compact(a) => commands::compact::run(a),
         Command::Synth(a) => commands::synth::run(a),
+        Command::Export(medlit::cli::ExportCommand::Qdrant(a)) => commands::export::run(a),
         Command::Eval(c) => commands::eval::run(c),
         Command::Bench(c) => commands::bench::run(c),
     };

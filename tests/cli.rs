@@ -842,3 +842,91 @@ fn verify_passes_whole_indexes_and_names_damage() {
     assert!(text.contains("vectors-000001.bin"), "{text}");
     assert!(stderr(&out).contains("failed verification"));
 }
+
+/// The Qdrant export of an updated dense index: one point per live passage, with the stored
+/// vector, BM25 sparse weights under hashed analysed terms, and the payload; deleted and
+/// replaced versions are not exported; a non-empty output folder is refused.
+#[test]
+fn export_qdrant_writes_live_passages_with_their_vectors() {
+    let idx = update_index().join("index");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("qdrant");
+    let report = ok_json(&[
+        "export",
+        "qdrant",
+        "--index",
+        idx.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(report["points"], 2);
+    assert_eq!(report["files"], 2, "one point per body with --batch 1");
+    assert_eq!(report["missing_rows"], 0);
+
+    let m = medlit_indexer::IndexDir::new(&idx).manifest().unwrap();
+    let d = m.dense.unwrap();
+    let dense = medlit_indexer::dense::DenseIndex::open(&idx.join(&d.dir), &d.model).unwrap();
+    let mut pmids = Vec::new();
+    for f in ["points-000001.json", "points-000002.json"] {
+        let body: Value = serde_json::from_slice(&std::fs::read(out.join(f)).unwrap()).unwrap();
+        let p = &body["points"][0];
+        let (pmid, no) = (
+            p["payload"]["pmid"].as_u64().unwrap(),
+            p["payload"]["passage_no"].as_u64().unwrap() as u32,
+        );
+        assert_eq!(p["id"].as_u64().unwrap(), (pmid << 16) | u64::from(no));
+        pmids.push(pmid);
+        let row = (0..dense.meta().rows)
+            .find(|&i| {
+                !dense.is_dead(i)
+                    && dense
+                        .row(i)
+                        .is_some_and(|r| (r.pmid, r.passage_no) == (pmid, no))
+            })
+            .expect("the point is a live passage");
+        let v: Vec<f32> = serde_json::from_value(p["vector"]["dense"].clone()).unwrap();
+        assert_eq!(v, dense.vector(row), "the stored vector, unchanged");
+        let idx: Vec<u64> = serde_json::from_value(p["vector"]["bm25"]["indices"].clone()).unwrap();
+        let vals: Vec<f32> = serde_json::from_value(p["vector"]["bm25"]["values"].clone()).unwrap();
+        assert!(
+            idx.windows(2).all(|w| w[0] < w[1]),
+            "sorted, distinct indices"
+        );
+        assert_eq!(idx.len(), vals.len());
+        assert!(
+            vals.iter().all(|&x| x > 0.0 && x < 2.2),
+            "BM25 tf weights in (0, k1+1)"
+        );
+        if pmid == 900601 {
+            let title = p["payload"]["title"].as_str().unwrap();
+            assert!(title.starts_with("Revised version"), "{title}");
+            // "statins" is analysed to "statin", hashed FNV-1a.
+            let statin = medlit::commands::export::term_id("statin");
+            assert!(idx.contains(&u64::from(statin)));
+        }
+    }
+    pmids.sort_unstable();
+    assert_eq!(pmids, vec![900601, 900603], "900602 was deleted");
+    let collection: Value =
+        serde_json::from_slice(&std::fs::read(out.join("collection.json")).unwrap()).unwrap();
+    assert_eq!(collection["vectors"]["dense"]["size"], 384);
+    assert_eq!(collection["sparse_vectors"]["bm25"]["modifier"], "idf");
+
+    let again = medlit(&[
+        "export",
+        "qdrant",
+        "--index",
+        idx.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("is not empty"),
+        "{}",
+        stderr(&again)
+    );
+}

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod compact;
 pub mod demo;
 pub mod eval;
+pub mod export;
 pub mod fetch;
 pub mod index;
 pub mod search;

@@ -253,11 +253,11 @@ impl Bm25Searcher {
         }))
     }
 
-    /// Calls `f(pmid, title, abstract)` for every live article, in index order (for dumping
-    /// the corpus to a peer).
+    /// Calls `f` with every live article's stored fields, in index order (for dumping the
+    /// corpus to a peer or an export).
     pub fn for_each_article(
         &self,
-        mut f: impl FnMut(&str, &str, &str) -> std::io::Result<()>,
+        mut f: impl FnMut(&StoredArticle) -> std::io::Result<()>,
     ) -> Result<(), SearchError> {
         let searcher = self.reader.searcher();
         for segment in searcher.segment_readers() {
@@ -266,11 +266,13 @@ impl Bm25Searcher {
                 .map_err(|e| SearchError::Tantivy(e.into()))?;
             for doc_id in segment.doc_ids_alive() {
                 let doc: TantivyDocument = store.get(doc_id)?;
-                f(
-                    &stored_text(&doc, self.fields.pmid),
-                    &stored_text(&doc, self.fields.title),
-                    &stored_text(&doc, self.fields.abstract_text),
-                )
+                f(&StoredArticle {
+                    pmid: stored_text(&doc, self.fields.pmid),
+                    title: stored_text(&doc, self.fields.title),
+                    abstract_text: stored_text(&doc, self.fields.abstract_text),
+                    journal: stored_text(&doc, self.fields.journal),
+                    year: doc.get_first(self.fields.year).and_then(|v| v.as_i64()),
+                })
                 .map_err(SearchError::Sink)?;
             }
         }
@@ -373,6 +375,16 @@ impl Bm25Searcher {
             passage: None,
         }
     }
+}
+
+/// An article's stored fields.
+#[derive(Debug, Clone)]
+pub struct StoredArticle {
+    pub pmid: String,
+    pub title: String,
+    pub abstract_text: String,
+    pub journal: String,
+    pub year: Option<i64>,
 }
 
 fn stored_text(doc: &TantivyDocument, field: tantivy::schema::Field) -> String {

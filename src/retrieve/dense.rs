@@ -62,6 +62,11 @@ impl DenseSearcher {
             .unwrap_or(0)
     }
 
+    /// The opened dense index (vectors, docmap, graph).
+    pub fn index(&self) -> &DenseIndex {
+        &self.index
+    }
+
     pub fn max_tokens(&self) -> usize {
         self.index.meta().model.max_tokens
     }

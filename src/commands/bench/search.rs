@@ -208,9 +208,9 @@ fn run_peer(
     let mut w = std::io::BufWriter::new(
         std::fs::File::create(&corpus).context("writing the peer's corpus")?,
     );
-    retriever.bm25.for_each_article(|pmid, title, abs| {
-        let text = format!("{title} {abs}");
-        serde_json::to_writer(&mut w, &serde_json::json!({"pmid": pmid, "text": text}))?;
+    retriever.bm25.for_each_article(|a| {
+        let text = format!("{} {}", a.title, a.abstract_text);
+        serde_json::to_writer(&mut w, &serde_json::json!({"pmid": a.pmid, "text": text}))?;
         w.write_all(b"\n")
     })?;
     w.flush().context("writing the peer's corpus")?;
