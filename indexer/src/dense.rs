@@ -8,13 +8,15 @@
 //! - `tombstones.bin`: sorted row ids (u64) of passages whose PMID was replaced or deleted
 //!   since they were written; never returned, dropped by `medlit compact`;
 //! - `dense.json`: the model, HNSW parameters, the chunks, the graph and the tombstone count;
-//! - `<graph>.hnsw.graph` / `.hnsw.data`: the hnsw_rs dump over rows `0..graph.rows`, built on
-//!   int8 copies of the vectors (384 bytes a passage; [`quantize`]). Rows past it (the *tail*,
-//!   added since the graph was last extended) are searched exactly.
+//! - `vectors-NNNNNN.i8`: the int8 copy of each vector (384 bytes a MiniLM passage;
+//!   [`quantize`]), what the graph is built and searched on;
+//! - `<graph>.hnsw.graph` / `.hnsw.data`: the hnsw_rs dump over rows `0..graph.rows` (kept to
+//!   extend the graph), and `links-NNNNNN.bin`: the same graph flat ([`crate::links`]), what
+//!   searches walk. Rows past the graph (the *tail*, added since it was last extended) are
+//!   searched exactly.
 //!
-//! Opened for search, the f32 vectors and the graph's int8 data are memory-mapped: resident
-//! memory is the graph's links plus the pages queries touch. Graph candidates are re-scored
-//! on the exact f32 vectors.
+//! Opened for search, everything large is memory-mapped: resident memory is the docmap and
+//! the pages queries touch. Graph candidates are re-scored on the exact f32 vectors.
 //!
 //! Chunk and graph files are never rewritten: a new generation hard-links them from the last
 //! one, adds its own chunk, and writes only `tombstones.bin` and `dense.json` anew.
@@ -149,20 +151,26 @@ impl Chunk {
     fn docmap(&self) -> String {
         format!("docmap-{}.bin", self.stem)
     }
+    fn int8(&self) -> String {
+        format!("vectors-{}.i8", self.stem)
+    }
 }
 
-/// The graph dump's base name and how many rows it covers.
+/// The graph: the hnsw_rs dump (to extend it) and its flat links (to search it), and how
+/// many rows it covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GraphInfo {
     pub basename: String,
+    pub links: String,
     pub rows: usize,
 }
 
 impl GraphInfo {
-    fn files(&self) -> [String; 2] {
+    fn files(&self) -> [String; 3] {
         [
             format!("{}.hnsw.graph", self.basename),
             format!("{}.hnsw.data", self.basename),
+            self.links.clone(),
         ]
     }
 }
@@ -228,7 +236,7 @@ impl DenseWriter {
         let mut names: Vec<String> = meta
             .chunks
             .iter()
-            .flat_map(|c| [c.vectors(), c.docmap()])
+            .flat_map(|c| [c.vectors(), c.docmap(), c.int8()])
             .collect();
         if let Some(g) = &meta.graph {
             names.extend(g.files());
@@ -314,6 +322,13 @@ impl DenseWriter {
             }
         }
         finish(w, &vpath)?;
+        let qpath = self.dir.join(chunk.int8());
+        let mut w = BufWriter::new(File::create(&qpath).map_err(io("writing", &qpath))?);
+        for v in vectors {
+            let q: Vec<u8> = quantize(v).into_iter().map(|x| x as u8).collect();
+            w.write_all(&q).map_err(io("writing", &qpath))?;
+        }
+        finish(w, &qpath)?;
         let mpath = self.dir.join(chunk.docmap());
         let mut w = BufWriter::new(File::create(&mpath).map_err(io("writing", &mpath))?);
         for r in rows {
@@ -386,6 +401,9 @@ impl DenseWriter {
         let data: Vec<(&[i8], usize)> = tail.iter().map(Vec::as_slice).zip(from..).collect();
         let params = self.meta.params;
         let stem = format!("graph-{:06}", self.meta.chunks.len());
+        let links = format!("links-{:06}.bin", self.meta.chunks.len());
+        let links_path = self.dir.join(&links);
+        let rows = self.meta.rows;
         let old = self.meta.graph.clone();
         let basename = match &old {
             None => {
@@ -397,6 +415,7 @@ impl DenseWriter {
                     I8Cosine,
                 );
                 hnsw.parallel_insert_slice(&data);
+                crate::links::write(&hnsw, rows, &links_path)?;
                 hnsw.file_dump(&self.dir, &stem)
             }
             Some(g) => {
@@ -405,6 +424,7 @@ impl DenseWriter {
                     .load_hnsw()
                     .map_err(|e| invalid(format!("loading the HNSW graph: {e}")))?;
                 hnsw.parallel_insert_slice(&data);
+                crate::links::write(&hnsw, rows, &links_path)?;
                 hnsw.file_dump(&self.dir, &stem)
             }
         }
@@ -416,21 +436,18 @@ impl DenseWriter {
                 std::fs::remove_file(&p).map_err(io("removing", &p))?;
             }
         }
-        for name in (GraphInfo {
-            basename: basename.clone(),
-            rows: 0,
-        })
-        .files()
-        {
+        let graph = GraphInfo {
+            basename,
+            links,
+            rows: self.meta.rows,
+        };
+        for name in graph.files() {
             let p = self.dir.join(name);
             File::open(&p)
                 .and_then(|f| f.sync_all())
                 .map_err(io("syncing", &p))?;
         }
-        self.meta.graph = Some(GraphInfo {
-            basename,
-            rows: self.meta.rows,
-        });
+        self.meta.graph = Some(graph);
         Ok(())
     }
 }
@@ -465,18 +482,19 @@ fn check_model(meta: &DenseMeta, model: &ModelInfo) -> Result<(), DenseError> {
     Ok(())
 }
 
-/// An opened dense index. The f32 vectors are memory-mapped, not read: only the rows a query
-/// re-scores are paged in. The graph's int8 copy of the vectors is mapped too (hnsw_rs keeps
-/// the upper layers' points in memory); its links are in memory.
+/// An opened dense index. Nothing large is read: the f32 vectors, their int8 copies and the
+/// graph's links are memory-mapped, so resident memory is the docmap, the tombstone bits, the
+/// upper layers of the graph and the pages queries touch.
 pub struct DenseIndex {
     meta: DenseMeta,
-    /// One map per chunk, and the first row of each chunk.
+    /// One map per chunk (f32 and int8), and the first row of each chunk.
     vectors: Vec<memmap2::Mmap>,
+    int8: Vec<memmap2::Mmap>,
     starts: Vec<usize>,
     rows: Vec<RowRef>,
     /// One bit per row: set when tombstoned.
     dead: Vec<u64>,
-    graph: Option<Hnsw<'static, i8, I8Cosine>>,
+    graph: Option<crate::links::Links>,
 }
 
 impl DenseIndex {
@@ -490,12 +508,14 @@ impl DenseIndex {
         check_model(&meta, model)?;
         let dim = meta.model.dim;
         let mut vectors = Vec::with_capacity(meta.chunks.len());
+        let mut int8 = Vec::with_capacity(meta.chunks.len());
         let mut starts = Vec::with_capacity(meta.chunks.len());
         let mut rows = Vec::with_capacity(meta.rows);
         for c in &meta.chunks {
             let v = map_f32s(&dir.join(c.vectors()))?;
+            let q = map_bytes(&dir.join(c.int8()))?;
             let m = read_docmap(&dir.join(c.docmap()))?;
-            if v.len() != c.rows * dim * 4 || m.len() != c.rows {
+            if v.len() != c.rows * dim * 4 || q.len() != c.rows * dim || m.len() != c.rows {
                 return Err(invalid(format!(
                     "chunk {} holds {} bytes of vectors and {} docmap rows, expected {} rows × {dim} f32",
                     c.stem,
@@ -506,6 +526,7 @@ impl DenseIndex {
             }
             starts.push(rows.len());
             vectors.push(v);
+            int8.push(q);
             rows.extend_from_slice(&m);
         }
         if rows.len() != meta.rows {
@@ -534,32 +555,30 @@ impl DenseIndex {
             }
             dead[t / 64] |= 1 << (t % 64);
         }
-        let graph =
-            match &meta.graph {
-                None => None,
-                Some(g) if g.rows > meta.rows => {
+        let graph = match &meta.graph {
+            None => None,
+            Some(g) if g.rows > meta.rows => {
+                return Err(invalid(format!(
+                    "the graph covers {} rows of {}",
+                    g.rows, meta.rows
+                )))
+            }
+            Some(g) => {
+                let links = crate::links::Links::open(&dir.join(&g.links))?;
+                if links.rows() != g.rows {
                     return Err(invalid(format!(
-                        "the graph covers {} rows of {}",
-                        g.rows, meta.rows
-                    )))
+                        "the graph's links cover {} rows, dense.json says {}",
+                        links.rows(),
+                        g.rows
+                    )));
                 }
-                Some(g) => {
-                    // hnsw_rs ties the graph's lifetime to its loader; one loader per opened index
-                    // is kept alive for the life of the process.
-                    let options = hnsw_rs::prelude::ReloadOptions::default().set_mmap(true);
-                    let loader: &'static mut HnswIo = Box::leak(Box::new(
-                        HnswIo::new_with_options(dir, &g.basename, options),
-                    ));
-                    let mut graph: Hnsw<'static, i8, I8Cosine> = loader
-                        .load_hnsw()
-                        .map_err(|e| invalid(format!("loading the HNSW graph: {e}")))?;
-                    graph.set_searching_mode(true);
-                    Some(graph)
-                }
-            };
+                Some(links)
+            }
+        };
         Ok(Self {
             meta,
             vectors,
+            int8,
             starts,
             rows,
             dead,
@@ -573,7 +592,7 @@ impl DenseIndex {
 
     /// Points in the HNSW graph (`meta().graph.rows` in a whole index).
     pub fn graph_points(&self) -> usize {
-        self.graph.as_ref().map_or(0, |g| g.get_nb_point())
+        self.graph.as_ref().map_or(0, |g| g.rows())
     }
 
     /// Rows in the graph; the rest are searched exactly.
@@ -590,6 +609,16 @@ impl DenseIndex {
         self.dead
             .get(id / 64)
             .is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    /// The int8 copy of row `id` (see [`quantize`]).
+    fn vector_i8(&self, id: usize) -> &[i8] {
+        let d = self.meta.model.dim;
+        let c = self.starts.partition_point(|&s| s <= id).saturating_sub(1);
+        let local = id - self.starts[c];
+        let bytes = self.int8[c].get(local * d..(local + 1) * d).unwrap_or(&[]);
+        // Safety: i8 and u8 have the same size and alignment, and every bit pattern is valid.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
     }
 
     /// The vector of row `id` (unit length).
@@ -614,17 +643,18 @@ impl DenseIndex {
                 // the exact f32 re-scoring choose.
                 let wanted = (2 * k).max(k + 10).min(ef);
                 let q = quantize(query);
-                let found = if self.meta.dead == 0 {
-                    g.search(&q, wanted, ef)
-                } else {
-                    let alive = |id: &usize| !self.is_dead(*id);
-                    g.search_filter(&q, wanted, ef, Some(&alive))
-                };
-                found
-                    .into_iter()
-                    .filter(|n| n.d_id < graph_rows && !self.is_dead(n.d_id))
-                    .map(|n| (n.d_id, dot(query, self.vector(n.d_id))))
-                    .collect()
+                let d = I8Cosine;
+                g.search(
+                    wanted,
+                    ef,
+                    |row| d.eval(&q, self.vector_i8(row as usize)),
+                    |row| self.is_dead(row as usize),
+                )
+                .into_iter()
+                .map(|(row, _)| row as usize)
+                .filter(|&id| id < graph_rows && !self.is_dead(id))
+                .map(|id| (id, dot(query, self.vector(id))))
+                .collect()
             }
         };
         out.extend(
@@ -662,6 +692,12 @@ fn read_all(path: &Path) -> Result<Vec<u8>, DenseError> {
         .read_to_end(&mut buf)
         .map_err(io("reading", path))?;
     Ok(buf)
+}
+
+fn map_bytes(path: &Path) -> Result<memmap2::Mmap, DenseError> {
+    let f = File::open(path).map_err(io("reading", path))?;
+    // Safety: index files are never modified in place.
+    unsafe { memmap2::Mmap::map(&f) }.map_err(io("mapping", path))
 }
 
 /// Maps a file of little-endian f32s (checked to be whole floats and aligned).

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::IndexError;
 
 /// Bumped when the on-disk layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 const MANIFEST: &str = "manifest.json";
 
 /// What `manifest.json` records.

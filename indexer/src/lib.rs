@@ -10,7 +10,9 @@
 //! - [`passages`]: `Passage` and the sentence-aligned, overlapping passage splitter.
 //! - [`embed`]: the `Embedder` trait and the MiniLM ONNX backend (fastembed, ONNX Runtime
 //!   loaded at run time).
-//! - [`dense`]: passage vectors, docmap and the HNSW graph (write, open, search, exact).
+//! - [`dense`]: passage vectors (f32 and int8), docmap, tombstones and the HNSW graph (write,
+//!   extend, open, search, exact).
+//! - [`links`]: the graph's links written flat and searched memory-mapped.
 //! - [`bm25`]: the tantivy schema, analyzer and document conversion.
 //! - [`layout`]: the index folder, its manifest and atomic generation switch.
 //! - [`plan`]: which files a run applies on top of which state (fresh, resumed, update;
@@ -29,6 +31,7 @@ pub mod dense;
 pub mod embed;
 pub mod error;
 pub mod layout;
+pub mod links;
 pub mod passages;
 pub mod plan;
 pub mod pubmed;
