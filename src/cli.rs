@@ -557,6 +557,9 @@ pub struct BenchScaleArgs {
     /// Keep the synthetic corpora and indexes (they are removed after each size)
     #[arg(long)]
     pub keep: bool,
+    /// Internal: time the queries on this index in this (fresh) process and print JSON
+    #[arg(long, value_name = "INDEX", hide = true)]
+    pub search_child: Option<PathBuf>,
     #[command(flatten)]
     pub embed: EmbedArgs,
     #[command(flatten)]

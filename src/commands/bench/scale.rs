@@ -28,7 +28,7 @@ use crate::retrieve::hybrid::Mode;
 /// PubMed's size, for the extrapolation.
 const PUBMED_CITATIONS: f64 = 36.0e6;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 struct Latency {
     p50_ms: f64,
     p95_ms: f64,
@@ -53,9 +53,9 @@ struct SizePoint {
     hnsw_s: f64,
     hnsw_peak_rss_mb: f64,
     disk_mb: DiskMb,
-    search: std::collections::BTreeMap<&'static str, Latency>,
-    /// Resident memory after opening the index and running the queries, over what the process
-    /// held before: anonymous (must be RAM) and file-backed (mapped index pages the queries
+    search: std::collections::BTreeMap<String, Latency>,
+    /// Resident memory of a process that opened the index (and the query embedder) and ran
+    /// every query: anonymous (must be RAM) and file-backed (mapped index pages the queries
     /// touched: page cache the system can evict).
     search_anon_mb: f64,
     search_file_mb: f64,
@@ -103,7 +103,48 @@ struct ScaleBench {
     plots: Vec<String>,
 }
 
+/// What the search process reports.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct SearchChild {
+    search: std::collections::BTreeMap<String, Latency>,
+    /// Resident memory at the end: anonymous, and mapped index files.
+    anon_kb: u64,
+    file_kb: u64,
+}
+
+/// `--search-child INDEX`: open the index, time every query in every mode, report memory.
+fn search_child(args: &BenchScaleArgs, index: &Path) -> Result<()> {
+    let manifest = super::super::manifest(&crate::cli::ManifestArg { manifest: None })?;
+    let queries = queries(&super::super::corpus_files(&manifest)?, args.queries)?;
+    let retriever = super::super::search::open_retriever(index, true, &args.fusion)?;
+    let mut search = std::collections::BTreeMap::new();
+    for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+        let mut ms = Vec::with_capacity(queries.len());
+        for q in &queries {
+            let t = Instant::now();
+            retriever.search(q, 10, mode, None)?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        ms.sort_by(f64::total_cmp);
+        search.insert(
+            mode.name().to_string(),
+            Latency {
+                p50_ms: percentile(&ms, 0.5),
+                p95_ms: percentile(&ms, 0.95),
+            },
+        );
+    }
+    print_json(&SearchChild {
+        search,
+        anon_kb: self_kb("RssAnon:"),
+        file_kb: self_kb("RssFile:"),
+    })
+}
+
 pub fn run(args: &BenchScaleArgs) -> Result<()> {
+    if let Some(index) = &args.search_child {
+        return search_child(args, index);
+    }
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
     sizes.dedup();
@@ -315,30 +356,28 @@ fn measure(
     layout.commit(&m)?;
     let disk_mb = disk(&gen_dir)?;
 
-    let before = (self_kb("RssAnon:"), self_kb("RssFile:"));
-    let mut search = std::collections::BTreeMap::new();
-    let (search_anon_mb, search_file_mb);
-    {
-        let retriever = super::super::search::open_retriever(index, true, &args.fusion)?;
-        for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
-            let mut ms = Vec::with_capacity(queries.len());
-            for q in queries {
-                let t = Instant::now();
-                retriever.search(q, 10, mode, None)?;
-                ms.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-            ms.sort_by(f64::total_cmp);
-            search.insert(
-                mode.name(),
-                Latency {
-                    p50_ms: percentile(&ms, 0.5),
-                    p95_ms: percentile(&ms, 0.95),
-                },
-            );
-        }
-        search_anon_mb = self_kb("RssAnon:").saturating_sub(before.0) as f64 / 1024.0;
-        search_file_mb = self_kb("RssFile:").saturating_sub(before.1) as f64 / 1024.0;
+    // In a fresh process: memory freed by the graph build would otherwise be reused and hide
+    // what an opened index holds.
+    eprintln!("size {n}: searching in a fresh process");
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "scale", "--queries"])
+        .arg(queries.len().to_string())
+        .arg("--search-child")
+        .arg(index)
+        .args(["--query-threads", &args.fusion.query_threads.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting the search process")?;
+    if !out.status.success() {
+        bail!("the search process failed at size {n}");
     }
+    let child: SearchChild =
+        serde_json::from_slice(&out.stdout).context("the search process's JSON")?;
+    let (search, search_anon_mb, search_file_mb) = (
+        child.search,
+        child.anon_kb as f64 / 1024.0,
+        child.file_kb as f64 / 1024.0,
+    );
     Ok(SizePoint {
         records: n as u64,
         indexed,
@@ -590,8 +629,8 @@ fn plot(points: &[SizePoint], dir: &Path) -> Result<Vec<PathBuf>> {
                     .iter()
                     .flat_map(|m| {
                         [
-                            series(&format!("{m} p50"), &|p| p.search[m].p50_ms),
-                            series(&format!("{m} p95"), &|p| p.search[m].p95_ms),
+                            series(&format!("{m} p50"), &|p| p.search[*m].p50_ms),
+                            series(&format!("{m} p95"), &|p| p.search[*m].p95_ms),
                         ]
                     })
                     .collect(),
