@@ -36,16 +36,7 @@ type Content = (Vec<u64>, BTreeMap<(u64, u32), Vec<f32>>);
 fn content(index: &Path) -> Content {
     let layout = IndexDir::new(index);
     let m = layout.manifest().unwrap();
-    let (idx, _) = medlit_indexer::bm25::open(&layout.bm25_dir(&m)).unwrap();
-    let searcher = idx.reader().unwrap().searcher();
-    let mut pmids = Vec::new();
-    for seg in searcher.segment_readers() {
-        let col = seg
-            .fast_fields()
-            .u64(medlit_indexer::bm25::PMID_FAST)
-            .unwrap();
-        pmids.extend(seg.doc_ids_alive().map(|d| col.first(d).unwrap()));
-    }
+    let mut pmids = medlit_indexer::bm25::live_pmids(&layout.bm25_dir(&m)).unwrap();
     pmids.sort_unstable();
     let d = m.dense.unwrap();
     let dense = DenseIndex::open(&index.join(&d.dir), &d.model).unwrap();

@@ -207,3 +207,20 @@ pub fn is_live(
     }
     Ok(false)
 }
+
+/// The PMID of every live document of the BM25 index in `dir`, in index order (a PMID held
+/// twice appears twice: `medlit verify` counts on it), read from the fast column.
+pub fn live_pmids(dir: &Path) -> Result<Vec<u64>, IndexError> {
+    let (index, _) = open(dir)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(tantivy::ReloadPolicy::Manual)
+        .try_into()?;
+    let searcher = reader.searcher();
+    let mut out = Vec::new();
+    for segment in searcher.segment_readers() {
+        let column = segment.fast_fields().u64(PMID_FAST)?;
+        out.extend(segment.doc_ids_alive().filter_map(|doc| column.first(doc)));
+    }
+    Ok(out)
+}

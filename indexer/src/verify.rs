@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use serde::Serialize;
-use tantivy::ReloadPolicy;
 
 use crate::layout::{FileSum, IndexDir, FORMAT_VERSION};
 use crate::IndexError;
@@ -67,7 +66,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, IndexError> {
         );
     }
 
-    let pmids = bm25_pmids(&layout.bm25_dir(&manifest))?;
+    let pmids = crate::bm25::live_pmids(&layout.bm25_dir(&manifest))?;
     let distinct: HashSet<u64> = pmids.iter().copied().collect();
     check(
         "bm25 count",
@@ -166,24 +165,4 @@ fn bad_files(root: &Path, files: &BTreeMap<String, FileSum>) -> Vec<String> {
         }
     }
     bad
-}
-
-/// The PMID of every live BM25 document.
-fn bm25_pmids(bm25_dir: &Path) -> Result<Vec<u64>, IndexError> {
-    let (index, _) = crate::bm25::open(bm25_dir)?;
-    let reader = index
-        .reader_builder()
-        .reload_policy(ReloadPolicy::Manual)
-        .try_into()?;
-    let searcher = reader.searcher();
-    let mut out = Vec::new();
-    for segment in searcher.segment_readers() {
-        let column = segment.fast_fields().u64(crate::bm25::PMID_FAST)?;
-        for doc in segment.doc_ids_alive() {
-            if let Some(pmid) = column.first(doc) {
-                out.push(pmid);
-            }
-        }
-    }
-    Ok(out)
 }

@@ -1,48 +1,13 @@
 //! The MiniLM embedder on the real model and real abstracts that `medlit fetch` brings.
-use std::path::PathBuf;
+
 use std::sync::{Mutex, OnceLock};
 
-use medlit_corpus::fetch::ensure_embedded;
-use medlit_corpus::{AssetKind, DataManifest};
-use medlit_indexer::embed::{dot, EmbedError, Embedder, OnnxConfig, OnnxEmbedder};
+mod common;
+
+use common::{assets, config};
+use medlit_indexer::embed::{dot, EmbedError, Embedder, OnnxEmbedder};
 use medlit_indexer::pubmed::{parse_file, Record};
 use medlit_indexer::Article;
-
-fn assets() -> &'static PathBuf {
-    static A: OnceLock<PathBuf> = OnceLock::new();
-    A.get_or_init(|| {
-        ensure_embedded(&[
-            AssetKind::Corpus,
-            AssetKind::EmbeddingModel,
-            AssetKind::Tokenizer,
-            AssetKind::Runtime,
-        ])
-        .unwrap_or_else(|e| panic!("fetching the model assets failed: {e}"))
-    })
-}
-
-fn config() -> OnnxConfig {
-    let m = DataManifest::embedded().unwrap();
-    let file = |kind| {
-        m.of_kind(kind)
-            .flat_map(|a| a.files.iter())
-            .next()
-            .unwrap()
-            .clone()
-    };
-    let model = file(AssetKind::EmbeddingModel);
-    let runtime = file(AssetKind::Runtime);
-    OnnxConfig {
-        model_dir: assets().join(&model.dest).parent().unwrap().to_path_buf(),
-        runtime_lib: assets().join(&runtime.dest),
-        id: "all-minilm-l6-v2-int8".into(),
-        sha256: model.sha256,
-        max_tokens: 256,
-        threads: 2,
-        sessions: 1,
-        batch_size: 1,
-    }
-}
 
 fn embedder() -> &'static Mutex<OnnxEmbedder> {
     static E: OnceLock<Mutex<OnnxEmbedder>> = OnceLock::new();

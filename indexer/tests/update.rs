@@ -4,10 +4,10 @@
 //! returned, and compaction drops them without changing what is found.
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-use medlit_corpus::fetch::ensure_embedded;
-use medlit_corpus::{AssetKind, DataManifest};
+mod common;
+
+use common::{assets, config};
 use medlit_indexer::dense::{DenseIndex, HnswParams};
 use medlit_indexer::embed::{Embedder, OnnxConfig, OnnxEmbedder};
 use medlit_indexer::{build_index, BuildMode, BuildOptions, DenseOptions, IndexDir};
@@ -20,39 +20,10 @@ fn sample() -> [PathBuf; 2] {
     ]
 }
 
-fn assets() -> &'static PathBuf {
-    static A: OnceLock<PathBuf> = OnceLock::new();
-    A.get_or_init(|| {
-        ensure_embedded(&[
-            AssetKind::Corpus,
-            AssetKind::EmbeddingModel,
-            AssetKind::Tokenizer,
-            AssetKind::Runtime,
-        ])
-        .unwrap_or_else(|e| panic!("fetching the assets failed: {e}"))
-    })
-}
-
 fn embedder_config() -> OnnxConfig {
-    let m = DataManifest::embedded().unwrap();
-    let file = |kind| {
-        m.of_kind(kind)
-            .flat_map(|a| a.files.iter())
-            .next()
-            .unwrap()
-            .clone()
-    };
-    let model = file(AssetKind::EmbeddingModel);
-    let runtime = file(AssetKind::Runtime);
     OnnxConfig {
-        model_dir: assets().join(&model.dest).parent().unwrap().to_path_buf(),
-        runtime_lib: assets().join(&runtime.dest),
-        id: "all-minilm-l6-v2-int8".into(),
-        sha256: model.sha256,
-        max_tokens: 256,
-        threads: 2,
-        sessions: 1,
         batch_size: 16,
+        ..config()
     }
 }
 
@@ -92,23 +63,14 @@ fn opts(index: &Path, inputs: Vec<PathBuf>, mode: BuildMode) -> BuildOptions {
 const UPDATE: BuildMode = BuildMode::Update { force: false };
 const FORCE: BuildMode = BuildMode::Update { force: true };
 
-/// Every live PMID of the index, read through the BM25 fast column.
+/// Every live PMID of the index.
 fn pmids(index: &Path) -> BTreeSet<u64> {
     let layout = IndexDir::new(index);
     let m = layout.manifest().unwrap();
-    let (idx, _) = medlit_indexer::bm25::open(&layout.bm25_dir(&m)).unwrap();
-    let searcher = idx.reader().unwrap().searcher();
-    let mut out = BTreeSet::new();
-    for seg in searcher.segment_readers() {
-        let col = seg
-            .fast_fields()
-            .u64(medlit_indexer::bm25::PMID_FAST)
-            .unwrap();
-        for d in seg.doc_ids_alive() {
-            out.insert(col.first(d).unwrap());
-        }
-    }
-    out
+    medlit_indexer::bm25::live_pmids(&layout.bm25_dir(&m))
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 #[test]

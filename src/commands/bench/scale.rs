@@ -319,7 +319,8 @@ fn measure(
     // average; each vector a noisy copy of a real embedding.
     let layout = IndexDir::new(index);
     let mut m = layout.manifest()?;
-    let pmids = live_pmids(&layout.bm25_dir(&m))?;
+    let mut pmids = medlit_indexer::bm25::live_pmids(&layout.bm25_dir(&m))?;
+    pmids.sort_unstable();
     let mut rows = Vec::new();
     for (i, &pmid) in pmids.iter().enumerate() {
         let k = ((i + 1) as f64 * passages_per_abstract).floor()
@@ -396,18 +397,6 @@ fn measure(
         search_anon_mb,
         search_file_mb,
     })
-}
-
-fn live_pmids(bm25_dir: &Path) -> Result<Vec<u64>> {
-    let (index, _) = medlit_indexer::bm25::open(bm25_dir)?;
-    let searcher = index.reader()?.searcher();
-    let mut out = Vec::new();
-    for seg in searcher.segment_readers() {
-        let col = seg.fast_fields().u64(medlit_indexer::bm25::PMID_FAST)?;
-        out.extend(seg.doc_ids_alive().filter_map(|d| col.first(d)));
-    }
-    out.sort_unstable();
-    Ok(out)
 }
 
 /// `n` unit vectors, row `i` a copy of `base[i % len]` plus noise of a fifth of its length
