@@ -386,19 +386,19 @@ impl DenseWriter {
         };
         let dim = self.meta.model.dim;
         let from = self.meta.graph.as_ref().map_or(0, |g| g.rows);
-        let mut tail = Vec::with_capacity((self.meta.rows - from) * dim);
+        // The graph is built on the int8 copies `append` wrote.
+        let mut tail: Vec<i8> = Vec::with_capacity((self.meta.rows - from) * dim);
         let mut start = 0;
         for c in &self.meta.chunks {
             let end = start + c.rows;
             if end > from {
-                let v = read_f32s(&self.dir.join(c.vectors()))?;
+                let q = read_all(&self.dir.join(c.int8()))?;
                 let skip = from.saturating_sub(start) * dim;
-                tail.extend_from_slice(&v[skip.min(v.len())..]);
+                tail.extend(q[skip.min(q.len())..].iter().map(|&b| b as i8));
             }
             start = end;
         }
-        let tail: Vec<Vec<i8>> = tail.chunks_exact(dim).map(quantize).collect();
-        let data: Vec<(&[i8], usize)> = tail.iter().map(Vec::as_slice).zip(from..).collect();
+        let data: Vec<(&[i8], usize)> = tail.chunks_exact(dim).zip(from..).collect();
         let params = self.meta.params;
         let stem = format!("graph-{:06}", self.meta.chunks.len());
         let links = format!("links-{:06}.bin", self.meta.chunks.len());
@@ -611,24 +611,27 @@ impl DenseIndex {
             .is_some_and(|w| w & (1 << (id % 64)) != 0)
     }
 
-    /// The int8 copy of row `id` (see [`quantize`]).
-    fn vector_i8(&self, id: usize) -> &[i8] {
-        let d = self.meta.model.dim;
+    /// The chunk holding row `id`, and the byte range of its vector there for `width`-byte
+    /// components.
+    fn locate(&self, id: usize, width: usize) -> (usize, std::ops::Range<usize>) {
+        let d = self.meta.model.dim * width;
         let c = self.starts.partition_point(|&s| s <= id).saturating_sub(1);
         let local = id - self.starts[c];
-        let bytes = self.int8[c].get(local * d..(local + 1) * d).unwrap_or(&[]);
+        (c, local * d..(local + 1) * d)
+    }
+
+    /// The int8 copy of row `id` (see [`quantize`]).
+    fn vector_i8(&self, id: usize) -> &[i8] {
+        let (c, range) = self.locate(id, 1);
+        let bytes = self.int8[c].get(range).unwrap_or(&[]);
         // Safety: i8 and u8 have the same size and alignment, and every bit pattern is valid.
         unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
     }
 
     /// The vector of row `id` (unit length).
     pub fn vector(&self, id: usize) -> &[f32] {
-        let d = self.meta.model.dim;
-        let c = self.starts.partition_point(|&s| s <= id).saturating_sub(1);
-        let local = id - self.starts[c];
-        as_f32s(&self.vectors[c])
-            .get(local * d..(local + 1) * d)
-            .unwrap_or(&[])
+        let (c, range) = self.locate(id, 4);
+        self.vectors[c].get(range).map(as_f32s).unwrap_or_default()
     }
 
     /// Approximate nearest live rows to `query`: (row id, cosine), best first, re-scored
@@ -725,14 +728,6 @@ fn as_f32s(bytes: &[u8]) -> &[f32] {
     } else {
         &[]
     }
-}
-
-fn read_f32s(path: &Path) -> Result<Vec<f32>, DenseError> {
-    let bytes = read_all(path)?;
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
 }
 
 fn read_u64s(path: &Path) -> Result<Vec<u64>, DenseError> {
