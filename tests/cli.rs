@@ -930,3 +930,63 @@ fn export_qdrant_writes_live_passages_with_their_vectors() {
         stderr(&again)
     );
 }
+
+/// The commands added for scale name bad input and write nothing: a folder without PubMed
+/// files, seeds that are not PubMed XML, an export without an index, a size that is not one.
+#[test]
+fn scale_commands_name_bad_input_and_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let idx = tmp.path().join("index");
+    let out = medlit(&[
+        "index",
+        "--index",
+        idx.to_str().unwrap(),
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("a folder with no .xml or .xml.gz files"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!idx.exists(), "nothing written");
+
+    let seeds = tmp.path().join("notes.xml");
+    std::fs::write(&seeds, "<notes><note>hi</note></notes>").unwrap();
+    let synth_out = tmp.path().join("synth");
+    let out = medlit(&[
+        "synth",
+        "--records",
+        "10",
+        "--from",
+        seeds.to_str().unwrap(),
+        "--out",
+        synth_out.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("notes.xml"), "{}", stderr(&out));
+    assert!(!synth_out.exists(), "nothing written");
+
+    let export_out = tmp.path().join("export");
+    let out = medlit(&[
+        "export",
+        "qdrant",
+        "--index",
+        idx.to_str().unwrap(),
+        "--out",
+        export_out.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no index here"), "{}", stderr(&out));
+    assert!(!export_out.exists(), "nothing written");
+
+    let out = medlit(&["bench", "scale", "--sizes", "50q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`50q` is not a count"),
+        "{}",
+        stderr(&out)
+    );
+}
