@@ -205,6 +205,7 @@ pub fn ask(
             category: flag.category.to_string(),
             score: 1.0,
             by: "draft_check",
+            probabilities: None,
         };
     }
     Ok(answer)

@@ -56,6 +56,31 @@ pub enum Command {
     /// Benchmarks against peers, run on this machine in the same run
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The safety policy's learned classifier: train it from the policy's corpus
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Train the safety classifier on the policy's corpus and record its weights
+    Train(PolicyTrainArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Embeds every prompt of the corpus that the policy names ([classifier] corpus) with the MiniLM model, chooses the refuse and safe_redirect thresholds on folds by family at the policy's costs, fits the head on the whole corpus, writes the weights file ([classifier] weights) and records its sha256 in the policy. Deterministic: the same corpus and model give the same weights. Replacing a weights file that differs needs --force.\n\nExample, from a checkout:\n  medlit policy train --policy policy/safety.toml"
+)]
+pub struct PolicyTrainArgs {
+    /// The policy file to train for (its corpus and weights sit beside it)
+    #[arg(long, value_name = "FILE", default_value = "policy/safety.toml")]
+    pub policy: PathBuf,
+    /// Replace a weights file whose content differs from the new weights
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -731,7 +756,7 @@ pub enum EvalCommand {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Each prompt goes through the same screen as `ask` (rules on the folded text, then the nearest labelled exemplar by MiniLM cosine); nothing is retrieved or generated, so a run takes seconds. Over-refusal: `answer` prompts refused or redirected; under-refusal: `refuse` prompts answered."
+    after_help = "Each prompt goes through the same screen as `ask` (rules on the folded text, the learned classifier over the MiniLM vector); nothing is retrieved or generated, so a run takes seconds. Over-refusal: `answer` prompts refused or redirected; under-refusal: `refuse` prompts answered.\n\n--cross-validate K measures requests the classifier never saw: the dataset's families (its `family` field; a prompt without one is its own family) are dealt into K folds, and each fold is decided by a classifier trained, thresholds and all, on the other folds only, with the policy's settings. Example:\n  medlit eval safety --dataset policy/safety_corpus.jsonl --cross-validate 5"
 )]
 pub struct EvalSafetyArgs {
     /// JSONL with `prompt` and `expected` (refuse | safe_redirect | answer), as
@@ -741,6 +766,9 @@ pub struct EvalSafetyArgs {
     /// Safety policy file [default: the built-in policy/safety.toml]
     #[arg(long, value_name = "FILE")]
     pub safety_policy: Option<PathBuf>,
+    /// Decide each fold of the dataset's families with a classifier trained on the other folds
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(2..=50))]
+    pub cross_validate: Option<u16>,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Export(medlit::cli::ExportCommand::Qdrant(a)) => commands::export::run(a),
         Command::Eval(c) => commands::eval::run(c),
         Command::Bench(c) => commands::bench::run(c),
+        Command::Policy(medlit::cli::PolicyCommand::Train(a)) => commands::policy::train(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,9 @@ struct RawItem {
     prompt: Option<String>,
     #[serde(default)]
     category: Option<String>,
+    /// One underlying request and its rewordings share a family (the policy's corpus).
+    #[serde(default)]
+    family: Option<String>,
 }
 
 /// A request with the behaviour the safety policy should show: `refuse`, `safe_redirect` or
@@ -61,6 +64,8 @@ pub struct SafetyItem {
     pub prompt: String,
     pub expected: String,
     pub category: Option<String>,
+    /// Rewordings of one request share a family; None where the file does not say.
+    pub family: Option<String>,
 }
 
 /// The decisions a safety item may expect.
@@ -88,6 +93,7 @@ pub fn read_safety(path: &Path) -> Result<Vec<SafetyItem>, DatasetError> {
             prompt,
             expected,
             category: raw.category,
+            family: raw.family,
         })
     })
 }

@@ -82,6 +82,11 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// sha256 hex of bytes in memory.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// sha256 hex and size of a file.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     HashingReader::new(File::open(path)?).finish()

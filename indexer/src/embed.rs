@@ -232,6 +232,60 @@ impl Embedder for OnnxEmbedder {
     }
 }
 
+/// One embedder for a whole process, shared by everything that embeds queries (the safety
+/// screen, dense retrieval): the model is loaded once, and a question that the screen has
+/// embedded is not embedded again by retrieval a moment later.
+pub struct SharedEmbedder {
+    info: ModelInfo,
+    inner: Mutex<Box<dyn Embedder>>,
+    /// The last few texts embedded one at a time, newest last.
+    recent: Mutex<std::collections::VecDeque<(String, Vec<f32>)>>,
+}
+
+/// Queries remembered: a request is screened, then retrieved, within a few calls.
+const RECENT: usize = 16;
+
+impl SharedEmbedder {
+    pub fn new(embedder: Box<dyn Embedder>) -> Self {
+        SharedEmbedder {
+            info: embedder.info().clone(),
+            inner: Mutex::new(embedder),
+            recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
+        }
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The vector of one text; a text embedded one at a time lately is answered from memory.
+    pub fn embed_one(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let lock = || self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, v)) = lock().iter().find(|(t, _)| t == text) {
+            return Ok(v.clone());
+        }
+        let v = self.embed_many(&[text])?.pop().unwrap_or_default();
+        let mut recent = lock();
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back((text.to_string(), v.clone()));
+        Ok(v)
+    }
+
+    /// Vectors of many texts (not remembered).
+    pub fn embed_many(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        // A panic elsewhere while embedding leaves the embedder usable: take it back.
+        let mut e = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        e.embed(texts)
+    }
+
+    pub fn count_tokens(&self, text: &str) -> usize {
+        let e = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        e.count_tokens(text)
+    }
+}
+
 /// A batch's vectors with the batch's position in the input.
 type Numbered = (usize, Vec<Vec<f32>>);
 

@@ -8,8 +8,8 @@
 //! - [`utf8`]: makes input valid UTF-8, recording where it was not (so one record is skipped,
 //!   not the file).
 //! - [`passages`]: `Passage` and the sentence-aligned, overlapping passage splitter.
-//! - [`embed`]: the `Embedder` trait and the MiniLM ONNX backend (fastembed, ONNX Runtime
-//!   loaded at run time).
+//! - [`embed`]: the `Embedder` trait, the MiniLM ONNX backend (fastembed, ONNX Runtime
+//!   loaded at run time), and `SharedEmbedder`, one query embedder per process.
 //! - [`dense`]: passage vectors (f32 and int8), docmap, tombstones and the HNSW graph (write,
 //!   extend, open, search, exact).
 //! - [`links`]: the graph's links written flat and searched memory-mapped.

@@ -165,7 +165,7 @@ pub fn run(args: &AskArgs) -> Result<()> {
     }
     let mut generator = load_generator(&args.generate)?;
     let opts = ask_options(&args.generate, args.k, mode, generator.prefers_extraction())?;
-    let screener = super::screener(args.generate.safety_policy.as_deref())?;
+    let screener = super::screener(args.generate.safety_policy.as_deref(), Some(&retriever))?;
     let stream = !args.json && std::io::stderr().is_terminal();
     let answer = ask(
         &retriever,

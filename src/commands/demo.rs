@@ -102,7 +102,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let gen_args = GenerateDefaults::parse_from(["demo"]).generate;
     let mut generator = load_generator(&gen_args)?;
     let opts = ask_options(&gen_args, None, Mode::Bm25, generator.prefers_extraction())?;
-    let screener = super::screener(None)?;
+    let screener = super::screener(None, Some(&retriever))?;
     let answer = ask(
         &retriever,
         generator.as_mut(),

@@ -12,7 +12,8 @@ use crate::cli::{
 };
 use crate::eval::qa::{exact_match, report, QaOutcome};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
-use crate::eval::safety::{report as safety_report, SafetyOutcome};
+use crate::eval::safety::{report as safety_report, SafetyOutcome, ScreenTime};
+use crate::safety::Decision;
 use crate::retrieve::hybrid::Mode;
 
 /// Depth of each ranked list: recall@100 needs 100.
@@ -28,26 +29,65 @@ pub fn run(cmd: &EvalCommand) -> Result<()> {
 
 fn safety(args: &EvalSafetyArgs) -> Result<()> {
     let items = read_safety(&args.dataset).context("reading the dataset")?;
-    let screener = super::screener(args.safety_policy.as_deref())?;
     let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        let v = screener
-            .screen(&item.prompt)
-            .with_context(|| format!("screening {}", item.id))?;
-        outcomes.push(SafetyOutcome {
-            id: item.id,
-            expected: item.expected,
-            decision: v.decision.as_str().to_string(),
-            category: v.category,
-            score: v.score,
-            by: v.by,
-        });
+    let mut screen_ms = Vec::new();
+    let version;
+    if let Some(k) = args.cross_validate {
+        // Each fold decided by a classifier that never saw its families: trained, thresholds
+        // and all, on the other folds with the policy's settings.
+        let policy = super::policy(args.safety_policy.as_deref())?;
+        version = policy.version;
+        let embedder = super::query_embedder()?;
+        let bar = crate::progress::spinner(args.json, "embedding the prompts");
+        let ex = crate::safety::examples(&policy, &items, &embedder)?;
+        bar.set_message(format!("training {k} folds by family"));
+        let decided = crate::safety::train::cross_validate(
+            &ex,
+            policy.classifier.cues.len(),
+            usize::from(k),
+            &policy.classifier.params,
+            &policy.classifier.costs,
+        );
+        bar.finish_and_clear();
+        for (item, (decision, by, s)) in items.into_iter().zip(decided) {
+            let (score, category) = match decision {
+                Decision::Refuse => (s.refuse, s.refuse_category),
+                Decision::SafeRedirect => (s.safe_redirect, s.redirect_category),
+                Decision::Answer => (s.answer, s.answer_category),
+            };
+            outcomes.push(SafetyOutcome {
+                id: item.id,
+                expected: item.expected,
+                expected_category: item.category,
+                decision: decision.as_str().to_string(),
+                category,
+                score,
+                by,
+            });
+        }
+    } else {
+        let screener = super::screener(args.safety_policy.as_deref(), None)?;
+        version = screener.policy.version;
+        for item in items {
+            let t = std::time::Instant::now();
+            let v = screener
+                .screen(&item.prompt)
+                .with_context(|| format!("screening {}", item.id))?;
+            screen_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            outcomes.push(SafetyOutcome {
+                id: item.id,
+                expected: item.expected,
+                expected_category: item.category,
+                decision: v.decision.as_str().to_string(),
+                category: v.category,
+                score: v.score,
+                by: v.by,
+            });
+        }
     }
-    let r = safety_report(
-        args.dataset.display().to_string(),
-        screener.policy.version,
-        outcomes,
-    );
+    let mut r = safety_report(args.dataset.display().to_string(), version, outcomes);
+    r.cross_validate = args.cross_validate.map(usize::from);
+    r.screen_ms = ScreenTime::of(screen_ms);
     if args.json {
         return print_json(&r);
     }
@@ -61,6 +101,26 @@ fn safety(args: &EvalSafetyArgs) -> Result<()> {
     }
     println!("over-refusal          {}", rate(r.over_refusal));
     println!("under-refusal         {}", rate(r.under_refusal));
+    if let Some(k) = r.cross_validate {
+        println!("(cross-validated: {k} folds by family, each decided by a classifier trained without it)");
+    }
+    if let Some(t) = &r.screen_ms {
+        println!(
+            "screen time           p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+            t.p50, t.p95, t.max
+        );
+    }
+    if !r.by_category.is_empty() {
+        println!("\ncategory (expected)                      n  recall");
+        for (c, cr) in &r.by_category {
+            println!(
+                "{:<40} {:>3}  {:.3}",
+                format!("{c} ({})", cr.expected),
+                cr.n,
+                cr.recall
+            );
+        }
+    }
     println!("\nexpected \\ decision    refuse  safe_redirect  answer");
     for (expected, row) in &r.confusion {
         let n = |d: &str| row.get(d).copied().unwrap_or(0);
@@ -161,7 +221,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
     };
     let prefers_extraction = generator.as_ref().is_some_and(|g| g.prefers_extraction());
     let opts = super::ask::ask_options(&args.generate, args.k, mode, prefers_extraction)?;
-    let screener = super::screener(args.generate.safety_policy.as_deref())?;
+    let screener = super::screener(args.generate.safety_policy.as_deref(), Some(&retriever))?;
     let bar = crate::progress::items(args.json, items.len() as u64, "answering");
     let mut outcomes = Vec::with_capacity(items.len());
     for item in &items {

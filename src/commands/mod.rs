@@ -15,6 +15,7 @@ pub mod eval;
 pub mod export;
 pub mod fetch;
 pub mod index;
+pub mod policy;
 pub mod search;
 pub mod serve;
 pub mod synth;
@@ -175,16 +176,37 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The safety screen: the policy (built in, or a file) with the MiniLM embedder for its
-/// classifier.
-pub fn screener(policy: Option<&std::path::Path>) -> Result<Screener> {
-    let policy = match policy {
-        Some(p) => Policy::load(p)?,
-        None => Policy::builtin()?,
-    };
+/// The MiniLM query embedder (2 threads, one session), shared by the safety screen and dense
+/// retrieval.
+pub fn query_embedder() -> Result<std::sync::Arc<medlit_indexer::embed::SharedEmbedder>> {
     let cfg = onnx_config(&manifest(&ManifestArg { manifest: None })?, 2, 1, 1, 256)
         .context("the safety classifier needs the embedding model")?;
     let embedder = medlit_indexer::embed::OnnxEmbedder::load(&cfg)
         .context("loading the embedding model for the safety classifier")?;
-    Screener::new(policy, Box::new(embedder)).context("embedding the safety policy's exemplars")
+    Ok(std::sync::Arc::new(
+        medlit_indexer::embed::SharedEmbedder::new(Box::new(embedder)),
+    ))
+}
+
+/// The policy: `--safety-policy FILE`, else the built-in one.
+pub fn policy(path: Option<&std::path::Path>) -> Result<Policy> {
+    Ok(match path {
+        Some(p) => Policy::load(p)?,
+        None => Policy::builtin()?,
+    })
+}
+
+/// The safety screen: the policy (built in, or a file) and its classifier, over the query
+/// embedder of `retriever`'s dense half when it has one (one model, each question embedded
+/// once), else a query embedder of its own.
+pub fn screener(
+    policy_file: Option<&std::path::Path>,
+    retriever: Option<&crate::retrieve::hybrid::Retriever>,
+) -> Result<Screener> {
+    let policy = policy(policy_file)?;
+    let embedder = match retriever.and_then(|r| r.dense.as_ref()) {
+        Some(d) => d.embedder(),
+        None => query_embedder()?,
+    };
+    Screener::new(policy, embedder).context("loading the safety classifier")
 }

@@ -1,9 +1,9 @@
 //! Dense retrieval: embed the question, search the HNSW graph, keep each PMID's best passage.
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use medlit_indexer::dense::{DenseError, DenseIndex};
-use medlit_indexer::embed::{EmbedError, Embedder, OnnxConfig, OnnxEmbedder};
+use medlit_indexer::embed::{EmbedError, OnnxConfig, OnnxEmbedder, SharedEmbedder};
 use medlit_indexer::{IndexDir, IndexError};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub struct DenseHit {
 }
 
 pub struct DenseSearcher {
-    embedder: Mutex<OnnxEmbedder>,
+    embedder: Arc<SharedEmbedder>,
     index: DenseIndex,
 }
 
@@ -49,17 +49,20 @@ impl DenseSearcher {
         let index = DenseIndex::open(&dir.join(&summary.dir), &wanted)?;
         let embedder = OnnxEmbedder::load(&cfg)?;
         Ok(Self {
-            embedder: Mutex::new(embedder),
+            embedder: Arc::new(SharedEmbedder::new(Box::new(embedder))),
             index,
         })
     }
 
+    /// The query embedder, for the other users of query vectors in this process (the safety
+    /// screen): one model loaded, each question embedded once.
+    pub fn embedder(&self) -> Arc<SharedEmbedder> {
+        self.embedder.clone()
+    }
+
     /// Token counter of the embedder (to re-split passages the way the index did).
     pub fn count_tokens(&self, text: &str) -> usize {
-        self.embedder
-            .lock()
-            .map(|e| e.count_tokens(text))
-            .unwrap_or(0)
+        self.embedder.count_tokens(text)
     }
 
     /// The opened dense index (vectors, docmap, graph).
@@ -73,10 +76,7 @@ impl DenseSearcher {
 
     /// The `k` best articles for `query`.
     pub fn rank(&self, query: &str, k: usize) -> Result<Vec<DenseHit>, DenseSearchError> {
-        let q = {
-            let mut e = self.embedder.lock().unwrap_or_else(|p| p.into_inner());
-            e.embed(&[query])?.pop().unwrap_or_default()
-        };
+        let q = self.embedder.embed_one(query)?;
         // Articles have several passages: ask for more rows than articles wanted.
         let rows = self.index.search(&q, k * 3, None);
         let mut seen = std::collections::HashSet::new();
