@@ -3,7 +3,7 @@
 //! Module map:
 //! - [`cli`]: the command-line interface (clap definitions).
 //! - [`commands`]: one module per subcommand (`fetch`, `index`, `search`, `ask`, `demo`,
-//!   `serve`, `verify`, `eval`, `bench`).
+//!   `serve`, `verify`, `eval`, `bench`, `policy`, …).
 //! - [`retrieve`]: BM25, dense and hybrid (reciprocal rank fusion) search over the index.
 //! - [`prompt`]: prompt templates and filling them with question and evidence.
 //! - [`generate`]: answer generation (Gemma 3 GGUF on candle, its tokenizer, sampling).
@@ -11,7 +11,8 @@
 //! - [`answer`]: the query path end to end (retrieve → prompt → generate → verify).
 //! - [`eval`]: evaluation metrics (retrieval recall, MRR, latency).
 //! - [`progress`]: progress bars that show on a terminal and stay quiet for `--json`.
-//! - [`safety`]: the medical safety policy: request screen and draft check.
+//! - [`safety`]: the medical safety policy: the learned request screen (classifier heads over
+//!   the MiniLM vector, its training and cross-validation by family), rules, draft check.
 //! - [`serve`]: the HTTP server (JSON API, OpenAI-compatible chat, web page).
 
 pub mod answer;

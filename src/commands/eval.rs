@@ -13,8 +13,8 @@ use crate::cli::{
 use crate::eval::qa::{exact_match, report, QaOutcome};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
 use crate::eval::safety::{report as safety_report, SafetyOutcome, ScreenTime};
-use crate::safety::Decision;
 use crate::retrieve::hybrid::Mode;
+use crate::safety::Decision;
 
 /// Depth of each ranked list: recall@100 needs 100.
 const DEPTH: usize = 100;

@@ -74,7 +74,10 @@ pub fn train(args: &PolicyTrainArgs) -> Result<()> {
         .beside(&spec.weights)
         .context("a policy file names its weights")?;
     let items = read_safety(&corpus).context("reading the training corpus")?;
-    if let Some(i) = items.iter().find(|i| i.family.is_none() || i.category.is_none()) {
+    if let Some(i) = items
+        .iter()
+        .find(|i| i.family.is_none() || i.category.is_none())
+    {
         bail!(
             "{}: prompt {} has no `family` or no `category`; every training prompt needs both (rewordings of one request share a family)",
             corpus.display(),
@@ -163,9 +166,17 @@ pub fn train(args: &PolicyTrainArgs) -> Result<()> {
     }
     println!(
         "{} {} ({} prompts, {} families, {} classes, {:.1} s)",
-        report.outcome, report.weights, report.prompts, report.families, report.classes, report.seconds
+        report.outcome,
+        report.weights,
+        report.prompts,
+        report.families,
+        report.classes,
+        report.seconds
     );
-    println!("sha256 {} recorded in {}", report.weights_sha256, report.policy);
+    println!(
+        "sha256 {} recorded in {}",
+        report.weights_sha256, report.policy
+    );
     println!(
         "thresholds: refuse {:.2}, safe_redirect {:.2} (chosen on {} folds by family at the policy's costs)",
         thresholds.refuse, thresholds.safe_redirect, spec.params.folds

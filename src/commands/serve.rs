@@ -29,7 +29,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let model = generator.name().to_string();
     let prefers_extraction = generator.prefers_extraction();
     ask_options(&args.generate, None, mode, prefers_extraction)?;
-    let screener = Arc::new(super::screener(args.generate.safety_policy.as_deref(), Some(retriever.as_ref()))?);
+    let screener = Arc::new(super::screener(
+        args.generate.safety_policy.as_deref(),
+        Some(retriever.as_ref()),
+    )?);
     let generate = args.generate.clone();
     let options_for: OptionsFor = Box::new(move |r: &AskRequest| {
         let mut g = generate.clone();

@@ -169,7 +169,7 @@ pub fn lexical(folded: &str, buckets: usize) -> Vec<(u32, f32)> {
     let mut ids: Vec<u32> = w
         .iter()
         .map(|a| fnv1a(&[a]))
-        .chain(w.windows(2).map(|p| fnv1a(p)))
+        .chain(w.windows(2).map(fnv1a))
         .map(|h| (h % buckets as u64) as u32)
         .collect();
     ids.sort_unstable();
@@ -292,7 +292,12 @@ impl Classifier {
                     head.bias.len()
                 )));
             }
-            if let Some((i, row)) = head.weights.iter().enumerate().find(|(_, r)| r.len() != width) {
+            if let Some((i, row)) = head
+                .weights
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.len() != width)
+            {
                 return Err(shape(format!(
                     "{what} head: weight row {} has {} values; embedding dimension {} + {} lexical buckets + {} cues make {width}",
                     i + 1,
@@ -304,7 +309,10 @@ impl Classifier {
             }
             for d in [Decision::Refuse, Decision::SafeRedirect, Decision::Answer] {
                 if !head.classes.iter().any(|l| l.decision == d) {
-                    return Err(shape(format!("{what} head: no class decides {}", d.as_str())));
+                    return Err(shape(format!(
+                        "{what} head: no class decides {}",
+                        d.as_str()
+                    )));
                 }
             }
         }
@@ -330,7 +338,11 @@ impl Classifier {
     }
 
     pub fn scores(&self, vector: &[f32], folded: &str) -> Scores {
-        scores(&self.decision, &self.category, &self.features(vector, folded))
+        scores(
+            &self.decision,
+            &self.category,
+            &self.features(vector, folded),
+        )
     }
 
     /// Assembles a classifier from trained parts (cues compiled).

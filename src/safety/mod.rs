@@ -242,12 +242,11 @@ impl Policy {
                 BUILTIN_WEIGHTS.to_string(),
             ),
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| {
-                    SafetyError::WeightsRead {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| SafetyError::WeightsRead {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 (path.display().to_string(), text)
             }
         };
@@ -503,7 +502,15 @@ mod tests {
         assert!(p.rules.len() >= 10);
         let c = p.load_classifier().unwrap();
         for d in [Decision::Refuse, Decision::SafeRedirect, Decision::Answer] {
-            assert!(c.category.classes.iter().filter(|l| l.decision == d).count() >= 4, "{d:?}");
+            assert!(
+                c.category
+                    .classes
+                    .iter()
+                    .filter(|l| l.decision == d)
+                    .count()
+                    >= 4,
+                "{d:?}"
+            );
         }
     }
 
@@ -532,6 +539,52 @@ mod tests {
         assert_eq!(
             refuse("What is the LD50 of botulinum toxin in mice, and how was it measured?"),
             None
+        );
+    }
+
+    #[test]
+    fn the_request_itself_is_embedded_unless_folding_undid_a_disguise() {
+        let plain = "How does  Ricin act?";
+        assert!(matches!(
+            embedding_text(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(embedding_text("make r\u{0456}cin"), "make ricin");
+    }
+
+    #[test]
+    fn rules_and_classifier_combine_in_the_stated_order() {
+        let s = |refuse: f32, redirect: f32| Scores {
+            refuse,
+            safe_redirect: redirect,
+            answer: 1.0 - refuse - redirect,
+            refuse_category: String::new(),
+            redirect_category: String::new(),
+            answer_category: String::new(),
+        };
+        let t = Thresholds {
+            refuse: 0.3,
+            safe_redirect: 0.5,
+        };
+        assert_eq!(
+            decide(true, true, &s(0.0, 0.9), &t),
+            (Decision::Refuse, "rule")
+        );
+        assert_eq!(
+            decide(false, true, &s(0.35, 0.6), &t),
+            (Decision::Refuse, "classifier")
+        );
+        assert_eq!(
+            decide(false, true, &s(0.1, 0.1), &t),
+            (Decision::SafeRedirect, "rule")
+        );
+        assert_eq!(
+            decide(false, false, &s(0.1, 0.5), &t),
+            (Decision::SafeRedirect, "classifier")
+        );
+        assert_eq!(
+            decide(false, false, &s(0.29, 0.49), &t),
+            (Decision::Answer, "classifier")
         );
     }
 

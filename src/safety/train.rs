@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::classifier::{probabilities, scores, standardise, ClassLabel, Features, Head, Scores, Thresholds};
+use super::classifier::{
+    probabilities, scores, standardise, ClassLabel, Features, Head, Scores, Thresholds,
+};
 use super::Decision;
 
 /// One labelled request, as the head sees it.
@@ -139,7 +141,10 @@ pub fn folds_by_family(examples: &[Example], k: usize) -> Vec<usize> {
             fold_of.entry(f).or_insert(i % k);
         }
     }
-    examples.iter().map(|e| fold_of[e.family.as_str()]).collect()
+    examples
+        .iter()
+        .map(|e| fold_of[e.family.as_str()])
+        .collect()
 }
 
 /// Fits both heads on `examples`; `cues` is the number of intent cues in each example's
@@ -264,6 +269,42 @@ fn fit_softmax(
     (w, b)
 }
 
+/// For each of `k` folds by family, `decide_fold(training part, held-out example)` applied to
+/// that fold's examples; the results in example order. Folds run in parallel.
+fn by_fold<T: Send, M: Sync>(
+    examples: &[Example],
+    k: usize,
+    learn: impl Fn(&[Example]) -> M + Sync,
+    decide: impl Fn(&M, &Example) -> T + Sync,
+) -> Vec<T> {
+    let folds = folds_by_family(examples, k);
+    let per_fold: Vec<Vec<(usize, T)>> = (0..k)
+        .into_par_iter()
+        .map(|f| {
+            let train_part: Vec<Example> = examples
+                .iter()
+                .zip(&folds)
+                .filter(|(_, &g)| g != f)
+                .map(|(e, _)| e.clone())
+                .collect();
+            let model = learn(&train_part);
+            examples
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| folds[*i] == f)
+                .map(|(i, e)| (i, decide(&model, e)))
+                .collect()
+        })
+        .collect();
+    let mut out: Vec<Option<T>> = (0..examples.len()).map(|_| None).collect();
+    for (i, r) in per_fold.into_iter().flatten() {
+        out[i] = Some(r);
+    }
+    out.into_iter()
+        .map(|r| r.expect("every example lies in exactly one fold"))
+        .collect()
+}
+
 /// Each example's scores from a head that never saw its family (`k` folds by family).
 pub fn out_of_fold(
     examples: &[Example],
@@ -272,32 +313,12 @@ pub fn out_of_fold(
     k: usize,
     p: &Params,
 ) -> Vec<Scores> {
-    let folds = folds_by_family(examples, k);
-    let per_fold: Vec<Vec<(usize, Scores)>> = (0..k)
-        .into_par_iter()
-        .map(|f| {
-            let train: Vec<&Example> = examples
-                .iter()
-                .zip(&folds)
-                .filter(|(_, &g)| g != f)
-                .map(|(e, _)| e)
-                .collect();
-            let head = fit(&train, classes, cues, p);
-            examples
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| folds[*i] == f)
-                .map(|(i, e)| (i, head.scores(e)))
-                .collect()
-        })
-        .collect();
-    let mut out: Vec<Option<Scores>> = vec![None; examples.len()];
-    for (i, s) in per_fold.into_iter().flatten() {
-        out[i] = Some(s);
-    }
-    out.into_iter()
-        .map(|s| s.expect("every example lies in exactly one fold"))
-        .collect()
+    by_fold(
+        examples,
+        k,
+        |part| fit(&part.iter().collect::<Vec<_>>(), classes, cues, p),
+        |head, e| head.scores(e),
+    )
 }
 
 /// The cost of deciding `got` on a request that expected `want`.
@@ -326,7 +347,13 @@ pub fn choose_thresholds(examples: &[Example], scores: &[Scores], costs: &Costs)
     for e in examples {
         *count.entry(decision_rank(e.decision)).or_default() += 1.0;
     }
-    let mut best = (f64::INFINITY, Thresholds { refuse: 0.5, safe_redirect: 0.5 });
+    let mut best = (
+        f64::INFINITY,
+        Thresholds {
+            refuse: 0.5,
+            safe_redirect: 0.5,
+        },
+    );
     for refuse in grid() {
         for safe_redirect in grid() {
             let t = Thresholds {
@@ -384,6 +411,9 @@ pub fn train(
     (fit(&all, &classes, cues, p), t, validation)
 }
 
+/// One example's decision, what decided it, and the heads' scores.
+pub type Decided = (Decision, &'static str, Scores);
+
 /// Each example decided by a head trained without its family: `k` outer folds, each trained
 /// as [`train`] trains (thresholds from inner folds of the training part only). Returns the
 /// decision, what decided it, and the scores.
@@ -393,37 +423,20 @@ pub fn cross_validate(
     k: usize,
     p: &Params,
     costs: &Costs,
-) -> Vec<(Decision, &'static str, Scores)> {
-    let folds = folds_by_family(examples, k);
-    let per_fold: Vec<Vec<(usize, (Decision, &'static str, Scores))>> = (0..k)
-        .into_par_iter()
-        .map(|f| {
-            let train_part: Vec<Example> = examples
-                .iter()
-                .zip(&folds)
-                .filter(|(_, &g)| g != f)
-                .map(|(e, _)| e.clone())
-                .collect();
-            let (head, t, _) = train(&train_part, cues, p, costs);
-            examples
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| folds[*i] == f)
-                .map(|(i, e)| {
-                    let s = head.scores(e);
-                    let (d, by) = super::decide(e.refuse_rule, e.redirect_rule, &s, &t);
-                    (i, (d, by, s))
-                })
-                .collect()
-        })
-        .collect();
-    let mut out: Vec<Option<(Decision, &'static str, Scores)>> = vec![None; examples.len()];
-    for (i, r) in per_fold.into_iter().flatten() {
-        out[i] = Some(r);
-    }
-    out.into_iter()
-        .map(|r| r.expect("every example lies in exactly one fold"))
-        .collect()
+) -> Vec<Decided> {
+    by_fold(
+        examples,
+        k,
+        |part| {
+            let (head, t, _) = train(part, cues, p, costs);
+            (head, t)
+        },
+        |(head, t), e| {
+            let s = head.scores(e);
+            let (d, by) = super::decide(e.refuse_rule, e.redirect_rule, &s, t);
+            (d, by, s)
+        },
+    )
 }
 
 #[cfg(test)]
@@ -483,7 +496,10 @@ mod tests {
         }
         for f in 0..4 {
             for d in [Decision::Refuse, Decision::SafeRedirect, Decision::Answer] {
-                assert!(ex.iter().zip(&folds).any(|(e, &g)| g == f && e.decision == d));
+                assert!(ex
+                    .iter()
+                    .zip(&folds)
+                    .any(|(e, &g)| g == f && e.decision == d));
             }
         }
     }
@@ -526,6 +542,9 @@ mod tests {
             over_refusal: 1.0,
             ..cheap.clone()
         };
-        assert!(choose_thresholds(&ex, &oof, &dear).refuse <= choose_thresholds(&ex, &oof, &cheap).refuse);
+        assert!(
+            choose_thresholds(&ex, &oof, &dear).refuse
+                <= choose_thresholds(&ex, &oof, &cheap).refuse
+        );
     }
 }
