@@ -28,6 +28,8 @@ pub enum AnswerError {
 pub struct AskOptions {
     pub k: usize,
     pub mode: Mode,
+    /// Only evidence from articles of these years.
+    pub years: Option<crate::retrieve::YearRange>,
     pub template: Template,
     pub generation: GenOptions,
     pub thresholds: Thresholds,
@@ -78,8 +80,9 @@ pub fn gather_evidence(
     question: &str,
     k: usize,
     mode: Mode,
+    years: Option<crate::retrieve::YearRange>,
 ) -> Result<Vec<Evidence>, AnswerError> {
-    let hits = retriever.search(question, k.max(1), mode, None)?;
+    let hits = retriever.search(question, k.max(1), mode, years)?;
     let mut evidence = Vec::with_capacity(hits.len());
     for h in hits {
         let pmid: u64 = h.pmid.parse().unwrap_or_default();
@@ -123,7 +126,7 @@ pub fn ask(
     if verdict.decision != Decision::Answer {
         return withheld(retriever, generator, screener, question, opts, verdict, t0);
     }
-    let mut evidence = gather_evidence(retriever, question, opts.k, opts.mode)?;
+    let mut evidence = gather_evidence(retriever, question, opts.k, opts.mode, opts.years)?;
     let retrieve_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
     let budget = generator
@@ -225,7 +228,7 @@ fn withheld(
 ) -> Result<Answer, AnswerError> {
     let evidence = if verdict.decision == Decision::SafeRedirect && verdict.category != "emergency"
     {
-        gather_evidence(retriever, question, opts.k, opts.mode)?
+        gather_evidence(retriever, question, opts.k, opts.mode, opts.years)?
     } else {
         Vec::new()
     };

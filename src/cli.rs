@@ -33,7 +33,8 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Build the search index from PubMed XML files (.xml or .xml.gz)
     Index(IndexArgs),
-    /// Search the index (BM25) and print the best-matching articles with snippets
+    /// Search the index by keywords (BM25), meaning (dense) or both (hybrid) and print the
+    /// best-matching articles with snippets
     Search(SearchArgs),
     /// Answer a question from the evidence, with verified PMID citations
     Ask(AskArgs),
@@ -146,8 +147,11 @@ A FILE may be a folder: its *.xml and *.xml.gz files are taken in name order (NL
 release order).
 
 Interrupted (killed, power cut, a broken file): the index stays whole at the last committed file, \
-and running the same command again resumes from there without re-embedding finished files \
-(--restart starts over). A file that is not well-formed PubMed XML (truncated gzip, broken XML) \
+and running the same command again resumes from there without re-embedding finished files.
+
+An index of other files in the folder is never replaced by a slip: the run is refused. --update adds \
+the files to it; --replace rebuilds it from the files alone, and the old index stays live and \
+searchable until the new one is complete (a failed or interrupted rebuild leaves it as it was). A file that is not well-formed PubMed XML (truncated gzip, broken XML) \
 stops the run at that file, named with the reason; nothing of it is written.
 
 --update applies NLM's daily update files to an existing index: files already applied (same name \
@@ -162,14 +166,15 @@ pub struct IndexArgs {
     pub files: Vec<PathBuf>,
     /// Apply the files to the existing index (NLM update files): new PMIDs added, revised ones
     /// replaced, deleted ones removed; files already applied are skipped
-    #[arg(long, conflicts_with = "restart")]
+    #[arg(long, conflicts_with = "replace")]
     pub update: bool,
     /// With --update: apply files out of order, changed files, or on an incomplete index
     #[arg(long, requires = "update")]
     pub force: bool,
-    /// Start over even when an interrupted run of the same files could be resumed
-    #[arg(long)]
-    pub restart: bool,
+    /// Rebuild the index from these files alone, replacing what the folder holds (kept live until
+    /// the new one is complete); also starts an interrupted run over
+    #[arg(long, visible_alias = "restart")]
+    pub replace: bool,
     #[command(flatten)]
     pub index: IndexDirArg,
     #[command(flatten)]
@@ -190,10 +195,11 @@ pub struct IndexArgs {
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// What to search for: a question or keywords
-    pub query: String,
+    /// What to search for: a question or keywords (quotes optional: the words are joined)
+    #[arg(required = true, num_args = 1.., value_name = "QUERY", value_parser = non_blank)]
+    pub words: Vec<String>,
     /// Number of results
-    #[arg(long, short, default_value_t = 10)]
+    #[arg(long, short, default_value_t = 10, value_parser = at_least_one)]
     pub k: usize,
     /// Only articles published in these years: 1985, 1980..1990, 1980.. or ..1990 (inclusive)
     #[arg(long, value_name = "RANGE")]
@@ -246,6 +252,7 @@ pub enum AnswerStyle {
 
 /// How the answer is generated.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Model and generation")]
 pub struct GenerateArgs {
     /// Generator: a GGUF file, a Hugging Face model folder (Gemma 4: config.json,
     /// *.safetensors, tokenizer.json, chat template), or empty for the default model of the
@@ -327,11 +334,15 @@ insufficient to answer this question.\" with the closest PMIDs as related readin
 A research aid, not medical advice."
 )]
 pub struct AskArgs {
-    /// The question
-    pub question: String,
+    /// The question (quotes optional: the words are joined)
+    #[arg(required = true, num_args = 1.., value_name = "QUESTION", value_parser = non_blank)]
+    pub words: Vec<String>,
     /// Passages given to the model as evidence [default: 3 for a span answer, 5 for free text]
-    #[arg(long, short)]
+    #[arg(long, short, value_parser = at_least_one)]
     pub k: Option<usize>,
+    /// Only evidence from articles published in these years: 1985, 1980..1990, 1980.. or ..1990
+    #[arg(long, value_name = "RANGE")]
+    pub year: Option<YearRange>,
     /// Retrieval mode (auto: hybrid when the index has a dense part, else bm25)
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: SearchModeArg,
@@ -508,6 +519,10 @@ pub struct DemoArgs {
     pub k: usize,
     #[command(flatten)]
     pub index: IndexDirArg,
+    /// Rebuild the index from the sample when the folder holds an index of other files
+    /// (kept live until the new one is complete); without it, such a folder is refused
+    #[arg(long)]
+    pub replace: bool,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -869,6 +884,7 @@ pub struct EmbedArgs {
 
 /// How hybrid search fuses the BM25 and dense lists.
 #[derive(Debug, Args, Clone, Copy)]
+#[command(next_help_heading = "Fusion tuning (hybrid mode)")]
 pub struct FusionArgs {
     /// Reciprocal rank fusion constant k (score = sum of 1/(k + rank))
     #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_K)]
@@ -883,4 +899,36 @@ pub struct FusionArgs {
     /// ONNX Runtime threads for the query embedding
     #[arg(long, default_value_t = 2)]
     pub query_threads: usize,
+}
+
+/// A count of at least one (`--k 0` is a usage error, exit 2).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A word of a query that is not blank (an empty query is a usage error, exit 2).
+fn non_blank(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("the query is empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+impl SearchArgs {
+    /// The query: the words given, joined by spaces.
+    pub fn query(&self) -> String {
+        self.words.join(" ")
+    }
+}
+
+impl AskArgs {
+    /// The question: the words given, joined by spaces.
+    pub fn question(&self) -> String {
+        self.words.join(" ")
+    }
 }

@@ -38,10 +38,14 @@ pub struct BuildOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BuildMode {
     /// A new index from the inputs, or, when a run over the same inputs was interrupted,
-    /// its continuation from the first file it had not committed.
+    /// its continuation from the first file it had not committed. An index of other inputs
+    /// in the folder is never replaced by this mode: the build is refused, naming `Update`
+    /// and `Rebuild`.
     #[default]
     Build,
-    /// A new index from the inputs, even when an interrupted run could be resumed.
+    /// A new index from the inputs that replaces whatever the folder holds. The old index stays
+    /// live (searchable, and what a crash leaves) until the new one is complete: its
+    /// generations are committed to a staging manifest and switched in at the last file.
     Rebuild,
     /// The inputs applied to the existing index: files already applied (same name and
     /// sha256) are skipped; a file older than one applied is refused unless `force`.
@@ -155,7 +159,23 @@ pub fn build_index(
         check_input(p)?;
     }
     let dir = IndexDir::new(&opts.index_dir);
-    let _lock = dir.lock()?;
+    let created = !opts.index_dir.exists();
+    let lock = dir.lock()?;
+    let result = build_locked(opts, &dir, on_event, started);
+    drop(lock);
+    // A build that failed before its first commit leaves no folder of its own behind.
+    if result.is_err() && created && dir.read_manifest().ok().flatten().is_none() {
+        let _ = std::fs::remove_dir_all(&opts.index_dir);
+    }
+    result
+}
+
+fn build_locked(
+    opts: &BuildOptions,
+    dir: &IndexDir,
+    on_event: &(dyn Fn(BuildEvent<'_>) + Sync),
+    started: Instant,
+) -> Result<BuildReport, IndexError> {
     let sums: Vec<(String, String, u64)> = opts
         .inputs
         .par_iter()
@@ -171,13 +191,14 @@ pub fn build_index(
         skipped,
         resumed_after,
         keep_pending,
-    } = plan(&dir, opts, &sums)?;
+        staged,
+    } = plan(dir, opts, &sums)?;
     on_event(BuildEvent::Start {
         files: todo.len(),
         bytes: todo.iter().map(|&i| sums[i].2).sum(),
     });
 
-    let mut run = Run::start(opts, &dir)?;
+    let mut run = Run::start(opts, dir)?;
     let mut state = base;
     let mut report = BuildReport {
         counts: state.as_ref().map(|m| m.counts).unwrap_or_default(),
@@ -233,6 +254,7 @@ pub fn build_index(
                 file,
                 pending,
                 last,
+                staged && !last,
                 &mut report.run,
                 on_event,
             )?;
@@ -319,13 +341,16 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Applies one file on top of `base` as a new generation and makes it live.
+    /// Applies one file on top of `base` as a new generation and makes it live (or, `staging`,
+    /// commits it to the staging manifest, leaving the live index as it is).
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
         base: Option<&IndexManifest>,
         file: ParsedFile,
         pending: Vec<PendingInput>,
         last: bool,
+        staging: bool,
         run: &mut RunCounts,
         on_event: &(dyn Fn(BuildEvent<'_>) + Sync),
     ) -> Result<(IndexManifest, Vec<Rejected>), IndexError> {
@@ -343,7 +368,14 @@ impl<'a> Run<'a> {
                 &mut counted,
                 on_event,
             )
-            .and_then(|(m, rejected)| self.dir.commit(&m).map(|()| (m, rejected)));
+            .and_then(|(m, rejected)| {
+                if staging {
+                    self.dir.commit_staging(&m)
+                } else {
+                    self.dir.commit(&m)
+                }
+                .map(|()| (m, rejected))
+            });
         match result {
             Ok(r) => {
                 *run = counted;

@@ -12,6 +12,8 @@ use crate::IndexError;
 /// Bumped when the on-disk layout changes incompatibly.
 pub const FORMAT_VERSION: u32 = 6;
 const MANIFEST: &str = "manifest.json";
+/// A rebuild's progress while the old index stays live.
+const STAGING: &str = "manifest.staging.json";
 
 /// What `manifest.json` records.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -207,21 +209,30 @@ impl IndexDir {
 
     /// The manifest of an existing index; a clear error when there is none.
     pub fn manifest(&self) -> Result<IndexManifest, IndexError> {
+        let dir = self.root.display();
         self.read_manifest()?.ok_or_else(|| IndexError::Index {
             dir: self.root.clone(),
-            reason: "no index here (no manifest.json); build one with `medlit index`".into(),
+            reason: if self.root.is_dir() {
+                format!("no index here (no manifest.json); build one with `medlit index --index {dir}`, or name another folder with --index DIR")
+            } else {
+                format!("no such folder; build an index there with `medlit index --index {dir}`, or name another folder with --index DIR")
+            },
         })
+    }
+
+    /// The generation the live manifest names, read from its text whatever its format.
+    fn live_generation(&self) -> Option<u64> {
+        fs::read_to_string(self.root.join(MANIFEST))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("generation").and_then(|g| g.as_u64()))
     }
 
     /// The generation number for a new build: one past every generation this folder has
     /// seen, whether or not its manifest is of a format this medlit reads (a rebuild is how
     /// an old index is replaced).
     pub fn next_generation(&self) -> u64 {
-        let from_manifest = fs::read_to_string(self.root.join(MANIFEST))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v.get("generation").and_then(|g| g.as_u64()))
-            .unwrap_or(0);
+        let from_manifest = self.live_generation().unwrap_or(0);
         let from_dirs = fs::read_dir(&self.root)
             .into_iter()
             .flatten()
@@ -259,16 +270,33 @@ impl IndexDir {
     }
 
     /// Makes `m` the live manifest (write, fsync, rename, fsync the folder), then removes the
-    /// generations it does not name.
+    /// generations it does not name and any staging manifest.
     pub fn commit(&self, m: &IndexManifest) -> Result<(), IndexError> {
+        self.write_manifest(m, MANIFEST)?;
+        let _ = fs::remove_file(self.root.join(STAGING));
+        self.remove_other_generations(&[m.generation]);
+        Ok(())
+    }
+
+    /// Records `m` as the staging manifest of a rebuild: the live manifest and its generation
+    /// stay as they are; generations named by neither are removed.
+    pub fn commit_staging(&self, m: &IndexManifest) -> Result<(), IndexError> {
+        self.write_manifest(m, STAGING)?;
+        let mut keep = vec![m.generation];
+        keep.extend(self.live_generation());
+        self.remove_other_generations(&keep);
+        Ok(())
+    }
+
+    fn write_manifest(&self, m: &IndexManifest, name: &str) -> Result<(), IndexError> {
         // The generation's folders reach the disk before the manifest that names them.
         let gen_dir = self.generation_dir(m.generation);
         if gen_dir.is_dir() {
             sync_dir(&gen_dir)?;
         }
         sync_dir(&self.root)?;
-        let tmp = self.root.join(format!("{MANIFEST}.tmp"));
-        let dest = self.root.join(MANIFEST);
+        let tmp = self.root.join(format!("{name}.tmp"));
+        let dest = self.root.join(name);
         let text = serde_json::to_vec_pretty(m).map_err(|e| IndexError::Index {
             dir: self.root.clone(),
             reason: format!("cannot serialise manifest: {e}"),
@@ -278,20 +306,18 @@ impl IndexDir {
             .and_then(|_| f.sync_all())
             .map_err(|e| IndexError::io("writing", &tmp, e))?;
         fs::rename(&tmp, &dest).map_err(|e| IndexError::io("switching manifest", &dest, e))?;
-        sync_dir(&self.root)?;
-        self.remove_other_generations(m.generation);
-        Ok(())
+        sync_dir(&self.root)
     }
 
     /// Best effort: an old generation left behind wastes space but never breaks the index.
-    fn remove_other_generations(&self, keep: u64) {
+    fn remove_other_generations(&self, keep: &[u64]) {
         let Ok(entries) = fs::read_dir(&self.root) else {
             return;
         };
-        let keep = generation_name(keep);
+        let keep: Vec<String> = keep.iter().map(|&g| generation_name(g)).collect();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("gen-") && name != keep {
+            if name.starts_with("gen-") && !keep.contains(&name) {
                 if let Err(err) = fs::remove_dir_all(e.path()) {
                     tracing::warn!(dir = %e.path().display(), %err, "could not remove an old index generation");
                 }

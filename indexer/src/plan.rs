@@ -14,6 +14,19 @@ pub(crate) struct Plan {
     /// Whether commits record the files still to apply (builds do, so they can be resumed;
     /// updates do not need to: re-running one skips what it applied).
     pub keep_pending: bool,
+    /// Whether the files before the last are committed to the staging manifest, so the live
+    /// index stays until the new one is complete (a rebuild over an existing index).
+    pub staged: bool,
+}
+
+/// The inputs of an index, for a message: "a.xml.gz, b.xml.gz" (the first few).
+fn input_names(m: &IndexManifest) -> String {
+    let names: Vec<&str> = m.inputs.iter().map(|i| i.name.as_str()).collect();
+    match names.len() {
+        0 => "no files".into(),
+        n if n <= 3 => names.join(", "),
+        n => format!("{} and {} more", names[..3].join(", "), n - 3),
+    }
 }
 
 /// `sums`: per input, its file name, sha256 and size.
@@ -27,12 +40,25 @@ pub(crate) fn plan(
         reason,
     };
     let all = || (0..sums.len()).collect::<Vec<_>>();
+    let choices = "pass --update to add these files to it, or --replace to rebuild it from them alone (the current index stays searchable until the new one is complete)";
     match opts.mode {
-        BuildMode::Rebuild => Ok(fresh(all())),
+        BuildMode::Rebuild => {
+            let live = dir.root().join("manifest.json").exists();
+            Ok(Plan {
+                staged: live,
+                ..fresh(all())
+            })
+        }
         BuildMode::Build => {
-            // An unreadable or older-format manifest is simply replaced by a fresh build.
-            let Some(cur) = dir.read_manifest().ok().flatten() else {
-                return Ok(fresh(all()));
+            let cur = match dir.read_manifest() {
+                Ok(None) => return Ok(fresh(all())),
+                Ok(Some(m)) => m,
+                // An unreadable or older-format manifest is not replaced by a slip either.
+                Err(e) => {
+                    return Err(refuse(format!(
+                        "the folder holds an index this run cannot read ({e}); {choices}"
+                    )))
+                }
             };
             let done = cur.inputs.len();
             let same_inputs = |n: usize| {
@@ -54,6 +80,7 @@ pub(crate) fn plan(
                     todo: Vec::new(),
                     resumed_after: None,
                     keep_pending: true,
+                    staged: false,
                 });
             }
             let resumable = !cur.pending.is_empty()
@@ -61,7 +88,16 @@ pub(crate) fn plan(
                 && same_inputs(done)
                 && same_dense(&cur, opts);
             if !resumable {
-                return Ok(fresh(all()));
+                let what = if cur.pending.is_empty() {
+                    "an index"
+                } else {
+                    "an unfinished index"
+                };
+                return Err(refuse(format!(
+                    "the folder holds {what} of {} citations built from {}; building it from other files would replace it: {choices}",
+                    cur.counts.indexed,
+                    input_names(&cur)
+                )));
             }
             tracing::info!(
                 applied = done,
@@ -74,6 +110,7 @@ pub(crate) fn plan(
                 skipped: Vec::new(),
                 resumed_after: Some(done),
                 keep_pending: true,
+                staged: false,
             })
         }
         BuildMode::Update { force } => {
@@ -153,6 +190,7 @@ pub(crate) fn plan(
                 skipped,
                 resumed_after: None,
                 keep_pending: false,
+                staged: false,
             })
         }
     }
@@ -165,6 +203,7 @@ fn fresh(todo: Vec<usize>) -> Plan {
         skipped: Vec::new(),
         resumed_after: None,
         keep_pending: true,
+        staged: false,
     }
 }
 

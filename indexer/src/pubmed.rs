@@ -255,6 +255,8 @@ fn run<S: Input>(
     cfg.trim_text(false);
 
     let mut p = Parser::new(origin);
+    // The first text found outside any element, to say what a file that is not XML holds.
+    let mut outside: Option<String> = None;
     let mut buf = Vec::with_capacity(1 << 12);
     let mut pending_bad = std::collections::VecDeque::new();
     loop {
@@ -310,7 +312,16 @@ fn run<S: Input>(
                 p.end(on_record);
             }
             Event::End(_) => p.end(on_record),
-            Event::Text(t) => p.text(&t),
+            Event::Text(t) => {
+                if !p.seen_root && outside.is_none() {
+                    let text: &str = &t;
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        outside = Some(text.chars().take(40).collect());
+                    }
+                }
+                p.text(&t)
+            }
             Event::CData(t) => p.text(&t),
             Event::GeneralRef(r) => p.reference(&r),
             Event::Decl(d) => {
@@ -338,9 +349,20 @@ fn run<S: Input>(
                     }));
                 }
                 if !p.seen_root {
+                    let read = reader.buffer_position() + reader.get_ref().skipped();
+                    let reason = match (&outside, read) {
+                        (_, 0) => "the file is empty".to_string(),
+                        (Some(text), _) => format!(
+                            "not XML: {read} bytes of text and no PubmedArticleSet element (it starts `{}`)",
+                            text.escape_debug()
+                        ),
+                        (None, _) => format!(
+                            "{read} bytes without a PubmedArticleSet element (no PubMed records)"
+                        ),
+                    };
                     return Err(Failure::Error(IndexError::BadFile {
                         file: origin.to_path_buf(),
-                        reason: "empty: no PubmedArticleSet element".into(),
+                        reason,
                     }));
                 }
                 break;

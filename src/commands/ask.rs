@@ -120,6 +120,7 @@ pub fn ask_options(
     Ok(AskOptions {
         k: k.unwrap_or(if extract { SPAN_K } else { FREE_K }),
         mode,
+        years: None,
         extract,
         template: Template::load(template)?.ordered(args.evidence_order.unwrap_or(if extract {
             EvidenceOrder::BestLast
@@ -164,14 +165,15 @@ pub fn run(args: &AskArgs) -> Result<()> {
         Template::load(p)?;
     }
     let mut generator = load_generator(&args.generate)?;
-    let opts = ask_options(&args.generate, args.k, mode, generator.prefers_extraction())?;
+    let mut opts = ask_options(&args.generate, args.k, mode, generator.prefers_extraction())?;
+    opts.years = args.year;
     let screener = super::screener(args.generate.safety_policy.as_deref(), Some(&retriever))?;
     let stream = !args.json && std::io::stderr().is_terminal();
     let answer = ask(
         &retriever,
         generator.as_mut(),
         &screener,
-        &args.question,
+        &args.question(),
         &opts,
         &mut |piece| {
             if stream {

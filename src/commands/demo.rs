@@ -68,7 +68,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     if !up_to_date {
         let report = super::index::build(
             &BuildOptions {
-                mode: Default::default(),
+                mode: if args.replace {
+                    medlit_indexer::BuildMode::Rebuild
+                } else {
+                    medlit_indexer::BuildMode::Build
+                },
                 inputs: files,
                 index_dir: dir.clone(),
                 writer_memory_mib: 256,

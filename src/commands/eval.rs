@@ -260,7 +260,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
             }
             None => {
                 let t = std::time::Instant::now();
-                let evidence = gather_evidence(&retriever, &item.question, opts.k, opts.mode)
+                let evidence = gather_evidence(&retriever, &item.question, opts.k, opts.mode, None)
                     .with_context(|| format!("retrieving for {}", item.id))?;
                 let coverage = question_coverage(&item.question, &evidence, &retriever.bm25);
                 let similarity = crate::cite::question_similarity(&evidence);

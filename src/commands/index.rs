@@ -51,7 +51,7 @@ pub fn run(args: &IndexArgs) -> Result<()> {
     let dir = super::index_dir(&args.index)?;
     let mode = if args.update {
         BuildMode::Update { force: args.force }
-    } else if args.restart {
+    } else if args.replace {
         BuildMode::Rebuild
     } else {
         BuildMode::Build

@@ -57,11 +57,11 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         SearchModeArg::Hybrid => Mode::Hybrid,
     };
     let hits = retriever
-        .search(&args.query, args.k, mode, args.year)
+        .search(&args.query(), args.k, mode, args.year)
         .context("searching")?;
     if args.json {
         return print_json(&SearchJson {
-            query: &args.query,
+            query: &args.query(),
             mode,
             hits: &hits,
         });

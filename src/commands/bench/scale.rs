@@ -297,7 +297,7 @@ fn measure(
 
     eprintln!("size {n}: medlit index ({} files)", files.len());
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args(["index", "--restart", "--json", "--writer-memory"])
+    cmd.args(["index", "--replace", "--json", "--writer-memory"])
         .arg(args.writer_memory.to_string())
         .arg("--index")
         .arg(index)
