@@ -21,6 +21,9 @@ pub enum AnswerError {
     Generate(#[from] GenerateError),
     #[error("the question is empty")]
     EmptyQuestion,
+    /// The caller said stop (a client that went away): nothing more is computed.
+    #[error("stopped: nobody waits for the answer any more")]
+    Cancelled,
     #[error(transparent)]
     Safety(#[from] SafetyError),
 }
@@ -128,6 +131,10 @@ pub fn ask(
     }
     let mut evidence = gather_evidence(retriever, question, opts.k, opts.mode, opts.years)?;
     let retrieve_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    // An empty piece asks the caller whether anyone still waits, before seconds of generation.
+    if !on_text("") {
+        return Err(AnswerError::Cancelled);
+    }
 
     let budget = generator
         .context()
@@ -149,7 +156,17 @@ pub fn ask(
             ..Generated::default()
         })
     } else if opts.extract && !evidence.is_empty() {
-        extract_span(generator, &prompt, &evidence, opts.generation.max_tokens)?
+        let span = extract_span(
+            generator,
+            &prompt,
+            &evidence,
+            opts.generation.max_tokens,
+            &mut || on_text(""),
+        )?;
+        if !on_text("") {
+            return Err(AnswerError::Cancelled);
+        }
+        span
     } else {
         None
     };
@@ -268,6 +285,7 @@ fn extract_span(
     prompt: &str,
     evidence: &[Evidence],
     max_tokens: usize,
+    keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<Option<Generated>, AnswerError> {
     // Titles and passage texts, in rank order; entry i belongs to evidence i / 2.
     let passages: Vec<&str> = evidence
@@ -275,7 +293,8 @@ fn extract_span(
         .flat_map(|e| [e.title.as_str(), e.text.as_str()])
         .collect();
     // The prompt ends at "Answer:"; the answer's first word follows after a space.
-    let Some(span) = generator.extract(prompt.trim_end(), &passages, max_tokens)? else {
+    let Some(span) = generator.extract(prompt.trim_end(), &passages, max_tokens, keep_going)?
+    else {
         return Ok(None);
     };
     let text = span

@@ -25,9 +25,15 @@ fn sse_events(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// OpenAI's error shape: the status is the response's; `code` a string or null.
 fn assert_json_error(status: u16, v: &Value, want: u16) {
     assert_eq!(status, want, "{v}");
-    assert_eq!(v["error"]["code"], want, "{v}");
+    assert!(
+        v["error"]["code"].is_string() || v["error"]["code"].is_null(),
+        "{v}"
+    );
+    assert!(v["error"]["type"].is_string(), "{v}");
+    assert!(v["error"].get("param").is_some(), "{v}");
     assert!(!v["error"]["message"].as_str().unwrap().is_empty(), "{v}");
 }
 
@@ -220,7 +226,7 @@ fn bad_requests_get_json_errors_and_a_full_queue_gets_503_with_retry_after() {
         let secs: u64 = retry.as_ref().expect("Retry-After").parse().unwrap();
         assert!(secs >= 1);
         let v: Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["error"]["code"], 503, "{v}");
+        assert_eq!(v["error"]["code"], "server_overloaded", "{v}");
     }
     // The server is still healthy afterwards.
     assert_eq!(get(&server.url("/healthz")).0, 200);
@@ -422,4 +428,117 @@ fn binding_beyond_loopback_is_logged_as_a_choice() {
         .read_to_string(&mut err)
         .unwrap();
     assert!(err.contains("reachable from other machines"), "{err}");
+}
+
+/// A Python with the official `openai` client, in a virtual environment of the tests' own.
+fn openai_python() -> std::path::PathBuf {
+    let venv = medlit_corpus::MedlitHome::from_env()
+        .unwrap()
+        .root()
+        .join("test-venvs/openai-3.57.0");
+    let py = venv.join("bin/python");
+    let run = |cmd: &mut std::process::Command, what: &str| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    if !py.exists() {
+        run(
+            std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv),
+            "creating the openai client's virtual environment (python3 -m venv)",
+        );
+    }
+    let ready = std::process::Command::new(&py)
+        .args(["-c", "import openai; assert openai.__version__ == '3.57.0'"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        run(
+            std::process::Command::new(&py).args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "openai==3.57.0",
+            ]),
+            "installing the official openai client (pip install openai==3.57.0)",
+        );
+    }
+    py
+}
+
+/// The official `openai` Python client: list, retrieve (and a missing model), create, stream
+/// with usage, `n = 2` refused, and a client that times out, whose request then leaves the
+/// queue.
+#[test]
+fn the_official_openai_client_works_against_the_chat_api() {
+    let py = openai_python();
+    let server = Server::start(&[]);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openai_client.py");
+    let out = std::process::Command::new(&py)
+        .arg(&script)
+        .arg(&server.base)
+        .arg(BRUCELLA)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["models"], json!(["medlit"]), "{v}");
+    assert_eq!(v["retrieved"], "medlit", "{v}");
+    assert_eq!(v["missing_model"], "model_not_found", "{v}");
+    let content = v["content"].as_str().unwrap();
+    assert!(
+        content.contains("[PMID 409786]") || content.contains("409786"),
+        "{v}"
+    );
+    assert_eq!(v["finish_reason"], "stop", "{v}");
+    assert!(v["usage_total"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["stream_role"], "assistant", "{v}");
+    assert_eq!(
+        v["stream_content"], v["content"],
+        "same reply streamed or not"
+    );
+    assert_eq!(v["stream_usage_total"], v["usage_total"], "{v}");
+    // The role chunk comes before the answer is ready, not with it.
+    let (first, all) = (
+        v["first_chunk_s"].as_f64().unwrap(),
+        v["stream_s"].as_f64().unwrap(),
+    );
+    assert!(first < all, "{v}");
+    assert_eq!(v["n2"]["status"], 400, "{v}");
+    assert_eq!(v["n2"]["code"], "unsupported_value", "{v}");
+    assert_eq!(v["timeout"], "timed_out", "{v}");
+    // The request of the client that left is no longer in flight once its next token is due.
+    let mut in_flight = u64::MAX;
+    for _ in 0..120 {
+        let (_, stats) = get(&server.url("/api/stats"));
+        in_flight = stats["queue"]["in_flight"].as_u64().unwrap();
+        if in_flight == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(in_flight, 0);
+    // GET /v1/models/{id} and the 413 that states the limit, from plain HTTP too.
+    let (status, m) = get(&server.url("/v1/models/medlit"));
+    assert_eq!((status, &m["id"]), (200, &json!("medlit")));
+    let big = "x".repeat(70_000);
+    let (status, _, body) = post(
+        &server.url("/v1/chat/completions"),
+        &json!({"messages": [{"role": "user", "content": big}]}),
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("65536"), "{body}");
 }

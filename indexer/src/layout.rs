@@ -198,7 +198,7 @@ impl IndexDir {
             return Err(IndexError::Index {
                 dir: self.root.clone(),
                 reason: format!(
-                    "index format {} is not supported by this medlit (format {FORMAT_VERSION}); rebuild it with `medlit index`",
+                    "index format {} is not supported by this medlit (format {FORMAT_VERSION}); rebuild it with `medlit index --replace`",
                     version.map_or("unknown".to_string(), |v| v.to_string())
                 ),
             });

@@ -56,7 +56,7 @@ pub(crate) fn plan(
                 // An unreadable or older-format manifest is not replaced by a slip either.
                 Err(e) => {
                     return Err(refuse(format!(
-                        "the folder holds an index this run cannot read ({e}); {choices}"
+                        "the folder holds an index this run cannot read ({e}); pass --replace to rebuild it from these files (the old one stays until the new one is complete)"
                     )))
                 }
             };
@@ -83,10 +83,9 @@ pub(crate) fn plan(
                     staged: false,
                 });
             }
-            let resumable = !cur.pending.is_empty()
-                && done < sums.len()
-                && same_inputs(done)
-                && same_dense(&cur, opts);
+            // An interrupted run of these files, or a complete index of their first files
+            // (more files named after them): go on from its last commit, losing nothing.
+            let resumable = done < sums.len() && same_inputs(done) && same_dense(&cur, opts);
             if !resumable {
                 let what = if cur.pending.is_empty() {
                     "an index"

@@ -156,6 +156,12 @@ fn utf16_text_and_a_symlink_loop_are_named_errors_that_change_nothing() {
     };
     build_index(&opts(vec![good]), &|_| {}).unwrap();
     let before = IndexDir::new(&index).manifest().unwrap();
+    // The bad files are offered as updates of the index: a plain build over it is refused
+    // before any file is read.
+    let opts = |inputs: Vec<PathBuf>| BuildOptions {
+        mode: medlit_indexer::BuildMode::Update { force: false },
+        ..opts(inputs)
+    };
 
     // The same XML as UTF-16 with a byte-order mark: not what PubMed ships.
     let text = set(&[record(910006, "Wide", "Wide text.", "")]).replace("UTF-8", "UTF-16");

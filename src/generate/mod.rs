@@ -124,12 +124,14 @@ pub trait Generator {
     }
 
     /// Answers `prompt` with a verbatim run of one of `passages`, at most `max_tokens` long;
-    /// `None` when this backend cannot constrain its decoding (or nothing was chosen).
+    /// `None` when this backend cannot constrain its decoding (or nothing was chosen, or
+    /// `keep_going` said stop: the client went away).
     fn extract(
         &mut self,
         _prompt: &str,
         _passages: &[&str],
         _max_tokens: usize,
+        _keep_going: &mut dyn FnMut() -> bool,
     ) -> Result<Option<Span>, GenerateError> {
         Ok(None)
     }
@@ -356,6 +358,7 @@ impl Generator for GemmaGguf {
         prompt: &str,
         passages: &[&str],
         max_tokens: usize,
+        keep_going: &mut dyn FnMut() -> bool,
     ) -> Result<Option<Span>, GenerateError> {
         let prompt = match self.format {
             PromptFormat::Completion => self.completion_prompt(prompt),
@@ -377,6 +380,9 @@ impl Generator for GemmaGguf {
         let t1 = Instant::now();
         let mut chosen = Vec::new();
         while let Some(l) = logits.take() {
+            if !keep_going() {
+                return Ok(None);
+            }
             let l: Vec<f32> = l.to_vec1()?;
             let allowed = constraint.allowed();
             // The first token must start a span: stopping before any is not an answer.

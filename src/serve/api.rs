@@ -184,9 +184,7 @@ fn answer_events(
             Ok(a) => SseEvent::default()
                 .event("answer")
                 .json_data(AnswerJson::new(&a)),
-            Err(e) => SseEvent::default()
-                .event("error")
-                .json_data(super::error::body(e.status, "server_error", &e.message)),
+            Err(e) => SseEvent::default().event("error").json_data(e.body()),
         };
         Some((Ok(last.unwrap_or_default()), None))
     })
@@ -253,13 +251,16 @@ impl AppState {
     }
 
     pub fn submit(&self, request: AskRequest) -> Result<Ticket, ApiError> {
-        self.queue.submit(request).map_err(|full| ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!(
-                "{} questions are already waiting for the model; retry in {} s",
-                self.queue.bound, full.retry_after_s
-            ),
-            retry_after: Some(full.retry_after_s),
+        self.queue.submit(request).map_err(|full| {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{} questions are already waiting for the model; retry in {} s",
+                    self.queue.bound, full.retry_after_s
+                ),
+            );
+            e.retry_after = Some(full.retry_after_s);
+            e
         })
     }
 }

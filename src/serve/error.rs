@@ -10,6 +10,10 @@ pub struct ApiError {
     pub message: String,
     /// Seconds a client should wait before retrying (queue full).
     pub retry_after: Option<u64>,
+    /// OpenAI's `code`: a short string clients switch on, or none.
+    pub code: Option<&'static str>,
+    /// The request field at fault, if one is.
+    pub param: Option<&'static str>,
 }
 
 impl ApiError {
@@ -18,7 +22,21 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            code: default_code(status),
+            param: None,
         }
+    }
+
+    /// The same error with another `code`.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// The same error naming the request field at fault.
+    pub fn with_param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -40,20 +58,35 @@ impl ApiError {
     }
 }
 
-/// `{"error": {"message", "type", "code"}}`: the body of every error response.
-pub fn body(status: StatusCode, kind: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({
-        "error": { "message": message, "type": kind, "code": status.as_u16() }
-    })
+/// The `code` of an error of `status` when nothing more precise is known.
+fn default_code(status: StatusCode) -> Option<&'static str> {
+    match status {
+        StatusCode::NOT_FOUND => Some("not_found"),
+        StatusCode::METHOD_NOT_ALLOWED => Some("method_not_allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => Some("request_too_large"),
+        StatusCode::TOO_MANY_REQUESTS => Some("rate_limit_exceeded"),
+        StatusCode::SERVICE_UNAVAILABLE => Some("server_overloaded"),
+        StatusCode::GATEWAY_TIMEOUT => Some("timeout"),
+        _ => None,
+    }
+}
+
+impl ApiError {
+    /// `{"error": {"message", "type", "param", "code"}}`, OpenAI's shape: the body of every
+    /// error response (the HTTP status is the response's own).
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "message": self.message, "type": self.kind(),
+                "param": self.param, "code": self.code,
+            }
+        })
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            Json(body(self.status, self.kind(), &self.message)),
-        )
-            .into_response();
+        let mut r = (self.status, Json(self.body())).into_response();
         if let Some(s) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -65,9 +98,21 @@ impl IntoResponse for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                r.status(),
+                format!(
+                    "the request body is over the server's limit of {} bytes (medlit serve --max-body-bytes)",
+                    BODY_LIMIT.load(std::sync::atomic::Ordering::Relaxed)
+                ),
+            );
+        }
         ApiError::new(r.status(), r.body_text())
     }
 }
+
+/// The body limit in force, for the 413 message (set once when the router is built).
+pub static BODY_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(r: axum::extract::rejection::QueryRejection) -> Self {

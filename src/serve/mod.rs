@@ -68,6 +68,7 @@ pub struct AppState {
 /// Every route, with the body limit and the panic guard.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.limits.max_body_bytes;
+    error::BODY_LIMIT.store(limit, std::sync::atomic::Ordering::Relaxed);
     Router::new()
         .route("/", get(page::index))
         .route("/app.js", get(page::script))
@@ -77,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/search", get(api::search))
         .route("/api/ask", post(api::ask))
         .route("/v1/models", get(openai::models))
+        .route("/v1/models/{id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

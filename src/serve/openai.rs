@@ -28,17 +28,34 @@ use crate::commands::ask::{answer_text, NOTICE};
 /// The model id clients name (any id is accepted: there is one model behind the server).
 pub const MODEL_ID: &str = "medlit";
 
+fn model_object(s: &AppState) -> Value {
+    json!({
+        "id": MODEL_ID,
+        "object": "model",
+        "created": unix_now(),
+        "owned_by": "medlit",
+        "description": format!("cited answers from PubMed by {}", s.model),
+    })
+}
+
 pub async fn models(State(s): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": MODEL_ID,
-            "object": "model",
-            "created": unix_now(),
-            "owned_by": "medlit",
-            "description": format!("cited answers from PubMed by {}", s.model),
-        }]
-    }))
+    Json(json!({ "object": "list", "data": [model_object(&s)] }))
+}
+
+/// `GET /v1/models/{id}`: the one model, or OpenAI's `model_not_found`.
+pub async fn model(
+    State(s): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if id == MODEL_ID {
+        return Ok(Json(model_object(&s)));
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        format!("the model `{id}` does not exist; this server serves `{MODEL_ID}`"),
+    )
+    .with_code("model_not_found")
+    .with_param("model"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +66,15 @@ pub struct ChatBody {
     stream: bool,
     max_tokens: Option<usize>,
     max_completion_tokens: Option<usize>,
+    /// Choices asked for: medlit gives one verified answer.
+    n: Option<u32>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +103,13 @@ pub async fn chat_completions(
     body: Result<Json<ChatBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
+    if b.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::bad_request(
+            "n must be 1: medlit gives one verified, cited answer per request",
+        )
+        .with_param("n")
+        .with_code("unsupported_value"));
+    }
     let question = b
         .messages
         .iter()
@@ -98,11 +131,19 @@ pub async fn chat_completions(
     let deadline = Instant::now() + s.limits.timeout;
     let id = format!("chatcmpl-medlit-{}", unix_now_ms());
     if b.stream {
-        // Wait inside the stream so the response starts at once (clients see progress).
-        let stream = chunks(id, async move {
+        // The role chunk goes out at once and comments keep the connection visibly alive
+        // while the answer is generated and verified.
+        let usage = b.stream_options.is_some_and(|o| o.include_usage);
+        let stream = chunks(id, usage, async move {
             wait_for_answer(ticket, deadline, |_| {}).await
         });
-        return Ok(Sse::new(stream).into_response());
+        return Ok(Sse::new(stream)
+            .keep_alive(
+                axum::response::sse::KeepAlive::new()
+                    .interval(std::time::Duration::from_secs(5))
+                    .text("verifying"),
+            )
+            .into_response());
     }
     let answer = wait_for_answer(ticket, deadline, |_| {}).await?;
     Ok(Json(completion(&id, &answer)).into_response())
@@ -135,62 +176,75 @@ fn completion(id: &str, a: &Answer) -> Value {
             "message": { "role": "assistant", "content": reply_text(a) },
             "finish_reason": "stop",
         }],
-        "usage": {
-            "prompt_tokens": a.prompt_tokens,
-            "completion_tokens": a.answer_tokens,
-            "total_tokens": a.prompt_tokens + a.answer_tokens,
-        },
+        "usage": usage(a),
         "citations": citations(a),
         "abstained": a.abstained,
         "safety": a.safety,
     })
 }
 
-/// `chat.completion.chunk` events: the role, the reply in pieces, the finish with the
-/// citations, then `[DONE]`; an error becomes one `error` event.
+/// `chat.completion.chunk` events: the role (sent at once), then, once the answer is
+/// verified, the reply in pieces, the finish with the citations, the usage (when asked for)
+/// and `[DONE]`; an error becomes one `error` event.
 fn chunks(
     id: String,
+    include_usage: bool,
     answer: impl std::future::Future<Output = Result<Answer, ApiError>> + Send + 'static,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let events = async move {
-        let chunk = |delta: Value, finish: Option<&str>, extra: Option<(&str, Value)>| {
-            let mut c = json!({
-                "id": id, "object": "chat.completion.chunk", "created": unix_now(),
-                "model": MODEL_ID,
-                "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
-            });
-            if let (Some((k, v)), Some(o)) = (extra, c.as_object_mut()) {
-                o.insert(k.to_string(), v);
-            }
-            SseEvent::default().data(c.to_string())
-        };
-        let mut out = vec![chunk(
-            json!({"role": "assistant", "content": ""}),
-            None,
-            None,
-        )];
+    let chunk = move |choices: Value, extra: Option<(&str, Value)>| {
+        let mut c = json!({
+            "id": id, "object": "chat.completion.chunk", "created": unix_now(),
+            "model": MODEL_ID, "choices": choices,
+        });
+        if let (Some((k, v)), Some(o)) = (extra, c.as_object_mut()) {
+            o.insert(k.to_string(), v);
+        }
+        SseEvent::default().data(c.to_string())
+    };
+    let choice = |delta: Value, finish: Option<&str>| json!([{ "index": 0, "delta": delta, "finish_reason": finish }]);
+    let role = chunk(
+        choice(json!({"role": "assistant", "content": ""}), None),
+        None,
+    );
+    let rest = async move {
+        let mut out = Vec::new();
         match answer.await {
             Ok(a) => {
                 let text = reply_text(&a);
                 for piece in text.split_inclusive('\n') {
-                    out.push(chunk(json!({ "content": piece }), None, None));
+                    out.push(chunk(choice(json!({ "content": piece }), None), None));
                 }
                 out.push(chunk(
-                    json!({}),
-                    Some("stop"),
+                    choice(json!({}), Some("stop")),
                     Some(("citations", citations(&a))),
                 ));
+                if include_usage {
+                    out.push(chunk(json!([]), Some(("usage", usage(&a)))));
+                }
             }
             Err(e) => {
-                out = vec![SseEvent::default()
-                    .event("error")
-                    .data(super::error::body(e.status, "server_error", &e.message).to_string())];
+                out.push(
+                    SseEvent::default()
+                        .event("error")
+                        .data(e.body().to_string()),
+                );
             }
         }
         out.push(SseEvent::default().data("[DONE]"));
         stream::iter(out.into_iter().map(Ok))
     };
-    futures_util::StreamExt::flatten(stream::once(events))
+    futures_util::StreamExt::chain(
+        stream::once(async move { Ok(role) }),
+        futures_util::StreamExt::flatten(stream::once(rest)),
+    )
+}
+
+fn usage(a: &Answer) -> Value {
+    json!({
+        "prompt_tokens": a.prompt_tokens,
+        "completion_tokens": a.answer_tokens,
+        "total_tokens": a.prompt_tokens + a.answer_tokens,
+    })
 }
 
 fn unix_now() -> u64 {

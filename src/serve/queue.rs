@@ -38,15 +38,33 @@ pub enum Event {
 /// Builds the options of one request (template, thresholds, sampling) from its settings.
 pub type OptionsFor = Box<dyn Fn(&AskRequest) -> Result<AskOptions, String> + Send>;
 
+/// What a request's ticket and its job share: whether anyone still waits, and its place in
+/// the in-flight count, given back exactly once (when the answer is done or the client leaves,
+/// whichever comes first: a request nobody waits for is not "in flight").
+struct Claim {
+    cancel: AtomicBool,
+    counted: AtomicBool,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Claim {
+    fn release(&self) {
+        if self.counted.swap(false, Ordering::AcqRel) {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// A queued request's handle: its events, and cancellation when dropped.
 pub struct Ticket {
     pub events: UnboundedReceiver<Event>,
-    cancel: Arc<AtomicBool>,
+    claim: Arc<Claim>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.cancel.store(true, Ordering::Relaxed);
+        self.claim.cancel.store(true, Ordering::Relaxed);
+        self.claim.release();
     }
 }
 
@@ -59,7 +77,7 @@ pub struct QueueFull {
 struct Job {
     request: AskRequest,
     events: UnboundedSender<Event>,
-    cancel: Arc<AtomicBool>,
+    claim: Arc<Claim>,
 }
 
 pub struct Queue {
@@ -87,12 +105,12 @@ impl Queue {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let answered = Arc::new(AtomicU64::new(0));
         let last_ms = Arc::new(AtomicU64::new(3000));
-        let (flight, done, last) = (in_flight.clone(), answered.clone(), last_ms.clone());
+        let (done, last) = (answered.clone(), last_ms.clone());
         std::thread::Builder::new()
             .name("medlit-generate".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    if !job.cancel.load(Ordering::Relaxed) {
+                    if !job.claim.cancel.load(Ordering::Relaxed) {
                         let t = Instant::now();
                         let event = answer_one(
                             generator.as_mut(),
@@ -108,7 +126,7 @@ impl Queue {
                         // The client may be gone: nothing to do about it.
                         let _ = job.events.send(event);
                     }
-                    flight.fetch_sub(1, Ordering::AcqRel);
+                    job.claim.release();
                 }
             })?;
         Ok(Queue {
@@ -131,18 +149,22 @@ impl Queue {
             });
         }
         let (events, rx) = unbounded_channel();
-        let cancel = Arc::new(AtomicBool::new(false));
+        let claim = Arc::new(Claim {
+            cancel: AtomicBool::new(false),
+            counted: AtomicBool::new(true),
+            in_flight: self.in_flight.clone(),
+        });
         let job = Job {
             request,
             events,
-            cancel: cancel.clone(),
+            claim: claim.clone(),
         };
         if self.tx.send(job).is_err() {
             // The worker is gone (it never panics out of its loop; this is shutdown).
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            claim.release();
             return Err(QueueFull { retry_after_s: 60 });
         }
-        Ok(Ticket { events: rx, cancel })
+        Ok(Ticket { events: rx, claim })
     }
 
     /// Requests waiting or being answered.
@@ -174,7 +196,7 @@ fn answer_one(
         Ok(o) => o,
         Err(e) => return Event::Failed(e),
     };
-    let cancel = &job.cancel;
+    let cancel = &job.claim.cancel;
     let events = &job.events;
     // A panic in generation must not take the worker (and every later request) down.
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -185,7 +207,8 @@ fn answer_one(
             &job.request.question,
             &opts,
             &mut |piece| {
-                !cancel.load(Ordering::Relaxed) && events.send(Event::Text(piece.into())).is_ok()
+                !cancel.load(Ordering::Relaxed)
+                    && (piece.is_empty() || events.send(Event::Text(piece.into())).is_ok())
             },
         )
     }));

@@ -197,7 +197,9 @@ fn outcome(
     let json: Option<serde_json::Value> = serde_json::from_str(&body).ok();
     match status {
         200 if json.is_some() => Outcome::Ok(started.elapsed().as_secs_f64() * 1000.0),
-        503 if retry.is_some() && json.is_some_and(|v| v["error"]["code"] == 503) => {
+        503 if retry.is_some()
+            && json.is_some_and(|v| v["error"]["code"] == "server_overloaded") =>
+        {
             Outcome::Rejected(retry.unwrap_or(1))
         }
         _ => Outcome::Error(format!(
