@@ -1338,3 +1338,45 @@ fn a_refused_input_leaves_no_folder_and_says_what_it_holds() {
     );
     assert!(!idx.exists(), "no folder left behind");
 }
+
+/// PubMed-style query syntax: a quoted phrase is required, NOT and -word exclude, and what is
+/// not supported is named on stderr.
+#[test]
+fn quoted_phrases_are_required_and_not_excludes() {
+    let index = index_arg();
+    let pmids = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["search"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--index", &index, "-k", "20", "--json"]);
+        ok_json(&a)["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["pmid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let plain = pmids(&["muscular", "dystrophy"]);
+    // The selenium study in dystrophic mice ranks among the plain results...
+    assert!(plain.contains(&"419136".to_string()), "{plain:?}");
+    // ...and is excluded by NOT mice, as by -mice.
+    let not = pmids(&["\"muscular dystrophy\"", "NOT", "mice"]);
+    assert!(
+        !not.is_empty() && !not.contains(&"419136".to_string()),
+        "{not:?}"
+    );
+    assert_eq!(not, pmids(&["\"muscular dystrophy\" -mice"]));
+    // A phrase is required: "dystrophy muscular" in that order matches no abstract of the top.
+    let v = ok_json(&[
+        "search",
+        "\"dystrophy muscular\"",
+        "--index",
+        &index,
+        "--json",
+    ]);
+    assert!(v["hits"].as_array().unwrap().len() < plain.len(), "{v}");
+    // Field tags and AND are named, not silently taken.
+    let out = medlit(&["search", "asthma[mh]", "AND", "children", "--index", &index]);
+    assert!(out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("field tags") && e.contains("AND and OR"), "{e}");
+}

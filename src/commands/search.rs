@@ -56,6 +56,11 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         SearchModeArg::Dense => Mode::Dense,
         SearchModeArg::Hybrid => Mode::Hybrid,
     };
+    if !args.json {
+        for w in crate::retrieve::query_syntax::parse(&args.query()).warnings {
+            eprintln!("note: {w}");
+        }
+    }
     let hits = retriever
         .search(&args.query(), args.k, mode, args.year)
         .context("searching")?;

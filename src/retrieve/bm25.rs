@@ -12,11 +12,12 @@ use std::str::FromStr;
 use medlit_indexer::bm25::{self, Fields};
 use medlit_indexer::{IndexDir, IndexError, IndexManifest};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
+use super::query_syntax::{self, QueryParts};
 use super::Hit;
 
 /// Documents with their BM25 scores, best first.
@@ -138,23 +139,66 @@ impl Bm25Searcher {
         Ok(out)
     }
 
-    fn query(&self, terms: &[String], years: Option<YearRange>) -> Box<dyn Query> {
-        let text_query = disjunction(self.fields.text, terms);
+    /// A required (or excluded) phrase as a query: one term, or the terms in order.
+    fn phrase(&self, text: &str) -> Result<Option<Box<dyn Query>>, SearchError> {
+        let terms: Vec<Term> = {
+            let mut analyzer = self.index.tokenizer_for_field(self.fields.text)?;
+            let mut stream = analyzer.token_stream(text);
+            let mut out = Vec::new();
+            while stream.advance() {
+                out.push(Term::from_field_text(
+                    self.fields.text,
+                    &stream.token().text,
+                ));
+            }
+            out
+        };
+        Ok(match terms.len() {
+            0 => None,
+            1 => Some(Box::new(TermQuery::new(
+                terms[0].clone(),
+                IndexRecordOption::WithFreqs,
+            ))),
+            _ => Some(Box::new(PhraseQuery::new(terms))),
+        })
+    }
+
+    fn query(
+        &self,
+        terms: &[String],
+        parts: &QueryParts,
+        years: Option<YearRange>,
+    ) -> Result<Box<dyn Query>, SearchError> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
+            Occur::Should,
+            Box::new(disjunction(self.fields.text, terms)),
+        )];
+        for p in &parts.phrases {
+            if let Some(q) = self.phrase(p)? {
+                clauses.push((Occur::Must, q));
+            }
+        }
+        for x in &parts.excluded {
+            if let Some(q) = self.phrase(x)? {
+                clauses.push((Occur::MustNot, q));
+            }
+        }
+        let text_query = BooleanQuery::new(clauses);
         match years {
             Some(r) => {
                 let bound = |y: Option<i64>| match y {
                     Some(y) => Bound::Included(Term::from_field_i64(self.fields.year, y)),
                     None => Bound::Unbounded,
                 };
-                Box::new(BooleanQuery::new(vec![
+                Ok(Box::new(BooleanQuery::new(vec![
                     (Occur::Must, Box::new(text_query)),
                     (
                         Occur::Must,
                         Box::new(RangeQuery::new(bound(r.from), bound(r.to))),
                     ),
-                ]))
+                ])))
             }
-            None => Box::new(text_query),
+            None => Ok(Box::new(text_query)),
         }
     }
 
@@ -167,13 +211,14 @@ impl Bm25Searcher {
         if k == 0 {
             return Err(SearchError::ZeroK);
         }
-        let terms = self.terms(query)?;
+        let parts = query_syntax::parse(query);
+        let terms = self.terms(&parts.positive_text())?;
         if terms.is_empty() {
             return Err(SearchError::EmptyQuery(query.to_string()));
         }
         let searcher = self.reader.searcher();
         let top = searcher.search(
-            &self.query(&terms, years),
+            &*self.query(&terms, &parts, years)?,
             &TopDocs::with_limit(k).order_by_score(),
         )?;
         Ok((terms, top))
@@ -230,7 +275,7 @@ impl Bm25Searcher {
     /// for `query`; `scored` pairs each PMID with the score to report. Unknown PMIDs are left
     /// out.
     pub fn hits_for(&self, query: &str, scored: &[(u64, f32)]) -> Result<Vec<Hit>, SearchError> {
-        let terms = self.terms(query)?;
+        let terms = self.terms(&query_syntax::parse(query).positive_text())?;
         let searcher = self.reader.searcher();
         let snippets = self.snippet_generators(&searcher, &terms)?;
         let mut hits = Vec::with_capacity(scored.len());

@@ -5,12 +5,14 @@
 //! - [`fuse`]: reciprocal rank fusion of the BM25 and dense lists.
 //! - [`hybrid`]: the search modes (bm25, dense, hybrid) over one index.
 //! - [`hit`]: `Hit`, one search result.
+//! - [`query_syntax`]: quoted phrases (required) and NOT / -word (excluded) in a query.
 
 pub mod bm25;
 pub mod dense;
 pub mod fuse;
 pub mod hit;
 pub mod hybrid;
+pub mod query_syntax;
 
 pub use bm25::{Bm25Searcher, YearRange};
 pub use hit::Hit;
