@@ -233,26 +233,48 @@ fn a_question_typed_into_the_page_gets_an_answer_citing_the_source_article() {
     );
     let notice = browser.script("return document.querySelector('#notice').textContent");
     assert!(notice.as_str().unwrap().contains("not medical advice"));
+    // The page says what the corpus covers, from /api/stats.
+    let coverage = browser.script("return document.querySelector('#coverage').textContent");
+    let coverage = coverage.as_str().unwrap();
+    assert!(
+        coverage.contains("50,783")
+            && coverage.contains("pubmed21n1298.xml.gz")
+            && coverage.contains("2021"),
+        "{coverage}"
+    );
 
     // Search-only mode lists articles without generating.
     browser.cmd(
         &format!("/element/{}/click", browser.element("input[value=search]")),
         json!({}),
     );
-    browser.cmd(
-        &format!("/element/{}/click", browser.element("#ask-button")),
-        json!({}),
-    );
-    let t = Instant::now();
-    loop {
-        let n = browser.script("return document.querySelectorAll('#results li').length");
-        if n.as_u64().unwrap_or(0) > 0 {
-            break;
+    let label = browser.script("return document.querySelector('#ask-button').textContent");
+    assert_eq!(label, "Search", "the button says what it does");
+    let search = |browser: &Browser| {
+        browser.script("document.querySelector('#results').replaceChildren(); document.querySelector('#status').textContent = ''");
+        browser.cmd(
+            &format!("/element/{}/click", browser.element("#ask-button")),
+            json!({}),
+        );
+        let t = Instant::now();
+        loop {
+            let n = browser.script("return document.querySelectorAll('#results li').length");
+            let status = browser.script("return document.querySelector('#status').textContent");
+            let done = status
+                .as_str()
+                .is_some_and(|s| s.contains("articles") || s.contains("No articles"));
+            if n.as_u64().unwrap_or(0) > 0 || done {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "no search results");
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "no search results");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    };
+    search(&browser);
     browser.screenshot(&artifact("web_page_search.png"));
+    // The matched words are marked in the snippets, as in the CLI.
+    let marks = browser.script("return document.querySelectorAll('#results mark').length");
+    assert!(marks.as_u64().unwrap() > 0, "{marks}");
     let pmids = browser.script(
         "return [...document.querySelectorAll('#results a.citation')].map(a => a.dataset.pmid)",
     );
@@ -260,4 +282,39 @@ fn a_question_typed_into_the_page_gets_an_answer_citing_the_source_article() {
         pmids.as_array().unwrap().iter().any(|p| p == SOURCE_PMID),
         "{pmids}"
     );
+
+    // The year control restricts the results.
+    let year = browser.element("#year");
+    browser.cmd(&format!("/element/{year}/value"), json!({"text": "1977"}));
+    search(&browser);
+    browser.screenshot(&artifact("web_page_search_1977.png"));
+    let metas = browser.script(
+        "return [...document.querySelectorAll('#results li > span.meta')].map(s => s.textContent)",
+    );
+    let metas = metas.as_array().unwrap();
+    assert!(!metas.is_empty(), "no 1977 results");
+    assert!(
+        metas.iter().all(|m| m.as_str().unwrap().contains("1977")),
+        "{metas:?}"
+    );
+
+    // No results: the page says so, and what it searched.
+    browser.cmd(
+        &format!("/element/{}/clear", browser.element("#year")),
+        json!({}),
+    );
+    let q = browser.element("#question");
+    browser.cmd(&format!("/element/{q}/clear"), json!({}));
+    browser.cmd(
+        &format!("/element/{q}/value"),
+        json!({"text": "qwzxv blorptastic"}),
+    );
+    search(&browser);
+    let status = browser.script("return document.querySelector('#status').textContent");
+    let status = status.as_str().unwrap();
+    assert!(
+        status.contains("No articles") && status.contains("50,783"),
+        "{status}"
+    );
+    browser.screenshot(&artifact("web_page_no_results.png"));
 }

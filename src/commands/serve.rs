@@ -39,7 +39,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         if r.max_tokens.is_some() {
             g.max_tokens = r.max_tokens;
         }
-        ask_options(&g, r.k, r.mode, prefers_extraction).map_err(|e| format!("{e:#}"))
+        let mut o =
+            ask_options(&g, r.k, r.mode, prefers_extraction).map_err(|e| format!("{e:#}"))?;
+        o.years = r.years;
+        Ok(o)
     });
     let queue = Queue::start(
         generator,

@@ -253,6 +253,21 @@ impl Bm25Searcher {
         Ok(out)
     }
 
+    /// The earliest and latest publication year in the index (what the corpus covers).
+    pub fn year_span(&self) -> Result<Option<(i64, i64)>, SearchError> {
+        let searcher = self.reader.searcher();
+        let mut span: Option<(i64, i64)> = None;
+        for seg in searcher.segment_readers() {
+            let col = seg.fast_fields().i64("year")?;
+            if col.num_docs() == 0 || seg.num_docs() == 0 {
+                continue;
+            }
+            let (lo, hi) = (col.min_value(), col.max_value());
+            span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        }
+        Ok(span)
+    }
+
     /// The top `k` articles for `query`, optionally restricted to a year range.
     pub fn search(
         &self,

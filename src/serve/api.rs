@@ -35,12 +35,28 @@ pub async fn stats(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
             "dense_passages": m.dense.as_ref().map(|d| d.rows - d.dead),
             "default_mode": s.default_mode,
         },
+        "corpus": {
+            "citations": m.counts.indexed,
+            "files": m.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+            "years": s.retriever.bm25.year_span().ok().flatten().map(|(a, b)| [a, b]),
+        },
         "model": s.model,
         "uptime_s": s.started.elapsed().as_secs_f64(),
         "queue": { "in_flight": s.queue.in_flight(), "bound": s.queue.bound },
         "answered": s.queue.answered.load(std::sync::atomic::Ordering::Relaxed),
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// A `year` parameter: none or empty, or a range as `medlit search --year` takes it.
+fn years(y: Option<&str>) -> Result<Option<crate::retrieve::YearRange>, ApiError> {
+    match y.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(y) => y
+            .parse::<crate::retrieve::YearRange>()
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(format!("year: {e}")).with_param("year")),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,13 +77,7 @@ pub async fn search(
     let query = s.check_question(&p.q)?;
     let k = s.check_k(p.k.unwrap_or(10))?;
     let mode = s.mode(p.mode.as_deref())?;
-    let years = match p.year.as_deref() {
-        None | Some("") => None,
-        Some(y) => Some(
-            y.parse::<crate::retrieve::YearRange>()
-                .map_err(|e| ApiError::bad_request(format!("year: {e}")))?,
-        ),
-    };
+    let years = years(p.year.as_deref())?;
     let state = s.clone();
     // Serialised in the closure, as the CLI serialises it (an f32 score through a JSON value
     // would print its f64 widening).
@@ -109,6 +119,8 @@ pub struct AskBody {
     k: Option<usize>,
     mode: Option<String>,
     max_tokens: Option<usize>,
+    /// Only evidence of these years: "2021", "1980..1990".
+    year: Option<String>,
     #[serde(default)]
     stream: bool,
 }
@@ -125,6 +137,7 @@ pub async fn ask(
         k: b.k.map(|k| s.check_k(k)).transpose()?,
         mode: s.mode(b.mode.as_deref())?,
         max_tokens: b.max_tokens.map(|t| s.check_max_tokens(t)).transpose()?,
+        years: years(b.year.as_deref())?,
     };
     let ticket = s.submit(request)?;
     let deadline = Instant::now() + s.limits.timeout;

@@ -23,6 +23,8 @@ pub struct AskRequest {
     pub k: Option<usize>,
     pub mode: Mode,
     pub max_tokens: Option<usize>,
+    /// Only evidence from articles of these years.
+    pub years: Option<crate::retrieve::YearRange>,
 }
 
 /// What a waiting request hears from the worker.

@@ -22,6 +22,47 @@ function reset() {
   $("status").className = "";
 }
 
+// What the index covers, from /api/stats: said on the page and in "no results".
+let coverage = "";
+async function loadCoverage() {
+  try {
+    const stats = await (await fetch("/api/stats")).json();
+    const c = stats.corpus || {};
+    const files = (c.files || []).join(", ");
+    const years = c.years ? `, ${c.years[0]}–${c.years[1]}` : "";
+    coverage = `${(c.citations || 0).toLocaleString("en-US")} PubMed citations (${files}${years})`;
+    $("coverage").textContent = `Searches ${coverage}.`;
+  } catch (e) {
+    $("coverage").textContent = "";
+  }
+}
+
+// The options set on the page, as request fields (empty ones left out).
+function options() {
+  const o = {};
+  const year = $("year").value.trim(), k = $("k").value.trim(), mode = $("mode").value;
+  if (year) o.year = year;
+  if (k) o.k = Number(k);
+  if (mode) o.mode = mode;
+  return o;
+}
+
+// `text` with the byte ranges `ranges` (UTF-8 offsets, as the API gives them) marked.
+function marked(text, ranges) {
+  const bytes = new TextEncoder().encode(text);
+  const dec = new TextDecoder();
+  const p = el("p", null, { class: "meta" });
+  let at = 0;
+  for (const [from, to] of ranges || []) {
+    if (from < at || to > bytes.length) continue;
+    p.append(document.createTextNode(dec.decode(bytes.slice(at, from))),
+             el("mark", dec.decode(bytes.slice(from, to))));
+    at = to;
+  }
+  p.append(document.createTextNode(dec.decode(bytes.slice(at))));
+  return p;
+}
+
 function showError(message) {
   $("status").textContent = message;
   $("status").className = "error";
@@ -104,14 +145,15 @@ function showAnswer(a) {
       $("evidence").append(div);
     }
   }
-  $("status").textContent = `Answered in ${(a.timings_ms.total / 1000).toFixed(1)} s`;
+  $("status").textContent = `Answered in ${(a.timings_ms.total / 1000).toFixed(1)} s` +
+    (a.abstained ? ` — the ${coverage || "index"} did not cover the question` : "");
 }
 
 async function ask(question) {
   const res = await fetch("/api/ask", {
     method: "POST",
     headers: { "content-type": "application/json", accept: "text/event-stream" },
-    body: JSON.stringify({ question, stream: true }),
+    body: JSON.stringify({ question, stream: true, ...options() }),
   });
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
@@ -146,7 +188,11 @@ async function ask(question) {
 }
 
 async function search(question) {
-  const res = await fetch(`/api/search?q=${encodeURIComponent(question)}&k=10`);
+  const o = options();
+  const params = new URLSearchParams({ q: question, k: String(o.k || 10) });
+  if (o.year) params.set("year", o.year);
+  if (o.mode) params.set("mode", o.mode);
+  const res = await fetch(`/api/search?${params}`);
   const body = await res.json();
   if (!res.ok) throw new Error((body.error && body.error.message) || `HTTP ${res.status}`);
   $("results-section").hidden = false;
@@ -156,10 +202,12 @@ async function search(question) {
   }
   for (const h of body.hits) {
     const li = refItem(h.rank, h.pmid, h.title, h.journal, h.year);
-    li.append(el("p", h.snippet, { class: "meta" }));
+    li.append(marked(h.snippet, h.highlights));
     $("results").append(li);
   }
-  $("status").textContent = `${body.hits.length} articles (${body.mode})`;
+  $("status").textContent = body.hits.length
+    ? `${body.hits.length} articles (${body.mode})`
+    : `No articles matched in the ${coverage || "index"}.`;
 }
 
 $("ask-form").addEventListener("submit", async (ev) => {
@@ -170,7 +218,9 @@ $("ask-form").addEventListener("submit", async (ev) => {
   const button = $("ask-button");
   button.disabled = true;
   const what = document.querySelector('input[name="what"]:checked').value;
-  $("status").textContent = what === "search" ? "Searching…" : "Retrieving and answering…";
+  $("status").textContent = what === "search"
+    ? "Searching…"
+    : "Retrieving the evidence, then answering from it (the draft appears as it is written)…";
   try {
     if (what === "search") await search(question);
     else await ask(question);
@@ -180,6 +230,14 @@ $("ask-form").addEventListener("submit", async (ev) => {
     button.disabled = false;
   }
 });
+
+// The button says what it will do.
+for (const r of document.querySelectorAll('input[name="what"]')) {
+  r.addEventListener("change", () => {
+    $("ask-button").textContent = r.value === "search" && r.checked ? "Search" : "Ask";
+  });
+}
+loadCoverage();
 
 // Enter asks; Shift+Enter adds a line.
 $("question").addEventListener("keydown", (ev) => {
