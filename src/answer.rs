@@ -150,6 +150,7 @@ pub fn ask(
         cite::question_coverage(question, &evidence, &retriever.bm25),
         cite::question_similarity(&evidence),
     );
+    let mut streamed = String::new();
     let decided = if !covered {
         Some(Generated {
             stop: "weak_evidence",
@@ -161,7 +162,10 @@ pub fn ask(
             &prompt,
             &evidence,
             opts.generation.max_tokens,
-            &mut || on_text(""),
+            &mut |piece| {
+                streamed.push_str(piece);
+                on_text(piece)
+            },
         )?;
         if !on_text("") {
             return Err(AnswerError::Cancelled);
@@ -172,7 +176,13 @@ pub fn ask(
     };
     let generated = match decided {
         Some(g) => {
-            on_text(&g.text);
+            // The span's pieces were streamed as chosen: send what the final text adds (its
+            // citation), or all of it when trimming changed its start.
+            let told = streamed.trim_start();
+            match g.text.strip_prefix(told) {
+                Some(rest) if !told.is_empty() => on_text(rest),
+                _ => on_text(&g.text),
+            };
             g
         }
         None => generator.chat(&prompt, &opts.generation, on_text)?,
@@ -285,7 +295,7 @@ fn extract_span(
     prompt: &str,
     evidence: &[Evidence],
     max_tokens: usize,
-    keep_going: &mut dyn FnMut() -> bool,
+    on_piece: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Option<Generated>, AnswerError> {
     // Titles and passage texts, in rank order; entry i belongs to evidence i / 2.
     let passages: Vec<&str> = evidence
@@ -293,8 +303,7 @@ fn extract_span(
         .flat_map(|e| [e.title.as_str(), e.text.as_str()])
         .collect();
     // The prompt ends at "Answer:"; the answer's first word follows after a space.
-    let Some(span) = generator.extract(prompt.trim_end(), &passages, max_tokens, keep_going)?
-    else {
+    let Some(span) = generator.extract(prompt.trim_end(), &passages, max_tokens, on_piece)? else {
         return Ok(None);
     };
     let text = span

@@ -84,11 +84,27 @@ fn api_search_and_ask_match_the_cli_and_cite_the_evidence() {
     );
     assert_eq!(status, 200, "{text}");
     let events = sse_events(&text);
-    let tokens = events.iter().filter(|(e, _)| e == "token").count();
-    assert!(tokens >= 1, "{text}");
+    let tokens: Vec<String> = events
+        .iter()
+        .filter(|(e, _)| e == "token")
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // The span streams token by token as it is chosen, then its citation: the pieces make
+    // the draft.
+    assert!(tokens.len() >= 2, "{text}");
     let (last, data) = events.last().unwrap();
     assert_eq!(last, "answer", "{text}");
     let streamed: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        tokens.concat().trim(),
+        streamed["draft"].as_str().unwrap().trim(),
+        "{text}"
+    );
     assert_eq!(
         streamed["answer"], a["answer"],
         "same answer streamed or not"

@@ -125,13 +125,14 @@ pub trait Generator {
 
     /// Answers `prompt` with a verbatim run of one of `passages`, at most `max_tokens` long;
     /// `None` when this backend cannot constrain its decoding (or nothing was chosen, or
-    /// `keep_going` said stop: the client went away).
+    /// `on_piece` said stop: the client went away). `on_piece` hears each chosen token's text
+    /// as it is chosen (and "" before the first, once the prompt is read).
     fn extract(
         &mut self,
         _prompt: &str,
         _passages: &[&str],
         _max_tokens: usize,
-        _keep_going: &mut dyn FnMut() -> bool,
+        _on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Option<Span>, GenerateError> {
         Ok(None)
     }
@@ -358,7 +359,7 @@ impl Generator for GemmaGguf {
         prompt: &str,
         passages: &[&str],
         max_tokens: usize,
-        keep_going: &mut dyn FnMut() -> bool,
+        on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Option<Span>, GenerateError> {
         let prompt = match self.format {
             PromptFormat::Completion => self.completion_prompt(prompt),
@@ -379,10 +380,16 @@ impl Generator for GemmaGguf {
         let budget = max_tokens.min(context - prompt.len()).max(1);
         let t1 = Instant::now();
         let mut chosen = Vec::new();
+        let mut told = String::new();
         while let Some(l) = logits.take() {
-            if !keep_going() {
+            // What the chosen tokens add to the text so far (decoded whole, so a character
+            // split over tokens comes out once it is complete).
+            let text = self.tokenizer.decode(&chosen);
+            let piece = text.strip_prefix(told.as_str()).unwrap_or("");
+            if !on_piece(piece) {
                 return Ok(None);
             }
+            told = text;
             let l: Vec<f32> = l.to_vec1()?;
             let allowed = constraint.allowed();
             // The first token must start a span: stopping before any is not an answer.
