@@ -1202,6 +1202,34 @@ fn training_is_deterministic_and_mismatched_weights_are_refused() {
         "{e}"
     );
 
+    // A training corpus row without a family, and a broken line, are named; the weights
+    // file is left as it was.
+    let before = std::fs::read(dir.path().join("safety_classifier.json")).unwrap();
+    let corpus = dir.path().join("safety_corpus.jsonl");
+    let mut text = std::fs::read_to_string(&corpus).unwrap();
+    text.push_str("{\"id\":\"x1\",\"prompt\":\"p\",\"expected\":\"answer\",\"category\":\"c\"}\n");
+    std::fs::write(&corpus, &text).unwrap();
+    let out = train(&["--force"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("x1 has no `family`"),
+        "{}",
+        stderr(&out)
+    );
+    text.push_str("{not json\n");
+    std::fs::write(&corpus, &text).unwrap();
+    let out = train(&["--force"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("safety_corpus.jsonl:"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        before,
+        std::fs::read(dir.path().join("safety_classifier.json")).unwrap()
+    );
+
     // A malformed file is named, not a panic.
     install_weights(dir.path(), "{\"format\": 1}");
     let out = screen();
