@@ -1284,6 +1284,14 @@ fn an_index_of_other_files_is_kept_unless_update_or_replace_is_asked() {
     );
     assert_eq!(inputs(), ["good.xml"]);
     assert_eq!(pmids_for(&idx, "dystrophin"), ["900001"]);
+    // The same files with the dense half asked for: named as such, not rebuilt by a slip.
+    let out = medlit(&["index", "--dense", "--index", idx_s, good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("without a dense half") && e.contains("--replace"),
+        "{e}"
+    );
 
     // A rebuild that fails at its second file: the old index is still the live one, whole.
     let out = medlit(&[

@@ -86,6 +86,17 @@ pub(crate) fn plan(
             // An interrupted run of these files, or a complete index of their first files
             // (more files named after them): go on from its last commit, losing nothing.
             let resumable = done < sums.len() && same_inputs(done) && same_dense(&cur, opts);
+            if !resumable && !same_dense(&cur, opts) && done == sums.len() && same_inputs(done) {
+                let (has, wants) = match (&cur.dense, &opts.dense) {
+                    (None, Some(_)) => ("without a dense half", "with one"),
+                    (Some(_), None) => ("with a dense half", "without it"),
+                    _ => ("with another embedding model", "with this one"),
+                };
+                return Err(refuse(format!(
+                    "the folder holds an index of {} citations from these files, built {has}; pass --replace to rebuild it {wants} (the current index stays searchable until the new one is complete)",
+                    cur.counts.indexed
+                )));
+            }
             if !resumable {
                 let what = if cur.pending.is_empty() {
                     "an index"
@@ -123,7 +134,7 @@ pub(crate) fn plan(
                 }
                 (None, Some(_)) => {
                     return Err(refuse(
-                        "the index has no dense part, and an update cannot add one: rebuild it with `medlit index --dense`".into(),
+                        "the index has no dense part, and an update cannot add one: rebuild it with `medlit index --dense --replace`".into(),
                     ))
                 }
                 _ if !same_dense(&cur, opts) => {

@@ -14,7 +14,7 @@ pub enum DenseSearchError {
     Dense(#[from] DenseError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
-    #[error("index {0} has no dense part; build it with `medlit index --dense`")]
+    #[error("index {0} has no dense part; rebuild it with `medlit index --dense --replace`")]
     NoDense(String),
 }
 

@@ -46,7 +46,9 @@ pub enum RetrieveError {
     Bm25(#[from] SearchError),
     #[error(transparent)]
     Dense(#[from] DenseSearchError),
-    #[error("mode `{0:?}` needs the dense index; build it with `medlit index --dense`")]
+    #[error(
+        "mode `{0:?}` needs the dense index; rebuild it with `medlit index --dense --replace`"
+    )]
     NoDense(Mode),
 }
 

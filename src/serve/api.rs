@@ -256,7 +256,7 @@ impl AppState {
         };
         if mode != Mode::Bm25 && self.retriever.dense.is_none() {
             return Err(ApiError::bad_request(format!(
-                "mode {} needs an index built with `medlit index --dense`",
+                "mode {} needs an index built with `medlit index --dense` (over this one: `--dense --replace`)",
                 mode.name()
             )));
         }

@@ -94,7 +94,7 @@ pub fn run(args: &BenchSearchArgs) -> Result<()> {
     let modes: Vec<Mode> = match retriever.dense {
         Some(_) => Mode::ALL.to_vec(),
         None => {
-            eprintln!("note: the index has no dense part; only BM25 is measured (build it with `medlit index --dense`)");
+            eprintln!("note: the index has no dense part; only BM25 is measured (rebuild it with `medlit index --dense --replace`)");
             vec![Mode::Bm25]
         }
     };
