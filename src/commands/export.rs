@@ -9,7 +9,6 @@
 //! of each term as medlit's analyser produces it (lower-cased, stop words removed, Porter
 //! stemmed); queries must hash their terms the same way.
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -317,16 +316,7 @@ impl BatchWriter {
     }
 }
 
-/// Written whole or not at all (temporary file, then rename).
+/// Written whole or not at all.
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?,
-    );
-    serde_json::to_writer(&mut f, v).with_context(|| format!("writing {}", tmp.display()))?;
-    f.flush()
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    super::write_atomically(path, &serde_json::to_vec(v)?)
 }

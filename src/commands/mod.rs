@@ -1,5 +1,5 @@
 //! One module per subcommand, plus what they share: where data lives and which manifest to use.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use medlit_corpus::{fetch::assets_present, AssetKind, DataManifest, MedlitHome};
@@ -148,6 +148,21 @@ pub fn generator_path(arg: Option<&std::path::Path>) -> Result<PathBuf> {
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     emit(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
+/// crash leaves the old file or the new one, never half of either.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
 }
 
 /// Writes to standard output; a reader that went away (`| head`) is not an error.

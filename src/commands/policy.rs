@@ -1,6 +1,5 @@
 //! `medlit policy train`: fits the safety classifier on the policy's corpus, writes its weights
 //! beside the policy and records their sha256 in it.
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -26,21 +25,6 @@ struct TrainJson {
     thresholds: Thresholds,
     validation: std::collections::BTreeMap<String, f64>,
     seconds: f64,
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// crash leaves the old file or the new one, never half of either.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
 }
 
 /// The policy text with its `weights_sha256` line set to `sha`.
@@ -139,7 +123,7 @@ pub fn train(args: &PolicyTrainArgs) -> Result<()> {
             sha256_bytes(b)
         ),
         _ => {
-            write_atomically(&weights_path, text.as_bytes())?;
+            super::write_atomically(&weights_path, text.as_bytes())?;
             "written"
         }
     };
@@ -147,7 +131,7 @@ pub fn train(args: &PolicyTrainArgs) -> Result<()> {
         .with_context(|| format!("reading {}", args.policy.display()))?;
     let updated = record_sha(&policy_text, &sha)?;
     if updated != policy_text {
-        write_atomically(&args.policy, updated.as_bytes())?;
+        super::write_atomically(&args.policy, updated.as_bytes())?;
     }
     let report = TrainJson {
         policy: args.policy.display().to_string(),

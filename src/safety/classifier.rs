@@ -145,7 +145,8 @@ fn words(folded: &str) -> Vec<&str> {
         .collect()
 }
 
-fn fnv1a(parts: &[&str]) -> u64 {
+/// 64-bit FNV-1a of the parts joined by spaces (stable across runs and machines).
+pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {

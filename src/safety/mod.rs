@@ -278,12 +278,11 @@ impl Policy {
             .find(|r| r.all.iter().all(|re| re.is_match(folded)))
     }
 
-    /// Whether a refuse rule and a redirect rule fire on `request`, as the screen sees it.
-    pub fn rules_fire(&self, request: &str) -> (bool, bool) {
-        let folded = fold::fold(request);
+    /// Whether a refuse rule and a redirect rule fire on a request, given its folded text.
+    pub fn rules_fire(&self, folded: &str) -> (bool, bool) {
         (
-            self.rule_hit(&folded, Decision::Refuse).is_some(),
-            self.rule_hit(&folded, Decision::SafeRedirect).is_some(),
+            self.rule_hit(folded, Decision::Refuse).is_some(),
+            self.rule_hit(folded, Decision::SafeRedirect).is_some(),
         )
     }
 
@@ -300,9 +299,8 @@ impl Policy {
 
 /// The text the classifier embeds for a request: the request itself, which dense retrieval
 /// embeds too (so one vector serves both), unless folding undid a disguise — look-alike
-/// letters, invisible characters — beyond case and spacing; then the folded text.
-pub fn embedding_text(request: &str) -> std::borrow::Cow<'_, str> {
-    let folded = fold::fold(request);
+/// letters, invisible characters — beyond case and spacing; then `folded`, its folded text.
+pub fn embedding_text<'a>(request: &'a str, folded: &str) -> std::borrow::Cow<'a, str> {
     let plain: String = request
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -311,7 +309,7 @@ pub fn embedding_text(request: &str) -> std::borrow::Cow<'_, str> {
     if folded == plain {
         std::borrow::Cow::Borrowed(request)
     } else {
-        std::borrow::Cow::Owned(folded)
+        std::borrow::Cow::Owned(folded.to_string())
     }
 }
 
@@ -346,8 +344,12 @@ pub fn examples(
     items: &[medlit_corpus::datasets::SafetyItem],
     embedder: &SharedEmbedder,
 ) -> Result<Vec<train::Example>, SafetyError> {
-    let texts: Vec<std::borrow::Cow<'_, str>> =
-        items.iter().map(|i| embedding_text(&i.prompt)).collect();
+    let folded: Vec<String> = items.iter().map(|i| fold::fold(&i.prompt)).collect();
+    let texts: Vec<std::borrow::Cow<'_, str>> = items
+        .iter()
+        .zip(&folded)
+        .map(|(i, f)| embedding_text(&i.prompt, f))
+        .collect();
     let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
     let vectors = embedder.embed_many(&refs)?;
     let cues = classifier::compile_cues(&policy.classifier.cues).map_err(|(cue, reason)| {
@@ -359,14 +361,14 @@ pub fn examples(
     items
         .iter()
         .zip(vectors)
-        .map(|(item, vector)| {
+        .zip(&folded)
+        .map(|((item, vector), folded)| {
             let decision = match item.expected.as_str() {
                 "refuse" => Decision::Refuse,
                 "safe_redirect" => Decision::SafeRedirect,
                 _ => Decision::Answer,
             };
-            let folded = fold::fold(&item.prompt);
-            let (refuse_rule, redirect_rule) = policy.rules_fire(&item.prompt);
+            let (refuse_rule, redirect_rule) = policy.rules_fire(folded);
             Ok(train::Example {
                 decision,
                 category: item
@@ -375,7 +377,7 @@ pub fn examples(
                     .unwrap_or_else(|| item.expected.clone()),
                 family: item.family.clone().unwrap_or_else(|| item.id.clone()),
                 sparse: classifier::sparse(
-                    &folded,
+                    folded,
                     policy.classifier.params.lexical_buckets,
                     &cues,
                     policy.classifier.params.cue_value,
@@ -456,7 +458,7 @@ impl Screener {
     /// The decision for a request (see [`decide`]).
     pub fn screen(&self, request: &str) -> Result<Verdict, SafetyError> {
         let folded = fold::fold(request);
-        let vector = self.embedder.embed_one(&embedding_text(request))?;
+        let vector = self.embedder.embed_one(&embedding_text(request, &folded))?;
         let s = self.classifier.scores(&vector, &folded);
         let refuse_rule = self.policy.rule_hit(&folded, Decision::Refuse);
         let redirect_rule = self.policy.rule_hit(&folded, Decision::SafeRedirect);
@@ -546,10 +548,14 @@ mod tests {
     fn the_request_itself_is_embedded_unless_folding_undid_a_disguise() {
         let plain = "How does  Ricin act?";
         assert!(matches!(
-            embedding_text(plain),
+            embedding_text(plain, &fold::fold(plain)),
             std::borrow::Cow::Borrowed(_)
         ));
-        assert_eq!(embedding_text("make r\u{0456}cin"), "make ricin");
+        let disguised = "make r\u{0456}cin";
+        assert_eq!(
+            embedding_text(disguised, &fold::fold(disguised)),
+            "make ricin"
+        );
     }
 
     #[test]

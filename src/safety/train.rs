@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::classifier::{
-    probabilities, scores, standardise, ClassLabel, Features, Head, Scores, Thresholds,
+    fnv1a, probabilities, scores, standardise, ClassLabel, Features, Head, Scores, Thresholds,
 };
 use super::Decision;
 
@@ -120,12 +120,6 @@ pub fn classes_of(examples: &[Example]) -> Vec<ClassLabel> {
         .collect()
 }
 
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// The fold of each example: families of each decision dealt round-robin in hash order, so
 /// every fold holds every decision and no family is split.
 pub fn folds_by_family(examples: &[Example], k: usize) -> Vec<usize> {
@@ -135,7 +129,7 @@ pub fn folds_by_family(examples: &[Example], k: usize) -> Vec<usize> {
         let fams: BTreeSet<(u64, &str)> = examples
             .iter()
             .filter(|e| e.decision == d)
-            .map(|e| (fnv(&e.family), e.family.as_str()))
+            .map(|e| (fnv1a(&[&e.family]), e.family.as_str()))
             .collect();
         for (i, (_, f)) in fams.into_iter().enumerate() {
             fold_of.entry(f).or_insert(i % k);
