@@ -279,7 +279,7 @@ pub struct GenerateArgs {
     /// question) [default: best-last for a span answer, rank for free text]
     #[arg(long, value_enum)]
     pub evidence_order: Option<crate::prompt::EvidenceOrder>,
-    /// Safety policy file (rules, exemplars, thresholds, messages) [default: the built-in
+    /// Safety policy file (messages, classifier weights and settings, rules) [default: the built-in
     /// policy/safety.toml]
     #[arg(long, value_name = "FILE")]
     pub safety_policy: Option<PathBuf>,

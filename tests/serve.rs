@@ -214,6 +214,15 @@ fn bad_requests_get_json_errors_and_a_full_queue_gets_503_with_retry_after() {
         e["error"]["message"].as_str().unwrap().contains("--dense"),
         "{e}"
     );
+    let (s, e) = post_json(&ask, &json!({"question": "What is ricin?", "year": "soon"}));
+    assert_json_error(s, &e, 400);
+    assert_eq!(e["error"]["param"], "year", "{e}");
+    let (s, e) = post_json(
+        &server.url("/v1/chat/completions"),
+        &json!({"n": 3, "messages": [{"role": "user", "content": "What is ricin?"}]}),
+    );
+    assert_json_error(s, &e, 400);
+    assert_eq!(e["error"]["param"], "n", "{e}");
     let (s, e) = post_json(&ask, &json!({"query": "wrong field"}));
     assert_json_error(s, &e, 422);
     let (s, e) = post_json(&ask, &json!({"question": "x".repeat(70_000)}));
