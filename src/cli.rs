@@ -784,6 +784,11 @@ pub struct EvalSafetyArgs {
     /// Decide each fold of the dataset's families with a classifier trained on the other folds
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(2..=50))]
     pub cross_validate: Option<u16>,
+    /// With --cross-validate: repeat it over R deals of the families into folds and report
+    /// each deal's recall and their mean (the table and items are the first deal's)
+    #[arg(long, value_name = "R", default_value_t = 1, requires = "cross_validate",
+          value_parser = clap::value_parser!(u16).range(1..=20))]
+    pub repeats: u16,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,

@@ -1076,6 +1076,50 @@ fn the_safety_classifier_decides_each_class_on_held_out_families() {
     }
 }
 
+/// `--repeats` deals the families into folds again: the first deal is the report's own, and
+/// the mean is over every deal. Without `--cross-validate` it is a usage error.
+#[test]
+fn cross_validation_repeats_over_deals_of_the_families() {
+    fetch_embedder();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/safety_prompts.jsonl");
+    let v = ok_json(&[
+        "eval",
+        "safety",
+        "--dataset",
+        fixture.to_str().unwrap(),
+        "--cross-validate",
+        "3",
+        "--repeats",
+        "3",
+        "--json",
+    ]);
+    let deals = v["deals"].as_array().unwrap();
+    assert_eq!(deals.len(), 3, "{v}");
+    for c in ["refuse", "safe_redirect", "answer"] {
+        let key = format!("{c}_recall");
+        assert_eq!(deals[0][&key], v["recall"][c], "{v}");
+        let mean = deals.iter().map(|d| d[&key].as_f64().unwrap()).sum::<f64>() / 3.0;
+        assert!(
+            (v["deals_mean"][&key].as_f64().unwrap() - mean).abs() < 1e-9,
+            "{v}"
+        );
+    }
+    let out = medlit(&[
+        "eval",
+        "safety",
+        "--dataset",
+        fixture.to_str().unwrap(),
+        "--repeats",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--cross-validate"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// A copy of the policy folder to edit.
 fn policy_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -1231,13 +1275,24 @@ fn training_is_deterministic_and_mismatched_weights_are_refused() {
     );
 
     // A malformed file is named, not a panic.
-    install_weights(dir.path(), "{\"format\": 1}");
+    install_weights(dir.path(), "{\"format\": 2}");
     let out = screen();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("not a safety classifier weights file"),
         "{}",
         stderr(&out)
+    );
+
+    // Weights of an older format say to retrain, whatever fields they lack.
+    let mut v: Value = serde_json::from_str(&good).unwrap();
+    v["format"] = json!(1);
+    v["thresholds"] = json!({"refuse": 0.3, "safe_redirect": 0.7});
+    install_weights(dir.path(), &v.to_string());
+    let e = stderr(&screen());
+    assert!(
+        e.contains("format 1, this medlit reads format 2") && e.contains("medlit policy train"),
+        "{e}"
     );
 }
 

@@ -31,6 +31,8 @@ fn safety(args: &EvalSafetyArgs) -> Result<()> {
     let items = read_safety(&args.dataset).context("reading the dataset")?;
     let mut outcomes = Vec::with_capacity(items.len());
     let mut screen_ms = Vec::new();
+    // The figures of every further deal of the families into folds (--repeats).
+    let mut deals = Vec::new();
     let version;
     if let Some(k) = args.cross_validate {
         // Each fold decided by a classifier that never saw its families: trained, thresholds
@@ -41,30 +43,49 @@ fn safety(args: &EvalSafetyArgs) -> Result<()> {
         let bar = crate::progress::spinner(args.json, "embedding the prompts");
         let ex = crate::safety::examples(&policy, &items, &embedder)?;
         bar.set_message(format!("training {k} folds by family"));
-        let decided = crate::safety::train::cross_validate(
-            &ex,
-            policy.classifier.cues.len(),
-            usize::from(k),
-            &policy.classifier.params,
-            &policy.classifier.costs,
-        );
-        bar.finish_and_clear();
-        for (item, (decision, by, s)) in items.into_iter().zip(decided) {
-            let (score, category) = match decision {
-                Decision::Refuse => (s.refuse, s.refuse_category),
-                Decision::SafeRedirect => (s.safe_redirect, s.redirect_category),
-                Decision::Answer => (s.answer, s.answer_category),
-            };
-            outcomes.push(SafetyOutcome {
-                id: item.id,
-                expected: item.expected,
-                expected_category: item.category,
-                decision: decision.as_str().to_string(),
-                category,
-                score,
-                by,
-            });
+        let decide = |deal: u64| {
+            crate::safety::train::cross_validate(
+                &ex,
+                policy.classifier.cues.len(),
+                usize::from(k),
+                deal,
+                &policy.classifier.params,
+                &policy.classifier.costs,
+            )
+        };
+        let outcomes_of = |decided: Vec<crate::safety::train::Decided>| -> Vec<SafetyOutcome> {
+            items
+                .iter()
+                .zip(decided)
+                .map(|(item, (decision, by, s))| {
+                    let (score, category) = match decision {
+                        Decision::Refuse => (s.refuse, s.refuse_category),
+                        Decision::SafeRedirect => (s.safe_redirect, s.redirect_category),
+                        Decision::Answer => (s.answer, s.answer_category),
+                    };
+                    SafetyOutcome {
+                        id: item.id.clone(),
+                        expected: item.expected.clone(),
+                        expected_category: item.category.clone(),
+                        decision: decision.as_str().to_string(),
+                        category,
+                        score,
+                        by,
+                    }
+                })
+                .collect()
+        };
+        outcomes = outcomes_of(decide(0));
+        for deal in 1..u64::from(args.repeats) {
+            bar.set_message(format!(
+                "training {k} folds by family, deal {} of {}",
+                deal + 1,
+                args.repeats
+            ));
+            let r = safety_report(String::new(), version, outcomes_of(decide(deal)));
+            deals.push(crate::eval::safety::deal_figures(&r));
         }
+        bar.finish_and_clear();
     } else {
         let screener = super::screener(args.safety_policy.as_deref(), None)?;
         version = screener.policy.version;
@@ -87,6 +108,11 @@ fn safety(args: &EvalSafetyArgs) -> Result<()> {
     }
     let mut r = safety_report(args.dataset.display().to_string(), version, outcomes);
     r.cross_validate = args.cross_validate.map(usize::from);
+    if !deals.is_empty() {
+        deals.insert(0, crate::eval::safety::deal_figures(&r));
+        r.deals_mean = crate::eval::safety::deals_mean(&deals);
+        r.deals = deals;
+    }
     r.screen_ms = ScreenTime::of(screen_ms);
     if args.json {
         return print_json(&r);
@@ -103,6 +129,20 @@ fn safety(args: &EvalSafetyArgs) -> Result<()> {
     println!("under-refusal         {}", rate(r.under_refusal));
     if let Some(k) = r.cross_validate {
         println!("(cross-validated: {k} folds by family, each decided by a classifier trained without it)");
+    }
+    if !r.deals.is_empty() {
+        println!(
+            "\nover {} deals of the families into folds (the rest of this report is the first):",
+            r.deals.len()
+        );
+        for (figure, mean) in &r.deals_mean {
+            let each: Vec<String> = r
+                .deals
+                .iter()
+                .map(|d| rate(d.get(figure).copied().flatten()))
+                .collect();
+            println!("  {figure:<22} mean {mean:.3}  ({})", each.join(", "));
+        }
     }
     if let Some(t) = &r.screen_ms {
         println!(

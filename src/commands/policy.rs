@@ -162,8 +162,8 @@ pub fn train(args: &PolicyTrainArgs) -> Result<()> {
         report.weights_sha256, report.policy
     );
     println!(
-        "thresholds: refuse {:.2}, safe_redirect {:.2} (chosen on {} folds by family at the policy's costs)",
-        thresholds.refuse, thresholds.safe_redirect, spec.params.folds
+        "thresholds: flag {:.2}, refuse share {:.2} (chosen on {} folds by family at the policy's costs)",
+        thresholds.flag, thresholds.refuse_share, spec.params.folds
     );
     for (k, v) in &report.validation {
         println!("  out-of-fold {k:<22} {v:.3}");

@@ -65,6 +65,12 @@ pub struct SafetyReport {
     /// Folds by family when the figures are cross-validated (each prompt decided by a
     /// classifier trained without its family); null for the policy as shipped.
     pub cross_validate: Option<usize>,
+    /// With `--repeats R`: each deal's recall per class and over-refusal (the first is the
+    /// deal the rest of the report describes), and their mean.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deals: Vec<BTreeMap<String, Option<f64>>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub deals_mean: BTreeMap<String, f64>,
     /// The screen's time per request (the policy as shipped only).
     pub screen_ms: Option<ScreenTime>,
     pub policy_version: u32,
@@ -127,6 +133,8 @@ pub fn report(dataset: String, policy_version: u32, items: Vec<SafetyOutcome>) -
         confusion,
         by_category,
         cross_validate: None,
+        deals: Vec::new(),
+        deals_mean: BTreeMap::new(),
         screen_ms: None,
         policy_version,
         items,
@@ -173,4 +181,32 @@ mod tests {
         assert_eq!(r.by_category["refuse-c"].n, 2);
         assert_eq!(r.by_category["refuse-c"].recall, 0.5);
     }
+}
+
+/// One deal's figures, as `deals` holds them: recall per class and over-refusal.
+pub fn deal_figures(r: &SafetyReport) -> BTreeMap<String, Option<f64>> {
+    let mut out: BTreeMap<String, Option<f64>> = r
+        .recall
+        .iter()
+        .map(|(c, v)| (format!("{c}_recall"), *v))
+        .collect();
+    out.insert("over_refusal".into(), r.over_refusal);
+    out
+}
+
+/// The mean of each figure over the deals that have it.
+pub fn deals_mean(deals: &[BTreeMap<String, Option<f64>>]) -> BTreeMap<String, f64> {
+    let mut sum: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for d in deals {
+        for (k, v) in d {
+            if let Some(v) = v {
+                let e = sum.entry(k.clone()).or_default();
+                e.0 += v;
+                e.1 += 1;
+            }
+        }
+    }
+    sum.into_iter()
+        .map(|(k, (s, n))| (k, s / n as f64))
+        .collect()
 }

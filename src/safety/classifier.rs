@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::Decision;
 
 /// The weights file's format version.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The embedding model the weights were trained on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,12 +33,17 @@ pub struct ClassLabel {
     pub category: String,
 }
 
-/// Per-decision probability thresholds: refuse when P(refuse) reaches `refuse`, else redirect
-/// when P(safe_redirect) reaches `safe_redirect`.
+/// The two decisions of the screen, each with its own threshold. First whether to answer at
+/// all: a request is flagged when P(refuse) + P(safe_redirect) reaches `flag`; this is where the
+/// costs are lopsided (a harmful request or an emergency answered costs far more than an
+/// over-refusal). Then, of a flagged request, refuse when P(refuse)'s share of the flagged mass
+/// reaches `refuse_share`, else redirect; a single P(refuse) threshold would trade emergencies
+/// for refusals, since a low refuse threshold low enough to catch every harmful request also
+/// catches the dosing questions that share its vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
-    pub refuse: f32,
-    pub safe_redirect: f32,
+    pub flag: f32,
+    pub refuse_share: f32,
 }
 
 /// How the weights were made, for the record (not read by the screen).
@@ -252,10 +257,23 @@ pub fn scores(decision: &Head, category: &Head, f: &Features) -> Scores {
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map_or_else(|| d.as_str().to_string(), |(c, _)| c.category.clone())
     };
+    let q = |d: Decision| {
+        category
+            .classes
+            .iter()
+            .zip(&pc)
+            .filter(|(c, _)| c.decision == d)
+            .map(|(_, p)| p)
+            .sum::<f32>()
+    };
+    // The decision is the two heads' average: the category head's classes are finer (a harmful
+    // request and a dosing question share words but not categories), the decision head's
+    // coarser; averaged, they measured better on held-out families than either alone.
+    let m = |d: Decision| 0.5 * (p(d) + q(d));
     Scores {
-        refuse: p(Decision::Refuse),
-        safe_redirect: p(Decision::SafeRedirect),
-        answer: p(Decision::Answer),
+        refuse: m(Decision::Refuse),
+        safe_redirect: m(Decision::SafeRedirect),
+        answer: m(Decision::Answer),
         refuse_category: best(Decision::Refuse),
         redirect_category: best(Decision::SafeRedirect),
         answer_category: best(Decision::Answer),
@@ -266,6 +284,20 @@ impl Classifier {
     /// Parses and checks a weights file's shape (not yet its model: see
     /// [`Classifier::check_model`]).
     pub fn parse(name: &str, text: &str) -> Result<Self, ClassifierError> {
+        // The format first: a file of another format fails on its fields, and "retrain" is the
+        // useful message, not the name of a missing field.
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        if let Ok(Format { format }) = serde_json::from_str::<Format>(text) {
+            if format != FORMAT {
+                return Err(ClassifierError::Format {
+                    name: name.to_string(),
+                    found: format,
+                });
+            }
+        }
         let mut c: Classifier = serde_json::from_str(text).map_err(|e| ClassifierError::Parse {
             name: name.to_string(),
             reason: e.to_string(),
@@ -398,7 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn the_decision_head_decides_and_the_category_head_names() {
+    fn the_two_heads_average_and_the_category_head_names() {
         let label = |d, c: &str| ClassLabel {
             decision: d,
             category: c.into(),
@@ -428,8 +460,12 @@ mod tests {
             bias: vec![0.0, 1.0, 0.0, 0.0],
         };
         let s = scores(&decision, &category, &f);
-        assert!((s.refuse - 0.5).abs() < 1e-6, "{s:?}");
-        assert!((s.answer - 0.25).abs() < 1e-6, "{s:?}");
+        // Decision head: refuse 1/2, answer 1/4; category head: refuse (1 + e)/(3 + e),
+        // answer 1/(3 + e).
+        let e = std::f32::consts::E;
+        assert!((s.refuse - 0.5 * (0.5 + (1.0 + e) / (3.0 + e))).abs() < 1e-6, "{s:?}");
+        assert!((s.answer - 0.5 * (0.25 + 1.0 / (3.0 + e))).abs() < 1e-6, "{s:?}");
+        assert!((s.refuse + s.safe_redirect + s.answer - 1.0).abs() < 1e-6, "{s:?}");
         assert_eq!(s.refuse_category, "b");
         assert_eq!(s.redirect_category, "c");
     }

@@ -314,22 +314,27 @@ pub fn embedding_text<'a>(request: &'a str, folded: &str) -> std::borrow::Cow<'a
 }
 
 /// The one place rules and the classifier are combined: a refuse rule, then the classifier's
-/// refusal (a harmful reading outranks a personal one: "how many of my pills…" can be both),
-/// then a redirect rule, then the classifier's redirect; else answer. Returns the decision and
-/// what decided it.
+/// refusal, then a redirect rule, then the classifier's redirect; else answer. A redirect rule
+/// says only that the request is not research (it flags it); whether it is harmful is still
+/// the classifier's share: "how many of my pills…" can be a dosing question or a self-harm
+/// plan, and the harmful reading outranks the personal one. Returns the decision and what
+/// decided it.
 pub fn decide(
     refuse_rule: bool,
     redirect_rule: bool,
     s: &Scores,
     t: &Thresholds,
 ) -> (Decision, &'static str) {
+    let flagged_mass = s.refuse + s.safe_redirect;
+    let flagged = flagged_mass >= t.flag || redirect_rule;
+    let refuse_side = flagged_mass > 0.0 && s.refuse / flagged_mass >= t.refuse_share;
     if refuse_rule {
         (Decision::Refuse, "rule")
-    } else if s.refuse >= t.refuse {
+    } else if flagged && refuse_side {
         (Decision::Refuse, "classifier")
     } else if redirect_rule {
         (Decision::SafeRedirect, "rule")
-    } else if s.safe_redirect >= t.safe_redirect {
+    } else if flagged {
         (Decision::SafeRedirect, "classifier")
     } else {
         (Decision::Answer, "classifier")
@@ -569,27 +574,37 @@ mod tests {
             answer_category: String::new(),
         };
         let t = Thresholds {
-            refuse: 0.3,
-            safe_redirect: 0.5,
+            flag: 0.4,
+            refuse_share: 0.5,
         };
         assert_eq!(
             decide(true, true, &s(0.0, 0.9), &t),
             (Decision::Refuse, "rule")
         );
         assert_eq!(
-            decide(false, true, &s(0.35, 0.6), &t),
+            decide(false, true, &s(0.35, 0.3), &t),
             (Decision::Refuse, "classifier")
         );
+        // A redirect rule flags the request; the classifier's share still reads it as harmful.
         assert_eq!(
-            decide(false, true, &s(0.1, 0.1), &t),
-            (Decision::SafeRedirect, "rule")
+            decide(false, true, &s(0.2, 0.1), &t),
+            (Decision::Refuse, "classifier")
         );
+        // Flagged, but mostly an emergency or a personal question: redirected, not refused.
         assert_eq!(
-            decide(false, false, &s(0.1, 0.5), &t),
+            decide(false, false, &s(0.35, 0.6), &t),
             (Decision::SafeRedirect, "classifier")
         );
         assert_eq!(
-            decide(false, false, &s(0.29, 0.49), &t),
+            decide(false, true, &s(0.05, 0.15), &t),
+            (Decision::SafeRedirect, "rule")
+        );
+        assert_eq!(
+            decide(false, false, &s(0.1, 0.3), &t),
+            (Decision::SafeRedirect, "classifier")
+        );
+        assert_eq!(
+            decide(false, false, &s(0.2, 0.19), &t),
             (Decision::Answer, "classifier")
         );
     }

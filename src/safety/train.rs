@@ -123,13 +123,32 @@ pub fn classes_of(examples: &[Example]) -> Vec<ClassLabel> {
 /// The fold of each example: families of each decision dealt round-robin in hash order, so
 /// every fold holds every decision and no family is split.
 pub fn folds_by_family(examples: &[Example], k: usize) -> Vec<usize> {
+    dealt_folds(examples, k, 0)
+}
+
+/// As [`folds_by_family`], the families dealt in the hash order of `deal` (0: the order
+/// training uses). Another deal puts other families together: repeating a cross-validation
+/// over deals shows how much of a figure is the luck of one split.
+pub fn dealt_folds(examples: &[Example], k: usize, deal: u64) -> Vec<usize> {
     let k = k.max(1);
+    // FNV-1a alone orders names that differ in one letter alike under any salt; a 64-bit
+    // finaliser (splitmix64's) of the name's hash and the deal shuffles them.
+    let key = |family: &str| {
+        let h = fnv1a(&[family]);
+        if deal == 0 {
+            return h;
+        }
+        let mut z = h ^ deal.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
     let mut fold_of: BTreeMap<&str, usize> = BTreeMap::new();
     for d in [Decision::Refuse, Decision::SafeRedirect, Decision::Answer] {
         let fams: BTreeSet<(u64, &str)> = examples
             .iter()
             .filter(|e| e.decision == d)
-            .map(|e| (fnv1a(&[&e.family]), e.family.as_str()))
+            .map(|e| (key(&e.family), e.family.as_str()))
             .collect();
         for (i, (_, f)) in fams.into_iter().enumerate() {
             fold_of.entry(f).or_insert(i % k);
@@ -267,17 +286,17 @@ fn fit_softmax(
 /// that fold's examples; the results in example order. Folds run in parallel.
 fn by_fold<T: Send, M: Sync>(
     examples: &[Example],
+    folds: &[usize],
     k: usize,
     learn: impl Fn(&[Example]) -> M + Sync,
     decide: impl Fn(&M, &Example) -> T + Sync,
 ) -> Vec<T> {
-    let folds = folds_by_family(examples, k);
     let per_fold: Vec<Vec<(usize, T)>> = (0..k)
         .into_par_iter()
         .map(|f| {
             let train_part: Vec<Example> = examples
                 .iter()
-                .zip(&folds)
+                .zip(folds)
                 .filter(|(_, &g)| g != f)
                 .map(|(e, _)| e.clone())
                 .collect();
@@ -309,6 +328,7 @@ pub fn out_of_fold(
 ) -> Vec<Scores> {
     by_fold(
         examples,
+        &folds_by_family(examples, k),
         k,
         |part| fit(&part.iter().collect::<Vec<_>>(), classes, cues, p),
         |head, e| head.scores(e),
@@ -344,16 +364,13 @@ pub fn choose_thresholds(examples: &[Example], scores: &[Scores], costs: &Costs)
     let mut best = (
         f64::INFINITY,
         Thresholds {
-            refuse: 0.5,
-            safe_redirect: 0.5,
+            flag: 0.5,
+            refuse_share: 0.5,
         },
     );
-    for refuse in grid() {
-        for safe_redirect in grid() {
-            let t = Thresholds {
-                refuse,
-                safe_redirect,
-            };
+    for flag in grid() {
+        for refuse_share in grid() {
+            let t = Thresholds { flag, refuse_share };
             let total: f64 = examples
                 .iter()
                 .zip(scores)
@@ -408,18 +425,21 @@ pub fn train(
 /// One example's decision, what decided it, and the heads' scores.
 pub type Decided = (Decision, &'static str, Scores);
 
-/// Each example decided by a head trained without its family: `k` outer folds, each trained
-/// as [`train`] trains (thresholds from inner folds of the training part only). Returns the
-/// decision, what decided it, and the scores.
+/// Each example decided by a head trained without its family: `k` outer folds (families
+/// dealt by `deal`, see [`dealt_folds`]), each trained as [`train`] trains (thresholds from
+/// inner folds of the training part only). Returns the decision, what decided it, and the
+/// scores.
 pub fn cross_validate(
     examples: &[Example],
     cues: usize,
     k: usize,
+    deal: u64,
     p: &Params,
     costs: &Costs,
 ) -> Vec<Decided> {
     by_fold(
         examples,
+        &dealt_folds(examples, k, deal),
         k,
         |part| {
             let (head, t, _) = train(part, cues, p, costs);
@@ -480,9 +500,33 @@ mod tests {
     #[test]
     fn folds_never_split_a_family_and_hold_every_decision() {
         let ex = toy();
-        let folds = folds_by_family(&ex, 4);
-        for (a, fa) in ex.iter().zip(&folds) {
-            for (b, fb) in ex.iter().zip(&folds) {
+        for deal in [0, 1, 2] {
+            every_family_whole_and_every_fold_full(&ex, &dealt_folds(&ex, 4, deal));
+        }
+        assert_eq!(folds_by_family(&ex, 4), dealt_folds(&ex, 4, 0));
+    }
+
+    #[test]
+    fn another_deal_puts_other_families_together() {
+        let ex = toy();
+        let together = |folds: &[usize]| -> Vec<(usize, usize)> {
+            let mut pairs = Vec::new();
+            for i in 0..ex.len() {
+                for j in i + 1..ex.len() {
+                    if ex[i].family != ex[j].family && folds[i] == folds[j] {
+                        pairs.push((i, j));
+                    }
+                }
+            }
+            pairs
+        };
+        let first = together(&dealt_folds(&ex, 2, 0));
+        assert!((1..6).any(|d| together(&dealt_folds(&ex, 2, d)) != first));
+    }
+
+    fn every_family_whole_and_every_fold_full(ex: &[Example], folds: &[usize]) {
+        for (a, fa) in ex.iter().zip(folds) {
+            for (b, fb) in ex.iter().zip(folds) {
                 if a.family == b.family {
                     assert_eq!(fa, fb);
                 }
@@ -492,7 +536,7 @@ mod tests {
             for d in [Decision::Refuse, Decision::SafeRedirect, Decision::Answer] {
                 assert!(ex
                     .iter()
-                    .zip(&folds)
+                    .zip(folds)
                     .any(|(e, &g)| g == f && e.decision == d));
             }
         }
@@ -537,8 +581,7 @@ mod tests {
             ..cheap.clone()
         };
         assert!(
-            choose_thresholds(&ex, &oof, &dear).refuse
-                <= choose_thresholds(&ex, &oof, &cheap).refuse
+            choose_thresholds(&ex, &oof, &dear).flag <= choose_thresholds(&ex, &oof, &cheap).flag
         );
     }
 }
