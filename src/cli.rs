@@ -224,12 +224,12 @@ pub enum DTypeArg {
     F16,
 }
 
-impl From<DTypeArg> for candle_core::DType {
+impl From<DTypeArg> for crate::generate::DType {
     fn from(d: DTypeArg) -> Self {
         match d {
-            DTypeArg::F32 => candle_core::DType::F32,
-            DTypeArg::Bf16 => candle_core::DType::BF16,
-            DTypeArg::F16 => candle_core::DType::F16,
+            DTypeArg::F32 => crate::generate::DType::F32,
+            DTypeArg::Bf16 => crate::generate::DType::BF16,
+            DTypeArg::F16 => crate::generate::DType::F16,
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   `serve`, `verify`, `eval`, `bench`, `policy`, …).
 //! - [`retrieve`]: BM25, dense and hybrid (reciprocal rank fusion) search over the index.
 //! - [`prompt`]: prompt templates and filling them with question and evidence.
-//! - [`generate`]: answer generation (Gemma 3 GGUF on candle, its tokenizer, sampling).
+//! - [`generate`]: the `medlit-generate` crate, re-exported (Gemma decoders on candle,
+//!   tokenizers, sampling, span decoding, int8 kernels).
 //! - [`cite`]: citation verification, sentence support, abstention.
 //! - [`answer`]: the query path end to end (retrieve → prompt → generate → verify).
 //! - [`eval`]: evaluation metrics (retrieval recall, MRR, latency).
@@ -20,9 +21,12 @@ pub mod cite;
 pub mod cli;
 pub mod commands;
 pub mod eval;
-pub mod generate;
 pub mod progress;
 pub mod prompt;
 pub mod retrieve;
 pub mod safety;
 pub mod serve;
+
+/// Generation lives in its own crate (`generate/`): it needs nothing of the rest, and the rest
+/// then compiles without recompiling the decoders.
+pub use medlit_generate as generate;

@@ -59,7 +59,7 @@ pub fn load_generator(args: &GenerateArgs) -> Result<Box<dyn Generator + Send>> 
 pub fn load_folder(
     dir: &std::path::Path,
     args: &GenerateArgs,
-    device: &candle_core::Device,
+    device: &crate::generate::Device,
 ) -> Result<HfChat> {
     let cfg = crate::generate::gemma4::Config::load(&dir.join("config.json"))?;
     let dtype = crate::generate::device::dtype_for(device, args.dtype.map(Into::into));
@@ -78,7 +78,7 @@ pub fn load_folder(
 }
 
 /// Loads the GGUF model the arguments name (the fetched default when none).
-pub fn load_gguf(args: &GenerateArgs, device: &candle_core::Device) -> Result<GemmaGguf> {
+pub fn load_gguf(args: &GenerateArgs, device: &crate::generate::Device) -> Result<GemmaGguf> {
     let path = super::generator_path(args.model.as_deref())?;
     let t = Instant::now();
     let g = GemmaGguf::load(&path, args.context, device)

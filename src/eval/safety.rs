@@ -141,6 +141,34 @@ pub fn report(dataset: String, policy_version: u32, items: Vec<SafetyOutcome>) -
     }
 }
 
+/// One deal's figures, as `deals` holds them: recall per class and over-refusal.
+pub fn deal_figures(r: &SafetyReport) -> BTreeMap<String, Option<f64>> {
+    let mut out: BTreeMap<String, Option<f64>> = r
+        .recall
+        .iter()
+        .map(|(c, v)| (format!("{c}_recall"), *v))
+        .collect();
+    out.insert("over_refusal".into(), r.over_refusal);
+    out
+}
+
+/// The mean of each figure over the deals that have it.
+pub fn deals_mean(deals: &[BTreeMap<String, Option<f64>>]) -> BTreeMap<String, f64> {
+    let mut sum: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for d in deals {
+        for (k, v) in d {
+            if let Some(v) = v {
+                let e = sum.entry(k.clone()).or_default();
+                e.0 += v;
+                e.1 += 1;
+            }
+        }
+    }
+    sum.into_iter()
+        .map(|(k, (s, n))| (k, s / n as f64))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,32 +209,4 @@ mod tests {
         assert_eq!(r.by_category["refuse-c"].n, 2);
         assert_eq!(r.by_category["refuse-c"].recall, 0.5);
     }
-}
-
-/// One deal's figures, as `deals` holds them: recall per class and over-refusal.
-pub fn deal_figures(r: &SafetyReport) -> BTreeMap<String, Option<f64>> {
-    let mut out: BTreeMap<String, Option<f64>> = r
-        .recall
-        .iter()
-        .map(|(c, v)| (format!("{c}_recall"), *v))
-        .collect();
-    out.insert("over_refusal".into(), r.over_refusal);
-    out
-}
-
-/// The mean of each figure over the deals that have it.
-pub fn deals_mean(deals: &[BTreeMap<String, Option<f64>>]) -> BTreeMap<String, f64> {
-    let mut sum: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-    for d in deals {
-        for (k, v) in d {
-            if let Some(v) = v {
-                let e = sum.entry(k.clone()).or_default();
-                e.0 += v;
-                e.1 += 1;
-            }
-        }
-    }
-    sum.into_iter()
-        .map(|(k, (s, n))| (k, s / n as f64))
-        .collect()
 }

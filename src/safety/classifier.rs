@@ -463,9 +463,18 @@ mod tests {
         // Decision head: refuse 1/2, answer 1/4; category head: refuse (1 + e)/(3 + e),
         // answer 1/(3 + e).
         let e = std::f32::consts::E;
-        assert!((s.refuse - 0.5 * (0.5 + (1.0 + e) / (3.0 + e))).abs() < 1e-6, "{s:?}");
-        assert!((s.answer - 0.5 * (0.25 + 1.0 / (3.0 + e))).abs() < 1e-6, "{s:?}");
-        assert!((s.refuse + s.safe_redirect + s.answer - 1.0).abs() < 1e-6, "{s:?}");
+        assert!(
+            (s.refuse - 0.5 * (0.5 + (1.0 + e) / (3.0 + e))).abs() < 1e-6,
+            "{s:?}"
+        );
+        assert!(
+            (s.answer - 0.5 * (0.25 + 1.0 / (3.0 + e))).abs() < 1e-6,
+            "{s:?}"
+        );
+        assert!(
+            (s.refuse + s.safe_redirect + s.answer - 1.0).abs() < 1e-6,
+            "{s:?}"
+        );
         assert_eq!(s.refuse_category, "b");
         assert_eq!(s.redirect_category, "c");
     }

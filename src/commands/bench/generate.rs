@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::generate::Device;
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::{peer_python, run_ok};
@@ -259,7 +259,7 @@ fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Wor
 fn measure_folder(dir: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
     let (p, g) = (args.prompt_tokens.max(1), args.gen_tokens.max(1));
     let t = Instant::now();
-    let chat = HfChat::load(dir, p.max(g) + 8, candle_core::DType::F32, &Device::Cpu)
+    let chat = HfChat::load(dir, p.max(g) + 8, crate::generate::DType::F32, &Device::Cpu)
         .with_context(|| format!("loading {}", dir.display()))?;
     let load_s = t.elapsed().as_secs_f64();
     let body = chat.encode(PROMPT_TEXT)?;

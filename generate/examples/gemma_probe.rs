@@ -1,10 +1,10 @@
 //! Loads the fetched Gemma GGUF and answers one prompt greedily, printing timings.
-//! `cargo run --release --example gemma_probe -- [PROMPT] [THREADS]`
+//! `cargo run --release -p medlit-generate --example gemma_probe -- [PROMPT] [THREADS]`
 use std::io::Write;
 use std::time::Instant;
 
-use medlit::generate::sampler::Sampling;
-use medlit::generate::{GemmaGguf, GenOptions, Generator};
+use medlit_generate::sampler::Sampling;
+use medlit_generate::{GemmaGguf, GenOptions, Generator};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     let home = medlit_corpus::home::MedlitHome::from_env()?;
     let path = home.root().join("assets/models/gemma-3-270m-q4_k_m.gguf");
     let t = Instant::now();
-    let mut g = GemmaGguf::load(&path, 2048, &candle_core::Device::Cpu)?;
+    let mut g = GemmaGguf::load(&path, 2048, &medlit_generate::Device::Cpu)?;
     eprintln!("load {:.2} s", t.elapsed().as_secs_f64());
     let ids = g.chat_prompt(&prompt);
     eprintln!("prompt ids {:?}", &ids[..ids.len().min(40)]);

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use candle_core::Device;
-use medlit::generate::sampler::argmax;
-use medlit::generate::tokenizer::{StreamDecoder, TokenKind};
-use medlit::generate::GemmaGguf;
 use medlit_corpus::fetch::ensure_embedded;
 use medlit_corpus::AssetKind;
+use medlit_generate::sampler::argmax;
+use medlit_generate::tokenizer::{StreamDecoder, TokenKind};
+use medlit_generate::GemmaGguf;
 
 fn model_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();

@@ -2,7 +2,7 @@
 //! OpenMedResearch-Gemma-4E4N) over a Hugging Face folder of safetensors.
 //!
 //! What the E-variants add to Gemma 3, each checked against transformers' reference by the
-//! tiny-model fixture (`tests/fixtures/gemma4_tiny/`):
+//! tiny-model fixture (`generate/tests/fixtures/gemma4_tiny/`):
 //! - per-layer input embeddings: a second, packed embedding table gives every layer a small
 //!   token-identity vector, mixed with a projection of the input embedding, that gates a
 //!   residual branch after the MLP;

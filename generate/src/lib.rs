@@ -19,13 +19,21 @@ pub mod sampler;
 pub mod span;
 pub mod tokenizer;
 
+/// The tensor types callers name (a device to load on, a precision), so that they need no
+/// candle dependency of their own.
+pub use candle_core::{DType, Device, Tensor};
+
+/// Whether this build can reach an NVIDIA GPU (the `cuda` feature and a device).
+pub fn cuda_is_available() -> bool {
+    candle_core::utils::cuda_is_available()
+}
+
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::{Device, Tensor};
 
 use gemma3::{Cache, Gemma3, ModelError};
 use sampler::{Sampler, Sampling};
