@@ -54,9 +54,9 @@ pub enum Command {
     /// Measure quality on evaluation sets (JSONL, as in the shared dev sets)
     #[command(subcommand)]
     Eval(EvalCommand),
-    /// Benchmarks against peers, run on this machine in the same run
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Benchmarks against peers, run on this machine in the same run (the medlit-bench
+    /// binary beside this one: `medlit bench --help` lists them)
+    Bench(BenchLaunch),
     /// The safety policy's learned classifier: train it from the policy's corpus
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -528,233 +528,18 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// PubMed parsing and BM25 indexing throughput, against Python's pubmed_parser
-    Ingest(BenchIngestArgs),
-    /// Passage embedding throughput, against Python onnxruntime + tokenizers on the same model
-    Embed(BenchEmbedArgs),
-    /// Per-query latency (p50/p95) of each search mode against Python peers: bm25s for BM25,
-    /// numpy exact cosine for dense (query embedding included), their fusion for hybrid
-    Search(BenchSearchArgs),
-    /// Prefill and decode tokens/s of the Gemma decoder, against llama.cpp's llama-bench on
-    /// the same GGUF file (built once from the llama-cpp-python source distribution)
-    Generate(BenchGenerateArgs),
-    /// Load on a real `medlit serve`: searches at concurrency 64, then questions beyond the
-    /// queue's bound; throughput, p50/p99, errors, rejections and the server's memory
-    Serve(BenchServeArgs),
-    /// Index time per phase, disk per component, memory and search latency at growing
-    /// synthetic corpus sizes, plotted (PNG), with the extrapolation to all of PubMed
-    Scale(BenchScaleArgs),
-}
-
-/// A count with an optional k/M suffix: 50k, 1M, 2500.
-pub fn parse_count(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let (digits, mult) = match s.chars().last() {
-        Some('k' | 'K') => (&s[..s.len() - 1], 1_000.0),
-        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000.0),
-        _ => (s, 1.0),
-    };
-    digits
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(|v| (v * mult).round() as usize)
-        .ok_or_else(|| format!("`{s}` is not a count (e.g. 50k, 1M, 2500)"))
-}
-
+/// `medlit bench …`: everything after `bench` goes to the medlit-bench binary, which holds the
+/// peer benchmarks (their Python peers, the llama.cpp build, plots) outside the user binary.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Each size is a synthetic corpus written by `medlit synth` from the fetched sample \
-(30,000 records per file, as NLM's). Per size: a parallel parse pass; `medlit index` in a child \
-process (parse + BM25 + per-file commits, peak RSS polled); the HNSW graph built over as many \
-rows as the corpus has passages (real MiniLM vectors of a subsample, each row a noisy copy); disk \
-per component; search latency p50/p95 per mode over real titles, and the resident memory of the \
-opened index. Embedding time is the rate measured on real passages times the passages: embedding \
-a million abstracts takes days on 2 cores. The extrapolation to 36M citations uses the marginal \
-cost between the two largest sizes."
-)]
-pub struct BenchScaleArgs {
-    /// Corpus sizes in citations
-    #[arg(long, value_delimiter = ',', value_parser = parse_count, default_value = "50k,200k,1M")]
-    pub sizes: Vec<usize>,
-    /// Work folder for corpora and indexes [default: $MEDLIT_HOME/bench/scale]
-    #[arg(long, value_name = "DIR")]
-    pub work: Option<PathBuf>,
-    /// Where the PNG plots go [default: WORK/plots]
-    #[arg(long, value_name = "DIR")]
-    pub plots: Option<PathBuf>,
-    /// Abstracts embedded for real (the rate, and the vectors the graphs are built from)
-    #[arg(long, default_value_t = 1000)]
-    pub embed_sample: usize,
-    /// Search queries per mode and size (titles of real articles)
-    #[arg(long, default_value_t = 200)]
-    pub queries: usize,
-    /// Indexing memory budget of the BM25 writer, in MiB
-    #[arg(long, default_value_t = 512, value_name = "MIB")]
-    pub writer_memory: usize,
-    /// Keep the synthetic corpora and indexes (they are removed after each size)
-    #[arg(long)]
-    pub keep: bool,
-    /// Internal: time the queries on this index in this (fresh) process and print JSON
-    #[arg(long, value_name = "INDEX", hide = true)]
-    pub search_child: Option<PathBuf>,
-    #[command(flatten)]
-    pub embed: EmbedArgs,
-    #[command(flatten)]
-    pub fusion: FusionArgs,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-#[command(
-    after_help = "Starts `medlit serve` on a free loopback port over the index, loads it from \
-this process (the load generator shares the machine with the server), then stops it. A search \
-counts as an error unless it is a 200 with JSON; a question is answered (200), rejected (a 503 \
-with a JSON error and Retry-After: the queue bound at work) or an error (anything else)."
-)]
-pub struct BenchServeArgs {
-    /// Questions: JSON lines with `question` (as the dev sets)
-    #[arg(long, value_name = "FILE")]
-    pub dataset: PathBuf,
-    /// Concurrent search clients
-    #[arg(long, default_value_t = 64)]
-    pub search_concurrency: usize,
-    /// Seconds of search load
-    #[arg(long, default_value_t = 30.0)]
-    pub search_secs: f64,
-    /// Concurrent question clients
-    #[arg(long, default_value_t = 8)]
-    pub ask_concurrency: usize,
-    /// Seconds of question load
-    #[arg(long, default_value_t = 30.0)]
-    pub ask_secs: f64,
-    /// The server's --queue (questions waiting beyond the one answered); below the question
-    /// clients, so the bound is exercised
-    #[arg(long, default_value_t = 4)]
-    pub queue: usize,
-    #[command(flatten)]
-    pub index: IndexDirArg,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-#[command(
-    after_help = "Each thread count is measured in a child process (the worker pool is sized once per process), best of --runs; decode is timed as llama-bench times it: --gen-tokens single-token steps from an empty cache. The first run with the peer builds llama-bench under $MEDLIT_HOME/bench/llama.cpp (pip downloads the llama-cpp-python source distribution, cmake and ninja; a C++ compiler must be installed)."
-)]
-pub struct BenchGenerateArgs {
-    /// Thread counts to measure, comma-separated
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
-    pub threads: Vec<usize>,
-    /// Prompt tokens for the prefill test (llama-bench's pp512)
-    #[arg(long, default_value_t = 512)]
-    pub prompt_tokens: usize,
-    /// Generated tokens for the decode test (llama-bench's tg128)
-    #[arg(long, default_value_t = 128)]
-    pub gen_tokens: usize,
-    /// Repetitions; the best run is reported, for medlit and for llama-bench alike
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    /// GGUF file [default: the fetched default model]
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
-    /// Skip llama.cpp
-    #[arg(long)]
-    pub no_peer: bool,
-    /// Python interpreter used to create the build environment for llama.cpp
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-    /// Measure medlit alone in this process, on the first --threads value (used by the bench
-    /// itself)
-    #[arg(long, hide = true)]
-    pub worker: bool,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct BenchEmbedArgs {
-    /// Passages to embed (real abstracts of the fetched sample, split as `index --dense` does)
-    #[arg(long, default_value_t = 400)]
-    pub passages: usize,
-    /// CPU threads, for both sides
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// medlit's ONNX Runtime sessions side by side, sharing --threads (the peer runs one
-    /// session on all its threads)
-    #[arg(long, default_value_t = 2)]
-    pub sessions: usize,
-    /// Passages per call, for both sides
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    /// Skip the Python peer
-    #[arg(long)]
-    pub no_peer: bool,
-    /// Python interpreter used to create the peer's virtual environment
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-#[command(
-    after_help = "Each question is timed alone, end to end (query embedding included), \
-best of --runs; the peer runs in a Python virtual environment of its own under \
-$MEDLIT_HOME/bench/ and searches the same articles, the same stored vectors and the same \
-questions. `speedup` is the peer's time over medlit's."
-)]
-pub struct BenchSearchArgs {
-    /// Questions: JSON lines with `question` (or `query`) and `pmid`, as for `eval retrieval`
-    #[arg(long, value_name = "FILE")]
-    pub dataset: PathBuf,
-    /// Results per question
-    #[arg(long, default_value_t = 10)]
-    pub k: usize,
-    /// Passes over the questions; each question's fastest pass is kept
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    /// Skip the Python peers
-    #[arg(long)]
-    pub no_peer: bool,
-    /// Python interpreter used to create the peer's virtual environment
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-    #[command(flatten)]
-    pub fusion: FusionArgs,
-    #[command(flatten)]
-    pub index: IndexDirArg,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct BenchIngestArgs {
-    /// Files to use [default: the fetched corpus files]
-    #[arg(value_name = "FILES")]
-    pub files: Vec<PathBuf>,
-    /// Skip the Python peer (pubmed_parser.parse_medline_xml)
-    #[arg(long)]
-    pub no_peer: bool,
-    /// Runs of each medlit measurement; the best is reported (the peer runs once)
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-    /// Python interpreter used to create the peer's virtual environment
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-    #[command(flatten)]
-    pub manifest: ManifestArg,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+#[command(disable_help_flag = true)]
+pub struct BenchLaunch {
+    /// The benchmark and its options (see `medlit bench --help`)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 // Parsed once per run: the size of the largest variant costs nothing worth a Box.

@@ -3,7 +3,7 @@
 //! Module map:
 //! - [`cli`]: the command-line interface (clap definitions).
 //! - [`commands`]: one module per subcommand (`fetch`, `index`, `search`, `ask`, `demo`,
-//!   `serve`, `verify`, `eval`, `bench`, `policy`, …).
+//!   `serve`, `verify`, `eval`, `policy`, …; `bench` runs the medlit-bench binary).
 //! - [`retrieve`]: BM25, dense and hybrid (reciprocal rank fusion) search over the index.
 //! - [`prompt`]: prompt templates and filling them with question and evidence.
 //! - [`generate`]: the `medlit-generate` crate, re-exported (Gemma decoders on candle,

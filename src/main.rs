@@ -32,28 +32,14 @@ fn main() -> ExitCode {
         Command::Synth(a) => commands::synth::run(a),
         Command::Export(medlit::cli::ExportCommand::Qdrant(a)) => commands::export::run(a),
         Command::Eval(c) => commands::eval::run(c),
-        Command::Bench(c) => commands::bench::run(c),
+        Command::Bench(a) => commands::bench::run(a),
         Command::Policy(medlit::cli::PolicyCommand::Train(a)) => commands::policy::train(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_line(&e));
+            eprintln!("error: {}", commands::error_line(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line; a cause whose text its effect already quotes (an I/O
-/// error shown with its path, say) is not repeated.
-fn error_line(e: &anyhow::Error) -> String {
-    let mut line = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !line.contains(&c) {
-            line.push_str(": ");
-            line.push_str(&c);
-        }
-    }
-    line
 }

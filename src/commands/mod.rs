@@ -225,3 +225,17 @@ pub fn screener(
     };
     Screener::new(policy, embedder).context("loading the safety classifier")
 }
+
+/// The error and its causes on one line; a cause whose text its effect already quotes (an I/O
+/// error shown with its path, say) is not repeated.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !line.contains(&c) {
+            line.push_str(": ");
+            line.push_str(&c);
+        }
+    }
+    line
+}

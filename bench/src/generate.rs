@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::generate::Device;
 use anyhow::{bail, Context, Result};
+use medlit::generate::Device;
 use serde::{Deserialize, Serialize};
 
-use super::{peer_python, run_ok};
-use crate::cli::BenchGenerateArgs;
-use crate::commands::print_json;
-use crate::generate::hf::HfChat;
-use crate::generate::sampler::argmax;
-use crate::generate::GemmaGguf;
+use crate::args::BenchGenerateArgs;
+use crate::peer::{peer_python, run_ok};
+use medlit::commands::print_json;
+use medlit::generate::hf::HfChat;
+use medlit::generate::sampler::argmax;
+use medlit::generate::GemmaGguf;
 
 /// The llama.cpp that `llama-cpp-python` vendors; the bench builds its `llama-bench` once.
 const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
@@ -64,7 +64,7 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
     let folder = args.model.as_deref().filter(|p| HfChat::is_folder(p));
     let model = match folder {
         Some(dir) => dir.to_path_buf(),
-        None => crate::commands::generator_path(args.model.as_deref())?,
+        None => medlit::commands::generator_path(args.model.as_deref())?,
     };
     if args.worker {
         let threads = args.threads.first().copied().unwrap_or(1);
@@ -153,10 +153,10 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
 
 /// Runs the measurement in a child process with `threads` worker threads.
 fn worker(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
-    let exe = std::env::current_exe().context("finding the medlit executable")?;
+    let exe = std::env::current_exe().context("finding the medlit-bench executable")?;
     let mut cmd = Command::new(exe);
     cmd.env("RAYON_NUM_THREADS", threads.to_string())
-        .args(["bench", "generate", "--worker", "--json"])
+        .args(["generate", "--worker", "--json"])
         .arg("--threads")
         .arg(threads.to_string())
         .arg("--prompt-tokens")
@@ -186,8 +186,8 @@ trait Decoder {
     fn step(&self, tokens: &[u32], cache: &mut Self::Cache) -> Result<Vec<f32>>;
 }
 
-impl Decoder for crate::generate::gemma3::Gemma3 {
-    type Cache = crate::generate::gemma3::Cache;
+impl Decoder for medlit::generate::gemma3::Gemma3 {
+    type Cache = medlit::generate::gemma3::Cache;
     fn fresh(&self) -> Result<Self::Cache> {
         Ok(self.new_cache()?)
     }
@@ -196,8 +196,8 @@ impl Decoder for crate::generate::gemma3::Gemma3 {
     }
 }
 
-impl Decoder for crate::generate::gemma4::Gemma4 {
-    type Cache = crate::generate::gemma4::Cache;
+impl Decoder for medlit::generate::gemma4::Gemma4 {
+    type Cache = medlit::generate::gemma4::Cache;
     fn fresh(&self) -> Result<Self::Cache> {
         Ok(self.new_cache()?)
     }
@@ -259,8 +259,13 @@ fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Wor
 fn measure_folder(dir: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
     let (p, g) = (args.prompt_tokens.max(1), args.gen_tokens.max(1));
     let t = Instant::now();
-    let chat = HfChat::load(dir, p.max(g) + 8, crate::generate::DType::F32, &Device::Cpu)
-        .with_context(|| format!("loading {}", dir.display()))?;
+    let chat = HfChat::load(
+        dir,
+        p.max(g) + 8,
+        medlit::generate::DType::F32,
+        &Device::Cpu,
+    )
+    .with_context(|| format!("loading {}", dir.display()))?;
     let load_s = t.elapsed().as_secs_f64();
     let body = chat.encode(PROMPT_TEXT)?;
     let prompt = repeat_to(chat.model.cfg.bos_token_id.unwrap_or(2), &body, p);
@@ -291,7 +296,7 @@ but partly functional protein in a subset of patients. ";
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| crate::generate::device::proc_kb(&s, "VmHWM:"))
+        .and_then(|s| medlit::generate::device::proc_kb(&s, "VmHWM:"))
         .map_or(0.0, |kb| kb as f64 / 1024.0)
 }
 
@@ -345,7 +350,7 @@ fn run_llama_bench(
 /// `llama-cpp-python` source distribution vendors (pip downloads it; cmake and ninja come from
 /// pip too, into a virtual environment of their own).
 fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
-    let root = crate::commands::home()?
+    let root = medlit::commands::home()?
         .root()
         .join("bench")
         .join("llama.cpp");

@@ -18,12 +18,12 @@ use medlit_indexer::{DenseSummary, IndexDir};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::super::print_json;
-use super::plot::{Chart, Series};
-use crate::cli::BenchScaleArgs;
-use crate::eval::retrieval::percentile;
-use crate::generate::device::proc_kb;
-use crate::retrieve::hybrid::Mode;
+use crate::args::BenchScaleArgs;
+use crate::plot::{Chart, Series};
+use medlit::commands::print_json;
+use medlit::eval::retrieval::percentile;
+use medlit::generate::device::proc_kb;
+use medlit::retrieve::hybrid::Mode;
 
 /// PubMed's size, for the extrapolation.
 const PUBMED_CITATIONS: f64 = 36.0e6;
@@ -114,9 +114,9 @@ struct SearchChild {
 
 /// `--search-child INDEX`: open the index, time every query in every mode, report memory.
 fn search_child(args: &BenchScaleArgs, index: &Path) -> Result<()> {
-    let manifest = super::super::manifest(&crate::cli::ManifestArg { manifest: None })?;
-    let queries = queries(&super::super::corpus_files(&manifest)?, args.queries)?;
-    let retriever = super::super::search::open_retriever(index, true, &args.fusion)?;
+    let manifest = medlit::commands::manifest(&medlit::cli::ManifestArg { manifest: None })?;
+    let queries = queries(&medlit::commands::corpus_files(&manifest)?, args.queries)?;
+    let retriever = medlit::commands::search::open_retriever(index, true, &args.fusion)?;
     let mut search = std::collections::BTreeMap::new();
     for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
         let mut ms = Vec::with_capacity(queries.len());
@@ -153,17 +153,17 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
     }
     let work = match &args.work {
         Some(w) => w.clone(),
-        None => super::super::home()?.root().join("bench/scale"),
+        None => medlit::commands::home()?.root().join("bench/scale"),
     };
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let manifest = super::super::manifest(&crate::cli::ManifestArg { manifest: None })?;
-    let sources = super::super::corpus_files(&manifest)?;
-    let dense = super::super::dense_options(&manifest, &args.embed)?;
+    let manifest = medlit::commands::manifest(&medlit::cli::ManifestArg { manifest: None })?;
+    let sources = medlit::commands::corpus_files(&manifest)?;
+    let dense = medlit::commands::dense_options(&manifest, &args.embed)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // The real model on real passages: its rate, and the vectors the graphs are built from.
     let seeds_dir = work.join("synth-seed");
-    let seed_corpus = super::super::synth::synthesise(
+    let seed_corpus = medlit::commands::synth::synthesise(
         &sources,
         &medlit_corpus::synth::SynthOptions {
             records: args.embed_sample.max(1),
@@ -206,7 +206,7 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
     for &n in &sizes {
         eprintln!("size {n}: writing the synthetic corpus");
         let corpus = work.join(format!("synth-{n}"));
-        let synth = super::super::synth::synthesise(
+        let synth = medlit::commands::synth::synthesise(
             &sources,
             &medlit_corpus::synth::SynthOptions {
                 records: n,
@@ -296,7 +296,7 @@ fn measure(
     let parse_s = started.elapsed().as_secs_f64();
 
     eprintln!("size {n}: medlit index ({} files)", files.len());
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    let mut cmd = std::process::Command::new(crate::medlit_exe()?);
     cmd.args(["index", "--replace", "--json", "--writer-memory"])
         .arg(args.writer_memory.to_string())
         .arg("--index")
@@ -361,7 +361,7 @@ fn measure(
     // what an opened index holds.
     eprintln!("size {n}: searching in a fresh process");
     let out = std::process::Command::new(std::env::current_exe()?)
-        .args(["bench", "scale", "--queries"])
+        .args(["scale", "--queries"])
         .arg(queries.len().to_string())
         .arg("--search-child")
         .arg(index)

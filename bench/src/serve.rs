@@ -10,10 +10,10 @@ use anyhow::{bail, Context, Result};
 use medlit_corpus::datasets::read_qa;
 use serde::Serialize;
 
-use super::super::print_json;
-use crate::cli::BenchServeArgs;
-use crate::eval::retrieval::percentile;
-use crate::generate::device::proc_kb;
+use crate::args::BenchServeArgs;
+use medlit::commands::print_json;
+use medlit::eval::retrieval::percentile;
+use medlit::generate::device::proc_kb;
 
 #[derive(Debug, Serialize)]
 struct Phase {
@@ -65,8 +65,7 @@ impl Drop for ServerProcess {
 
 impl ServerProcess {
     fn start(args: &BenchServeArgs) -> Result<Self> {
-        let exe = std::env::current_exe().context("finding the medlit executable")?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = Command::new(crate::medlit_exe()?);
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--queue"])
             .arg(args.queue.to_string());
         if let Some(dir) = &args.index.index {

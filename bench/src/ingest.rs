@@ -1,38 +1,23 @@
-//! `medlit bench`: throughput measured against a peer in the same run, reported as ratios
-//! (absolute times on a shared machine are noise).
+//! `medlit bench ingest`: PubMed parsing and BM25 indexing throughput against Python's
+//! pubmed_parser on the same files.
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use medlit_indexer::pubmed::parse_file;
 use medlit_indexer::BuildOptions;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::print_json;
-use crate::cli::{BenchCommand, BenchIngestArgs};
+use medlit::commands::print_json;
 
-mod embed;
-mod generate;
-mod plot;
-mod scale;
-mod search;
-mod serve;
+use crate::args::BenchIngestArgs;
+use crate::peer::peer_json;
+use crate::peer::peer_python;
 
-const PEER_SCRIPT: &str = include_str!("../bench_peer/pubmed_parser_peer.py");
+const PEER_SCRIPT: &str = include_str!("../peers/pubmed_parser_peer.py");
 const PEER_PACKAGE: &str = "pubmed_parser==0.5.1";
-
-pub fn run(cmd: &BenchCommand) -> Result<()> {
-    match cmd {
-        BenchCommand::Ingest(a) => ingest(a),
-        BenchCommand::Embed(a) => embed::run(a),
-        BenchCommand::Search(a) => search::run(a),
-        BenchCommand::Generate(a) => generate::run(a),
-        BenchCommand::Serve(a) => serve::run(a),
-        BenchCommand::Scale(a) => scale::run(a),
-    }
-}
 
 #[derive(Debug, Serialize)]
 struct Throughput {
@@ -79,9 +64,9 @@ struct PeerFile {
     seconds: f64,
 }
 
-fn ingest(args: &BenchIngestArgs) -> Result<()> {
+pub fn run(args: &BenchIngestArgs) -> Result<()> {
     let files = if args.files.is_empty() {
-        super::corpus_files(&super::manifest(&args.manifest)?)?
+        medlit::commands::corpus_files(&medlit::commands::manifest(&args.manifest)?)?
     } else {
         args.files.clone()
     };
@@ -128,7 +113,7 @@ fn ingest(args: &BenchIngestArgs) -> Result<()> {
     let mut index_seconds = f64::INFINITY;
     for _ in 0..runs {
         let scratch = tempfile::tempdir().context("creating a scratch index folder")?;
-        let report = super::index::build(
+        let report = medlit::commands::index::build(
             &BuildOptions {
                 mode: Default::default(),
                 inputs: files.clone(),
@@ -209,53 +194,4 @@ fn run_peer(python: &str, files: &[PathBuf], xml_bytes: u64) -> Result<Throughpu
     let records = per_file.iter().map(|f| f.records).sum();
     let seconds = per_file.iter().map(|f| f.seconds).sum();
     Ok(Throughput::new(records, xml_bytes, seconds))
-}
-
-/// A virtual environment of its own under $MEDLIT_HOME/bench/ with `packages` installed;
-/// returns its python. `probe` is a module whose import shows the install is done.
-fn peer_python(python: &str, name: &str, packages: &[&str], probe: &str) -> Result<PathBuf> {
-    let venv = super::home()?.root().join("bench").join(name);
-    let py = venv.join("bin").join("python");
-    if !py.exists() {
-        run_ok(
-            Command::new(python).arg("-m").arg("venv").arg(&venv),
-            "creating the peer's virtual environment",
-        )?;
-    }
-    let ready = Command::new(&py)
-        .args(["-c", &format!("import {probe}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ready {
-        run_ok(
-            Command::new(&py)
-                .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
-                .args(packages),
-            "installing the peer's packages",
-        )?;
-    }
-    Ok(py)
-}
-
-/// Runs a peer script and reads the JSON on the last line of its output.
-fn peer_json<T: serde::de::DeserializeOwned>(cmd: &mut Command) -> Result<T> {
-    let out = cmd.output().context("running the peer")?;
-    if !out.status.success() {
-        bail!(
-            "the peer failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).with_context(|| format!("reading the peer's output {last:?}"))
-}
-
-fn run_ok(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().with_context(|| what.to_string())?;
-    if !out.status.success() {
-        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
 }

@@ -10,14 +10,14 @@ use anyhow::{Context, Result};
 use medlit_corpus::datasets::read_qa;
 use serde::{Deserialize, Serialize};
 
-use super::super::print_json;
-use super::super::search::open_retriever;
-use super::{peer_json, peer_python};
-use crate::cli::BenchSearchArgs;
-use crate::eval::retrieval::percentile;
-use crate::retrieve::hybrid::Mode;
+use crate::args::BenchSearchArgs;
+use crate::peer::{peer_json, peer_python};
+use medlit::commands::print_json;
+use medlit::commands::search::open_retriever;
+use medlit::eval::retrieval::percentile;
+use medlit::retrieve::hybrid::Mode;
 
-const PEER_SCRIPT: &str = include_str!("../bench_peer/search_peer.py");
+const PEER_SCRIPT: &str = include_str!("../peers/search_peer.py");
 const PEER_PACKAGES: [&str; 5] = [
     "bm25s",
     "PyStemmer",
@@ -89,7 +89,7 @@ pub fn run(args: &BenchSearchArgs) -> Result<()> {
         "{} has no questions",
         args.dataset.display()
     );
-    let dir = super::super::index_dir(&args.index)?;
+    let dir = medlit::commands::index_dir(&args.index)?;
     let retriever = open_retriever(&dir, true, &args.fusion)?;
     let modes: Vec<Mode> = match retriever.dense {
         Some(_) => Mode::ALL.to_vec(),
@@ -192,7 +192,7 @@ pub fn run(args: &BenchSearchArgs) -> Result<()> {
 fn run_peer(
     args: &BenchSearchArgs,
     dir: &std::path::Path,
-    retriever: &crate::retrieve::hybrid::Retriever,
+    retriever: &medlit::retrieve::hybrid::Retriever,
     items: &[medlit_corpus::datasets::QaItem],
     k: usize,
     runs: usize,
@@ -218,8 +218,8 @@ fn run_peer(
 
     let dense = match &retriever.bm25.manifest().dense {
         Some(d) => {
-            let cfg = super::super::onnx_config(
-                &super::super::manifest(&crate::cli::ManifestArg { manifest: None })?,
+            let cfg = medlit::commands::onnx_config(
+                &medlit::commands::manifest(&medlit::cli::ManifestArg { manifest: None })?,
                 args.fusion.query_threads,
                 1,
                 1,

@@ -8,11 +8,11 @@ use medlit_indexer::embed::{Embedder, OnnxEmbedder};
 use medlit_indexer::pubmed::{parse_file, Record};
 use serde::{Deserialize, Serialize};
 
-use super::super::print_json;
-use super::{peer_json, peer_python};
-use crate::cli::BenchEmbedArgs;
+use crate::args::BenchEmbedArgs;
+use crate::peer::{peer_json, peer_python};
+use medlit::commands::print_json;
 
-const PEER_SCRIPT: &str = include_str!("../bench_peer/onnx_embed_peer.py");
+const PEER_SCRIPT: &str = include_str!("../peers/onnx_embed_peer.py");
 /// The same ONNX Runtime version as the runtime asset, so both sides run the same kernels.
 const PEER_PACKAGES: [&str; 3] = ["onnxruntime==1.24.1", "tokenizers", "numpy"];
 
@@ -36,15 +36,15 @@ struct PeerOut {
 }
 
 pub fn run(args: &BenchEmbedArgs) -> Result<()> {
-    let manifest = super::super::manifest(&crate::cli::ManifestArg { manifest: None })?;
+    let manifest = medlit::commands::manifest(&medlit::cli::ManifestArg { manifest: None })?;
     let batch = args.batch.max(1);
-    let cfg = super::super::onnx_config(&manifest, args.threads, args.sessions, batch, 256)?;
+    let cfg = medlit::commands::onnx_config(&manifest, args.threads, args.sessions, batch, 256)?;
     let mut embedder = OnnxEmbedder::load(&cfg)?;
     let budget = cfg.max_tokens - 2;
 
     // Real passages, split as `medlit index --dense` splits them.
     let mut texts = Vec::new();
-    'files: for f in &super::super::corpus_files(&manifest)? {
+    'files: for f in &medlit::commands::corpus_files(&manifest)? {
         for r in parse_file(f)?.records {
             let Record::Article(a) = r else { continue };
             if !a.has_abstract() {

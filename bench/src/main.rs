@@ -1,0 +1,74 @@
+//! medlit-bench: medlit's throughput measured against a peer in the same run, reported as
+//! ratios (absolute times on a shared machine are noise). `medlit bench …` runs this binary.
+//!
+//! Module map:
+//! - [`args`]: the command line, one subcommand per benchmark.
+//! - [`ingest`]: PubMed parsing and BM25 indexing against Python's pubmed_parser.
+//! - [`embed`]: passage embedding against Python onnxruntime + tokenizers.
+//! - [`search`]: per-query latency of each search mode against bm25s and numpy.
+//! - [`generate`]: prefill and decode speed against llama.cpp's llama-bench (built here).
+//! - [`serve`]: load on a real `medlit serve`.
+//! - [`scale`]: index time, disk, memory and latency at growing synthetic sizes, extrapolated.
+//! - [`plot`]: the PNG line charts of `scale` (an encoder of our own, no plotting crate).
+//! - [`peer`]: the peers' virtual environments and child processes.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+mod args;
+mod embed;
+mod generate;
+mod ingest;
+mod peer;
+mod plot;
+mod scale;
+mod search;
+mod serve;
+
+use args::{BenchCommand, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match &cli.command {
+        BenchCommand::Ingest(a) => ingest::run(a),
+        BenchCommand::Embed(a) => embed::run(a),
+        BenchCommand::Search(a) => search::run(a),
+        BenchCommand::Generate(a) => generate::run(a),
+        BenchCommand::Serve(a) => serve::run(a),
+        BenchCommand::Scale(a) => scale::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", medlit::commands::error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `medlit` binary beside this one (the benchmarks that index or serve run it).
+fn medlit_exe() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("finding the medlit-bench executable")?;
+    let exe = me.with_file_name(format!("medlit{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} does not exist: build it with `cargo build --release` (medlit-bench runs the medlit binary beside it)",
+        exe.display()
+    );
+    Ok(exe)
+}
