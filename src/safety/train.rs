@@ -354,37 +354,60 @@ fn grid() -> impl Iterator<Item = f32> + Clone {
 }
 
 /// The thresholds of least total cost on `scores` (decided with the policy's rules, as the
-/// screen decides). Each decision weighs the same, whatever its share of the examples; on a
-/// tie the lower thresholds win (the safer side).
+/// screen decides), the cost of each cell of the grid averaged with its neighbours'. Each
+/// decision weighs the same, whatever its share of the examples; on a tie the lower
+/// thresholds win (the safer side).
 pub fn choose_thresholds(examples: &[Example], scores: &[Scores], costs: &Costs) -> Thresholds {
     let mut count: BTreeMap<u8, f64> = BTreeMap::new();
     for e in examples {
         *count.entry(decision_rank(e.decision)).or_default() += 1.0;
     }
-    let mut best = (
-        f64::INFINITY,
-        Thresholds {
-            flag: 0.5,
-            refuse_share: 0.5,
-        },
-    );
-    for flag in grid() {
-        for refuse_share in grid() {
-            let t = Thresholds { flag, refuse_share };
-            let total: f64 = examples
+    let steps: Vec<f32> = grid().collect();
+    let total = |t: &Thresholds| -> f64 {
+        examples
+            .iter()
+            .zip(scores)
+            .map(|(e, s)| {
+                let got = super::decide(e.refuse_rule, e.redirect_rule, s, t).0;
+                cost(costs, e.decision, got) / count[&decision_rank(e.decision)]
+            })
+            .sum()
+    };
+    let table: Vec<Vec<f64>> = steps
+        .iter()
+        .map(|&flag| {
+            steps
                 .iter()
-                .zip(scores)
-                .map(|(e, s)| {
-                    let got = super::decide(e.refuse_rule, e.redirect_rule, s, &t).0;
-                    cost(costs, e.decision, got) / count[&decision_rank(e.decision)]
-                })
-                .sum();
-            if total < best.0 - 1e-12 {
-                best = (total, t);
+                .map(|&refuse_share| total(&Thresholds { flag, refuse_share }))
+                .collect()
+        })
+        .collect();
+    // Each cell's cost averaged with its neighbours' (one step each way): a threshold in a wide
+    // valley of the held-out cost moves less from one corpus or split to the next than the
+    // floor of a narrow one.
+    let n = steps.len();
+    let smoothed = |i: usize, j: usize| -> f64 {
+        let rows = &table[i.saturating_sub(1)..(i + 2).min(n)];
+        let cols = j.saturating_sub(1)..(j + 2).min(n);
+        let cells: Vec<f64> = rows
+            .iter()
+            .flat_map(|row| row[cols.clone()].iter().copied())
+            .collect();
+        cells.iter().sum::<f64>() / cells.len() as f64
+    };
+    let mut best = (f64::INFINITY, (0, 0));
+    for i in 0..n {
+        for j in 0..n {
+            let c = smoothed(i, j);
+            if c < best.0 - 1e-12 {
+                best = (c, (i, j));
             }
         }
     }
-    best.1
+    Thresholds {
+        flag: steps[best.1 .0],
+        refuse_share: steps[best.1 .1],
+    }
 }
 
 /// Recall of each expected decision (and the over-refusal of `answer` requests).
