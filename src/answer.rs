@@ -4,8 +4,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::cite::{self, Citation, SentenceSupport, Thresholds};
+use crate::generate::sampler::Sampling;
 use crate::generate::{GenOptions, GenerateError, Generated, Generator};
-use crate::prompt::{Evidence, Template};
+use crate::prompt::{Evidence, EvidenceOrder, PromptError, Template};
 use crate::retrieve::hybrid::{Mode, RetrieveError, Retriever};
 use crate::safety::{Decision, SafetyError, Screener, Verdict};
 
@@ -39,6 +40,91 @@ pub struct AskOptions {
     /// Answer with a span copied from the evidence (constrained decoding) instead of free
     /// text, when the generator can.
     pub extract: bool,
+}
+
+/// Default answer lengths: a span is a name, a number or a short phrase (a few tokens, as
+/// dev_qa's golden answers); free text has room for a sentence or two with citations.
+pub const SPAN_TOKENS: usize = 16;
+pub const FREE_TOKENS: usize = 96;
+/// Default evidence sizes: a 270M model copying a span is distracted by more passages (exact
+/// match on dev_qa 0.40 at k 3, 0.35 at k 5, see README); free text cites more of them.
+pub const SPAN_K: usize = 3;
+pub const FREE_K: usize = 5;
+
+/// What a question's options start from, for one loaded generator: `ask`, `eval qa`, `demo`
+/// and every request to the server take these, changing only what the request names. The
+/// template is parsed once, here.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub extract: bool,
+    pub k: usize,
+    pub template: Template,
+    pub generation: GenOptions,
+    pub thresholds: Thresholds,
+}
+
+/// The choices `Defaults` are made from; `None` takes the engine's default for the answer
+/// style (span or free text).
+#[derive(Debug, Clone, Default)]
+pub struct Choices<'a> {
+    pub template: Option<&'a str>,
+    pub evidence_order: Option<EvidenceOrder>,
+    pub max_tokens: Option<usize>,
+    pub k: Option<usize>,
+    pub sampling: Sampling,
+    pub thresholds: Thresholds,
+}
+
+impl Defaults {
+    /// `extract`: answer with a span (the default model's style) rather than free text.
+    pub fn new(extract: bool, c: &Choices<'_>) -> Result<Self, PromptError> {
+        let template = match c.template {
+            Some(t) => t,
+            None if extract => "extractive",
+            None => crate::prompt::DEFAULT,
+        };
+        let order = c.evidence_order.unwrap_or(if extract {
+            EvidenceOrder::BestLast
+        } else {
+            EvidenceOrder::Rank
+        });
+        Ok(Defaults {
+            extract,
+            k: c.k.unwrap_or(if extract { SPAN_K } else { FREE_K }),
+            template: Template::load(template)?.ordered(order),
+            generation: GenOptions {
+                max_tokens: c
+                    .max_tokens
+                    .unwrap_or(if extract { SPAN_TOKENS } else { FREE_TOKENS })
+                    .max(1),
+                sampling: c.sampling,
+            },
+            thresholds: c.thresholds,
+        })
+    }
+
+    /// The options of one question: these defaults, with what the request names.
+    pub fn options(
+        &self,
+        mode: Mode,
+        k: Option<usize>,
+        max_tokens: Option<usize>,
+        years: Option<crate::retrieve::YearRange>,
+    ) -> AskOptions {
+        let mut generation = self.generation.clone();
+        if let Some(m) = max_tokens {
+            generation.max_tokens = m.max(1);
+        }
+        AskOptions {
+            k: k.unwrap_or(self.k),
+            mode,
+            years,
+            template: self.template.clone(),
+            generation,
+            thresholds: self.thresholds,
+            extract: self.extract,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

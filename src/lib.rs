@@ -1,7 +1,8 @@
 //! medlit: answers biomedical research questions from PubMed abstracts, with PMID citations.
 //!
 //! Module map:
-//! - [`cli`]: the command-line interface (clap definitions).
+//! - [`cli`]: the command-line interface (clap definitions) and [`cli::setup`], which turns
+//!   flags into the engine's parts (retriever, generator, screener, defaults: a `Pipeline`).
 //! - [`commands`]: one module per subcommand (`fetch`, `index`, `search`, `ask`, `demo`,
 //!   `serve`, `verify`, `eval`, `policy`, …; `bench` runs the medlit-bench binary).
 //! - [`retrieve`]: BM25, dense and hybrid (reciprocal rank fusion) search over the index.
@@ -9,7 +10,10 @@
 //! - [`generate`]: the `medlit-generate` crate, re-exported (Gemma decoders on candle,
 //!   tokenizers, sampling, span decoding, int8 kernels).
 //! - [`cite`]: citation verification, sentence support, abstention.
-//! - [`answer`]: the query path end to end (retrieve → prompt → generate → verify).
+//! - [`answer`]: the query path end to end (retrieve → prompt → generate → verify) and its
+//!   defaults.
+//! - [`render`]: the answer's shapes for readers and scripts (text, JSON, notice), shared by
+//!   the CLI and the server.
 //! - [`eval`]: evaluation metrics (retrieval recall, MRR, latency).
 //! - [`progress`]: progress bars that show on a terminal and stay quiet for `--json`.
 //! - [`safety`]: the medical safety policy: the learned request screen (classifier heads over
@@ -23,6 +27,7 @@ pub mod commands;
 pub mod eval;
 pub mod progress;
 pub mod prompt;
+pub mod render;
 pub mod retrieve;
 pub mod safety;
 pub mod serve;

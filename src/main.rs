@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", commands::error_line(&e));
+            eprintln!("error: {}", medlit::render::error_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -36,15 +36,15 @@ struct PeerOut {
 }
 
 pub fn run(args: &BenchEmbedArgs) -> Result<()> {
-    let manifest = medlit::commands::manifest(&medlit::cli::ManifestArg { manifest: None })?;
+    let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
     let batch = args.batch.max(1);
-    let cfg = medlit::commands::onnx_config(&manifest, args.threads, args.sessions, batch, 256)?;
+    let cfg = medlit::cli::setup::onnx_config(&manifest, args.threads, args.sessions, batch, 256)?;
     let mut embedder = OnnxEmbedder::load(&cfg)?;
     let budget = cfg.max_tokens - 2;
 
     // Real passages, split as `medlit index --dense` splits them.
     let mut texts = Vec::new();
-    'files: for f in &medlit::commands::corpus_files(&manifest)? {
+    'files: for f in &medlit::cli::setup::corpus_files(&manifest)? {
         for r in parse_file(f)?.records {
             let Record::Article(a) = r else { continue };
             if !a.has_abstract() {

@@ -64,7 +64,7 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
     let folder = args.model.as_deref().filter(|p| HfChat::is_folder(p));
     let model = match folder {
         Some(dir) => dir.to_path_buf(),
-        None => medlit::commands::generator_path(args.model.as_deref())?,
+        None => medlit::cli::setup::generator_path(args.model.as_deref())?,
     };
     if args.worker {
         let threads = args.threads.first().copied().unwrap_or(1);
@@ -350,7 +350,7 @@ fn run_llama_bench(
 /// `llama-cpp-python` source distribution vendors (pip downloads it; cmake and ninja come from
 /// pip too, into a virtual environment of their own).
 fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
-    let root = medlit::commands::home()?
+    let root = medlit::cli::setup::home()?
         .root()
         .join("bench")
         .join("llama.cpp");

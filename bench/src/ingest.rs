@@ -66,7 +66,7 @@ struct PeerFile {
 
 pub fn run(args: &BenchIngestArgs) -> Result<()> {
     let files = if args.files.is_empty() {
-        medlit::commands::corpus_files(&medlit::commands::manifest(&args.manifest)?)?
+        medlit::cli::setup::corpus_files(&medlit::cli::setup::manifest(&args.manifest)?)?
     } else {
         args.files.clone()
     };

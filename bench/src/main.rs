@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", medlit::commands::error_line(&e));
+            eprintln!("error: {}", medlit::render::error_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

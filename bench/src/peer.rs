@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 /// A virtual environment of its own under $MEDLIT_HOME/bench/ with `packages` installed;
 /// returns its python. `probe` is a module whose import shows the install is done.
 pub fn peer_python(python: &str, name: &str, packages: &[&str], probe: &str) -> Result<PathBuf> {
-    let venv = medlit::commands::home()?.root().join("bench").join(name);
+    let venv = medlit::cli::setup::home()?.root().join("bench").join(name);
     let py = venv.join("bin").join("python");
     if !py.exists() {
         run_ok(

@@ -114,9 +114,9 @@ struct SearchChild {
 
 /// `--search-child INDEX`: open the index, time every query in every mode, report memory.
 fn search_child(args: &BenchScaleArgs, index: &Path) -> Result<()> {
-    let manifest = medlit::commands::manifest(&medlit::cli::ManifestArg { manifest: None })?;
-    let queries = queries(&medlit::commands::corpus_files(&manifest)?, args.queries)?;
-    let retriever = medlit::commands::search::open_retriever(index, true, &args.fusion)?;
+    let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
+    let queries = queries(&medlit::cli::setup::corpus_files(&manifest)?, args.queries)?;
+    let retriever = medlit::cli::setup::open_retriever(index, true, &args.fusion)?;
     let mut search = std::collections::BTreeMap::new();
     for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
         let mut ms = Vec::with_capacity(queries.len());
@@ -153,12 +153,12 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
     }
     let work = match &args.work {
         Some(w) => w.clone(),
-        None => medlit::commands::home()?.root().join("bench/scale"),
+        None => medlit::cli::setup::home()?.root().join("bench/scale"),
     };
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let manifest = medlit::commands::manifest(&medlit::cli::ManifestArg { manifest: None })?;
-    let sources = medlit::commands::corpus_files(&manifest)?;
-    let dense = medlit::commands::dense_options(&manifest, &args.embed)?;
+    let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
+    let sources = medlit::cli::setup::corpus_files(&manifest)?;
+    let dense = medlit::cli::setup::dense_options(&manifest, &args.embed)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // The real model on real passages: its rate, and the vectors the graphs are built from.

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::BenchSearchArgs;
 use crate::peer::{peer_json, peer_python};
+use medlit::cli::setup::open_retriever;
 use medlit::commands::print_json;
-use medlit::commands::search::open_retriever;
 use medlit::eval::retrieval::percentile;
 use medlit::retrieve::hybrid::Mode;
 
@@ -89,7 +89,7 @@ pub fn run(args: &BenchSearchArgs) -> Result<()> {
         "{} has no questions",
         args.dataset.display()
     );
-    let dir = medlit::commands::index_dir(&args.index)?;
+    let dir = medlit::cli::setup::index_dir(&args.index)?;
     let retriever = open_retriever(&dir, true, &args.fusion)?;
     let modes: Vec<Mode> = match retriever.dense {
         Some(_) => Mode::ALL.to_vec(),
@@ -218,8 +218,8 @@ fn run_peer(
 
     let dense = match &retriever.bm25.manifest().dense {
         Some(d) => {
-            let cfg = medlit::commands::onnx_config(
-                &medlit::commands::manifest(&medlit::cli::ManifestArg { manifest: None })?,
+            let cfg = medlit::cli::setup::onnx_config(
+                &medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?,
                 args.fusion.query_threads,
                 1,
                 1,

@@ -5,6 +5,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::retrieve::YearRange;
 
+pub mod setup;
+
+/// The question `medlit demo` asks unless told another: the sample answers it.
+pub const DEFAULT_QUESTION: &str =
+    "In mice infected with Brucella melitensis, which antibiotic cured nearly all animals after three weeks?";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "medlit",
@@ -106,7 +112,7 @@ impl From<KindArg> for medlit_corpus::AssetKind {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct ManifestArg {
     /// Data manifest to use instead of the one built into medlit
     #[arg(long, value_name = "FILE")]
@@ -512,7 +518,7 @@ pub struct ExportQdrantArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// The question to run
-    #[arg(long, default_value = crate::commands::demo::DEFAULT_QUESTION)]
+    #[arg(long, default_value = DEFAULT_QUESTION)]
     pub question: String,
     /// Number of results
     #[arg(long, short, default_value_t = 5)]

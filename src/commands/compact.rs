@@ -1,12 +1,14 @@
 //! `medlit compact`: drop deleted documents and tombstoned passages, rebuild the graph.
 use anyhow::{Context, Result};
 
+use crate::cli::setup;
+
 use super::print_json;
 use crate::cli::CompactArgs;
 
 /// `medlit compact`.
 pub fn run(args: &CompactArgs) -> Result<()> {
-    let dir = super::index_dir(&args.index)?;
+    let dir = setup::index_dir(&args.index)?;
     let r = medlit_indexer::compact(&dir, args.writer_memory)
         .with_context(|| format!("compacting {}", dir.display()))?;
     if args.json {

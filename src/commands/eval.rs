@@ -1,15 +1,14 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+
+use crate::cli::setup;
 use medlit_corpus::datasets::{read_answer_set, read_qa, read_safety};
 
 use super::print_json;
-use super::search::open_retriever;
 use crate::answer::{ask, gather_evidence};
 use crate::cite::question_coverage;
-use crate::cli::{
-    EvalCommand, EvalModeArg, EvalQaArgs, EvalRetrievalArgs, EvalSafetyArgs, SearchModeArg,
-};
+use crate::cli::{EvalCommand, EvalModeArg, EvalQaArgs, EvalRetrievalArgs, EvalSafetyArgs};
 use crate::eval::qa::{exact_match, report, QaOutcome};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
 use crate::eval::safety::{report as safety_report, SafetyOutcome, ScreenTime};
@@ -37,9 +36,9 @@ fn safety(args: &EvalSafetyArgs) -> Result<()> {
     if let Some(k) = args.cross_validate {
         // Each fold decided by a classifier that never saw its families: trained, thresholds
         // and all, on the other folds with the policy's settings.
-        let policy = super::policy(args.safety_policy.as_deref())?;
+        let policy = setup::policy(args.safety_policy.as_deref())?;
         version = policy.version;
-        let embedder = super::query_embedder()?;
+        let embedder = setup::query_embedder()?;
         let bar = crate::progress::spinner(args.json, "embedding the prompts");
         let ex = crate::safety::examples(&policy, &items, &embedder)?;
         bar.set_message(format!("training {k} folds by family"));
@@ -87,7 +86,7 @@ fn safety(args: &EvalSafetyArgs) -> Result<()> {
         }
         bar.finish_and_clear();
     } else {
-        let screener = super::screener(args.safety_policy.as_deref(), None)?;
+        let screener = setup::screener(args.safety_policy.as_deref(), None)?;
         version = screener.policy.version;
         for item in items {
             let t = std::time::Instant::now();
@@ -194,9 +193,9 @@ fn retrieval(args: &EvalRetrievalArgs) -> Result<()> {
         .iter()
         .map(|i| (i.question.clone(), i.pmid.clone()))
         .collect();
-    let dir = super::index_dir(&args.index)?;
+    let dir = setup::index_dir(&args.index)?;
     let want = |m: EvalModeArg| args.mode == m || args.mode == EvalModeArg::All;
-    let retriever = open_retriever(&dir, args.mode != EvalModeArg::Bm25, &args.fusion)?;
+    let retriever = setup::open_retriever(&dir, args.mode != EvalModeArg::Bm25, &args.fusion)?;
     let mut run_modes = Vec::new();
     if want(EvalModeArg::Bm25) {
         run_modes.push(Mode::Bm25);
@@ -246,22 +245,22 @@ fn retrieval(args: &EvalRetrievalArgs) -> Result<()> {
 }
 
 fn qa(args: &EvalQaArgs) -> Result<()> {
-    super::ask::set_threads(args.generate.threads);
+    setup::set_threads(args.generate.threads);
     let mut items = read_answer_set(&args.dataset).context("reading the dataset")?;
     if let Some(n) = args.limit {
         items.truncate(n.max(1));
     }
-    let dir = super::index_dir(&args.index)?;
-    let retriever = open_retriever(&dir, args.mode != SearchModeArg::Bm25, &args.fusion)?;
-    let mode = super::ask::mode_of(&retriever, args.mode);
+    let dir = setup::index_dir(&args.index)?;
+    let (retriever, mode) = setup::retriever(&dir, args.mode, &args.fusion)?;
     let mut generator = if args.retrieval_only {
         None
     } else {
-        Some(super::ask::load_generator(&args.generate)?)
+        Some(setup::load_generator(&args.generate)?)
     };
     let prefers_extraction = generator.as_ref().is_some_and(|g| g.prefers_extraction());
-    let opts = super::ask::ask_options(&args.generate, args.k, mode, prefers_extraction)?;
-    let screener = super::screener(args.generate.safety_policy.as_deref(), Some(&retriever))?;
+    let opts = setup::defaults(&args.generate, args.k, prefers_extraction)?
+        .options(mode, None, None, None);
+    let screener = setup::screener(args.generate.safety_policy.as_deref(), Some(&retriever))?;
     let bar = crate::progress::items(args.json, items.len() as u64, "answering");
     let mut outcomes = Vec::with_capacity(items.len());
     for item in &items {

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+use crate::cli::setup;
 use medlit_indexer::passages;
 use medlit_indexer::Article;
 use serde::Serialize;
@@ -53,7 +55,7 @@ pub fn point_id(pmid: u64, passage_no: u32) -> u64 {
 }
 
 pub fn run(args: &ExportQdrantArgs) -> Result<()> {
-    let dir = super::index_dir(&args.index)?;
+    let dir = setup::index_dir(&args.index)?;
     let report = export(&dir, &args.out, args.batch.max(1))?;
     if args.json {
         return print_json(&report);
@@ -95,8 +97,8 @@ pub fn export(index: &Path, out: &Path, batch: usize) -> Result<ExportReport> {
     let dense = match &manifest.dense {
         None => None,
         Some(d) => {
-            let cfg = super::onnx_config(
-                &super::manifest(&crate::cli::ManifestArg { manifest: None })?,
+            let cfg = setup::onnx_config(
+                &setup::manifest(&crate::cli::ManifestArg::default())?,
                 2,
                 1,
                 1,

@@ -2,12 +2,15 @@ use anyhow::{Context, Result};
 use medlit_corpus::fetch::{FetchEvent, FileOutcome};
 use medlit_corpus::{fetch_assets, DataManifest, FetchOptions, FetchReport};
 
-use super::{home, human_bytes, print_json};
+use crate::cli::setup;
+
+use super::{human_bytes, print_json};
+use crate::cli::setup::home;
 use crate::cli::FetchArgs;
 use crate::progress;
 
 pub fn run(args: &FetchArgs) -> Result<()> {
-    let manifest = super::manifest(&args.manifest)?;
+    let manifest = setup::manifest(&args.manifest)?;
     let only = args.only.iter().map(|&k| k.into()).collect();
     let report = fetch(&manifest, only, args.json)?;
     if args.json {

@@ -3,6 +3,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+
+use crate::cli::setup;
 use medlit_indexer::{
     build_index, BuildEvent, BuildMode, BuildOptions, BuildReport, IndexDir, Rejected, RunCounts,
 };
@@ -44,11 +46,11 @@ struct IndexJson<'a> {
 
 pub fn run(args: &IndexArgs) -> Result<()> {
     let files = if args.files.is_empty() {
-        super::corpus_files(&super::manifest(&args.manifest)?)?
+        setup::corpus_files(&setup::manifest(&args.manifest)?)?
     } else {
         expand_folders(&args.files)?
     };
-    let dir = super::index_dir(&args.index)?;
+    let dir = setup::index_dir(&args.index)?;
     let mode = if args.update {
         BuildMode::Update { force: args.force }
     } else if args.replace {
@@ -67,12 +69,12 @@ pub fn run(args: &IndexArgs) -> Result<()> {
     };
     let dense = match (&existing_dense, args.dense || existing_dense.is_some()) {
         (_, false) => None,
-        (None, true) => Some(super::dense_options(
-            &super::manifest(&args.manifest)?,
+        (None, true) => Some(setup::dense_options(
+            &setup::manifest(&args.manifest)?,
             &args.embed,
         )?),
         (Some(d), true) => {
-            let mut o = super::dense_options(&super::manifest(&args.manifest)?, &args.embed)?;
+            let mut o = setup::dense_options(&setup::manifest(&args.manifest)?, &args.embed)?;
             o.embedder.max_tokens = d.model.max_tokens;
             o.params = d.params;
             Some(o)

@@ -3,6 +3,8 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+
+use crate::cli::setup;
 use medlit_corpus::datasets::read_safety;
 use medlit_corpus::digest::sha256_bytes;
 use serde::Serialize;
@@ -68,7 +70,7 @@ pub fn train(args: &PolicyTrainArgs) -> Result<()> {
             i.id
         );
     }
-    let embedder = super::query_embedder()?;
+    let embedder = setup::query_embedder()?;
     let info = embedder.info().clone();
     if info.sha256 != spec.embedding_sha256 {
         bail!(

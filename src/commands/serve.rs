@@ -5,50 +5,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::ask::{ask_options, load_generator, mode_of, set_threads};
-use super::search::open_retriever;
-use crate::cli::{SearchModeArg, ServeArgs};
-use crate::prompt::Template;
-use crate::serve::queue::{AskRequest, OptionsFor, Queue};
+use crate::cli::setup::Pipeline;
+use crate::cli::ServeArgs;
+use crate::serve::queue::Queue;
 use crate::serve::{serve, AppState, Limits};
 
 pub fn run(args: &ServeArgs) -> Result<()> {
-    set_threads(args.generate.threads);
-    let dir = super::index_dir(&args.index)?;
-    let retriever = Arc::new(open_retriever(
-        &dir,
-        args.mode != SearchModeArg::Bm25,
-        &args.fusion,
-    )?);
-    let mode = mode_of(&retriever, args.mode);
-    // A bad template is named before seconds go into loading models.
-    if let Some(p) = &args.generate.prompt {
-        Template::load(p)?;
-    }
-    let generator = load_generator(&args.generate)?;
-    let model = generator.name().to_string();
-    let prefers_extraction = generator.prefers_extraction();
-    ask_options(&args.generate, None, mode, prefers_extraction)?;
-    let screener = Arc::new(super::screener(
-        args.generate.safety_policy.as_deref(),
-        Some(retriever.as_ref()),
-    )?);
-    let generate = args.generate.clone();
-    let options_for: OptionsFor = Box::new(move |r: &AskRequest| {
-        let mut g = generate.clone();
-        if r.max_tokens.is_some() {
-            g.max_tokens = r.max_tokens;
-        }
-        let mut o =
-            ask_options(&g, r.k, r.mode, prefers_extraction).map_err(|e| format!("{e:#}"))?;
-        o.years = r.years;
-        Ok(o)
-    });
+    let p = Pipeline::open(&args.index, args.mode, &args.fusion, &args.generate, None)?;
+    let model = p.generator.name().to_string();
+    let mode = p.mode;
+    let retriever = Arc::new(p.retriever);
+    let screener = Arc::new(p.screener);
     let queue = Queue::start(
-        generator,
+        p.generator,
         retriever.clone(),
         screener.clone(),
-        options_for,
+        p.defaults,
         args.queue,
     )
     .context("starting the answer worker")?;

@@ -2,6 +2,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+
+use crate::cli::setup;
 use medlit_corpus::synth::{write_corpus, SeedArticle, SynthOptions, SynthReport};
 use medlit_indexer::pubmed::{parse_file, Record};
 
@@ -10,7 +12,7 @@ use crate::cli::SynthArgs;
 
 pub fn run(args: &SynthArgs) -> Result<()> {
     let sources = if args.from.is_empty() {
-        super::corpus_files(&super::manifest(&args.manifest)?)?
+        setup::corpus_files(&setup::manifest(&args.manifest)?)?
     } else {
         args.from.clone()
     };

@@ -1,11 +1,13 @@
 //! `medlit verify`: is the index whole and self-consistent?
 use anyhow::{bail, Context, Result};
 
+use crate::cli::setup;
+
 use super::print_json;
 use crate::cli::VerifyArgs;
 
 pub fn run(args: &VerifyArgs) -> Result<()> {
-    let dir = super::index_dir(&args.index)?;
+    let dir = setup::index_dir(&args.index)?;
     let report = medlit_indexer::verify::verify(&dir)
         .with_context(|| format!("verifying {}", dir.display()))?;
     if args.json {

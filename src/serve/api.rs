@@ -17,8 +17,8 @@ use super::error::ApiError;
 use super::queue::{AskRequest, Event, Ticket};
 use super::AppState;
 use crate::answer::Answer;
-use crate::commands::ask::AnswerJson;
 use crate::commands::search::SearchJson;
+use crate::render::AnswerJson;
 use crate::retrieve::hybrid::Mode;
 use crate::safety::Decision;
 

@@ -23,7 +23,7 @@ use super::error::ApiError;
 use super::queue::AskRequest;
 use super::AppState;
 use crate::answer::Answer;
-use crate::commands::ask::{answer_text, NOTICE};
+use crate::render::{answer_text, NOTICE};
 
 /// The model id clients name (any id is accepted: there is one model behind the server).
 pub const MODEL_ID: &str = "medlit";

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::answer::{ask, Answer, AskOptions};
+use crate::answer::{ask, Answer, Defaults};
 use crate::generate::Generator;
 use crate::retrieve::hybrid::{Mode, Retriever};
 use crate::safety::Screener;
@@ -36,9 +36,6 @@ pub enum Event {
     Done(Box<Answer>),
     Failed(String),
 }
-
-/// Builds the options of one request (template, thresholds, sampling) from its settings.
-pub type OptionsFor = Box<dyn Fn(&AskRequest) -> Result<AskOptions, String> + Send>;
 
 /// What a request's ticket and its job share: whether anyone still waits, and its place in
 /// the in-flight count, given back exactly once (when the answer is done or the client leaves,
@@ -100,7 +97,7 @@ impl Queue {
         mut generator: Box<dyn Generator + Send>,
         retriever: Arc<Retriever>,
         screener: Arc<Screener>,
-        options_for: OptionsFor,
+        defaults: Defaults,
         bound: usize,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
@@ -114,13 +111,8 @@ impl Queue {
                 while let Ok(job) = rx.recv() {
                     if !job.claim.cancel.load(Ordering::Relaxed) {
                         let t = Instant::now();
-                        let event = answer_one(
-                            generator.as_mut(),
-                            &retriever,
-                            &screener,
-                            &options_for,
-                            &job,
-                        );
+                        let event =
+                            answer_one(generator.as_mut(), &retriever, &screener, &defaults, &job);
                         if matches!(event, Event::Done(_)) {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
@@ -175,29 +167,15 @@ impl Queue {
     }
 }
 
-/// An error and its causes, as one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
-
 fn answer_one(
     generator: &mut dyn Generator,
     retriever: &Retriever,
     screener: &Screener,
-    options_for: &OptionsFor,
+    defaults: &Defaults,
     job: &Job,
 ) -> Event {
-    let opts = match options_for(&job.request) {
-        Ok(o) => o,
-        Err(e) => return Event::Failed(e),
-    };
+    let r = &job.request;
+    let opts = defaults.options(r.mode, r.k, r.max_tokens, r.years);
     let cancel = &job.claim.cancel;
     let events = &job.events;
     // A panic in generation must not take the worker (and every later request) down.
@@ -216,7 +194,7 @@ fn answer_one(
     }));
     match result {
         Ok(Ok(answer)) => Event::Done(Box::new(answer)),
-        Ok(Err(e)) => Event::Failed(chain(&e)),
+        Ok(Err(e)) => Event::Failed(crate::render::error_line(&e)),
         Err(_) => {
             tracing::error!("answer generation panicked");
             Event::Failed("internal error while answering".into())
