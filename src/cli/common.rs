@@ -1,0 +1,192 @@
+//! The flag groups several commands flatten in: where the index and the manifest are, how the
+//! answer is generated, how passages are embedded, how hybrid search fuses; and the value
+//! parsers they share.
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Default, Args)]
+pub struct ManifestArg {
+    /// Data manifest to use instead of the one built into medlit
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexDirArg {
+    /// Index folder [default: $MEDLIT_HOME/index]
+    #[arg(long, value_name = "DIR")]
+    pub index: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl From<DTypeArg> for crate::generate::DType {
+    fn from(d: DTypeArg) -> Self {
+        match d {
+            DTypeArg::F32 => crate::generate::DType::F32,
+            DTypeArg::Bf16 => crate::generate::DType::BF16,
+            DTypeArg::F16 => crate::generate::DType::F16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SearchModeArg {
+    Auto,
+    Bm25,
+    Dense,
+    Hybrid,
+}
+
+/// Whether the answer is copied from the evidence or written freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnswerStyle {
+    Auto,
+    Span,
+    Free,
+}
+
+/// How the answer is generated.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Model and generation")]
+pub struct GenerateArgs {
+    /// Generator: a GGUF file, a Hugging Face model folder (Gemma 4: config.json,
+    /// *.safetensors, tokenizer.json, chat template), or empty for the default model of the
+    /// data manifest (Gemma 3 270M, Q4_K_M)
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Precision of a Hugging Face model's computation [default: f32 on the CPU, bf16 on a GPU]
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+    /// Prompt template: research_rag, extractive, medical_reasoning, or a file with
+    /// {question} and {context} placeholders [default: extractive for a span answer,
+    /// research_rag for free text]
+    #[arg(long, value_name = "NAME|FILE")]
+    pub prompt: Option<String>,
+    /// span: copy the answer word for word from the evidence (constrained decoding); free:
+    /// free text; auto: span for a pretrained model (no chat template, like the default Gemma
+    /// 3 270M), free for an instruction-tuned one
+    #[arg(long, value_enum, default_value_t = AnswerStyle::Auto)]
+    pub answer: AnswerStyle,
+    /// Order of the passages in the prompt: rank (best first) or best-last (best next to the
+    /// question) [default: best-last for a span answer, rank for free text]
+    #[arg(long, value_enum)]
+    pub evidence_order: Option<crate::prompt::EvidenceOrder>,
+    /// Safety policy file (messages, classifier weights and settings, rules) [default: the built-in
+    /// policy/safety.toml]
+    #[arg(long, value_name = "FILE")]
+    pub safety_policy: Option<PathBuf>,
+    /// Longest answer, in tokens [default: 16 for a span answer, 96 for free text]
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// 0 = greedy (the default: reproducible answers)
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling: keep the likeliest tokens up to this probability (with --temperature)
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Seed of the sampler (with --temperature)
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads for generation [default: all cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Longest prompt + answer in tokens (evidence is trimmed to fit, the question never)
+    #[arg(long, default_value_t = 2048)]
+    pub context: usize,
+    /// Send the filled prompt to this OpenAI-compatible server (vLLM, llama.cpp's server,
+    /// Ollama, another medlit) instead of running a model here: its base URL, e.g.
+    /// http://gpu-box:8000 (plain HTTP)
+    #[arg(long, value_name = "URL", requires = "llm_model")]
+    pub llm_endpoint: Option<String>,
+    /// The model's name on that server
+    #[arg(long, value_name = "NAME")]
+    pub llm_model: Option<String>,
+    /// Context of the remote model, in tokens (prompt + answer)
+    #[arg(long, default_value_t = 8192)]
+    pub llm_context: usize,
+    /// Time limit per remote request, reply included, in seconds
+    #[arg(long, default_value_t = 300)]
+    pub llm_timeout: u64,
+    /// Abstain when the best passage holds less than this share of the question's weight
+    /// (IDF of its words), 0..1
+    #[arg(long, default_value_t = crate::cite::Thresholds::DEFAULT_MIN_COVERAGE)]
+    pub min_coverage: f32,
+    /// ...or when no passage is this close in meaning (cosine with the question; dense and
+    /// hybrid modes), 0..1
+    #[arg(long, default_value_t = crate::cite::Thresholds::DEFAULT_MIN_SIMILARITY)]
+    pub min_similarity: f32,
+}
+
+/// How passages are embedded and the HNSW graph is built.
+#[derive(Debug, Args, Clone)]
+pub struct EmbedArgs {
+    /// CPU threads for embedding
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub embed_threads: usize,
+    /// ONNX Runtime sessions embedding side by side, sharing --embed-threads (one per thread
+    /// measured fastest for indexing)
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub embed_sessions: usize,
+    /// Passages per ONNX Runtime call; 1 avoids padding, which measured fastest on a CPU
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub embed_batch: usize,
+    /// Longest passage in model tokens (the model's window; longer text is split)
+    #[arg(long, default_value_t = 256, value_name = "TOKENS")]
+    pub max_tokens: usize,
+    /// HNSW: neighbours per node
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: usize,
+    /// HNSW: candidate list length while building
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    /// HNSW: candidate list length at query time (stored in the index as its default)
+    #[arg(long, default_value_t = 96)]
+    pub ef_search: usize,
+}
+
+/// How hybrid search fuses the BM25 and dense lists.
+#[derive(Debug, Args, Clone, Copy)]
+#[command(next_help_heading = "Fusion tuning (hybrid mode)")]
+pub struct FusionArgs {
+    /// Reciprocal rank fusion constant k (score = sum of 1/(k + rank))
+    #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_K)]
+    pub rrf_k: f32,
+    /// Candidates taken from each list before fusing (20, 30, 50 and 100 gave the same
+    /// recall on the dev sets; deeper dense lists cost HNSW time)
+    #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_DEPTH)]
+    pub depth: usize,
+    /// Weight of the dense list in the fusion (BM25's is 1)
+    #[arg(long, default_value_t = crate::retrieve::fuse::DEFAULT_DENSE_WEIGHT)]
+    pub dense_weight: f32,
+    /// ONNX Runtime threads for the query embedding
+    #[arg(long, default_value_t = 2)]
+    pub query_threads: usize,
+}
+
+/// A count of at least one (`--k 0` is a usage error, exit 2).
+pub(super) fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A word of a query that is not blank (an empty query is a usage error, exit 2).
+pub(super) fn non_blank(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("the query is empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
