@@ -173,15 +173,17 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
         &seeds_dir,
     )?;
     let mut embedder = OnnxEmbedder::load(&dense.embedder).context("loading the embedder")?;
-    let budget = dense.embedder.max_tokens.saturating_sub(2).max(8);
     let mut texts = Vec::new();
     let mut abstracts = 0u64;
     for f in &seed_corpus.files {
         for r in parse_file(f)?.records {
             if let Record::Article(a) = r {
                 abstracts += 1;
-                let split =
-                    medlit_indexer::passages::split(&a, budget, &mut |t| embedder.count_tokens(t));
+                let split = medlit_indexer::passages::split(
+                    &a,
+                    medlit_indexer::passages::window_budget(dense.embedder.max_tokens),
+                    &mut |t| embedder.count_tokens(t),
+                );
                 texts.extend(split.into_iter().map(|p| p.embedding_text()));
             }
         }

@@ -327,7 +327,7 @@ impl<'a> Run<'a> {
                 embedder: OnnxEmbedder::load(&d.embedder)
                     .map_err(|e| embed_error(dir.root(), e))?,
                 // Special tokens ([CLS], [SEP]) take two of the model's positions.
-                budget: d.embedder.max_tokens.saturating_sub(2).max(8),
+                budget: passages::window_budget(d.embedder.max_tokens),
                 params: d.params,
             }),
             None => None,

@@ -29,6 +29,32 @@ impl Passage {
     }
 }
 
+/// Tokens a passage may take in a model window of `max_tokens`: the window less the two
+/// special tokens the model adds ([CLS], [SEP]).
+pub fn window_budget(max_tokens: usize) -> usize {
+    max_tokens.saturating_sub(2).max(8)
+}
+
+/// The passages the index makes of an article's title and abstract for a model whose window
+/// is `max_tokens` tokens as `count` counts them: the one rule that the index, the evidence
+/// shown for a dense hit, the Qdrant export and the benchmarks all follow, so a passage number
+/// means the same text everywhere.
+pub fn of_abstract(
+    pmid: u64,
+    title: &str,
+    abstract_text: &str,
+    max_tokens: usize,
+    count: &mut dyn FnMut(&str) -> usize,
+) -> Vec<Passage> {
+    let article = Article {
+        pmid,
+        title: title.to_string(),
+        abstract_text: abstract_text.to_string(),
+        ..Article::default()
+    };
+    split(&article, window_budget(max_tokens), count)
+}
+
 /// Splits `article` into passages of at most `budget` tokens as counted by `count`
 /// (title included). A single sentence longer than the budget becomes its own passage and is
 /// cut by the model's truncation; nothing is dropped.
@@ -122,6 +148,28 @@ mod tests {
 
     fn words(s: &str) -> usize {
         s.split_whitespace().count()
+    }
+
+    #[test]
+    fn an_abstract_is_split_for_the_window_less_its_special_tokens() {
+        let abstract_text = (0..40)
+            .map(|i| format!("Sentence number {i} reports one finding."))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let parts = of_abstract(7, "A title", &abstract_text, 32, &mut words);
+        assert!(parts.len() > 1, "{parts:?}");
+        for p in &parts {
+            assert_eq!(p.pmid, 7);
+            assert!(words(&p.embedding_text()) <= window_budget(32), "{p:?}");
+        }
+        let article = Article {
+            pmid: 7,
+            title: "A title".into(),
+            abstract_text,
+            ..Article::default()
+        };
+        assert_eq!(parts, split(&article, 30, &mut words));
+        assert_eq!(window_budget(4), 8, "a tiny window still holds a title");
     }
 
     #[test]

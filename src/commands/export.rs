@@ -15,7 +15,6 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::setup;
 use medlit_indexer::passages;
-use medlit_indexer::Article;
 use serde::Serialize;
 
 use super::print_json;
@@ -177,20 +176,15 @@ pub fn export(index: &Path, out: &Path, batch: usize) -> Result<ExportReport> {
             return Ok(());
         };
         articles += 1;
-        let article = Article {
-            pmid,
-            title: a.title.clone(),
-            abstract_text: a.abstract_text.clone(),
-            ..Article::default()
-        };
         let units: Vec<(u32, String)> = match &dense {
             None => vec![(0, format!("{}\n{}", a.title, a.abstract_text))],
             Some(d) => {
-                let budget = d.max_tokens().saturating_sub(2).max(8);
-                passages::split(&article, budget, &mut |t| d.count_tokens(t))
-                    .into_iter()
-                    .map(|p| (p.passage_no, p.embedding_text()))
-                    .collect()
+                passages::of_abstract(pmid, &a.title, &a.abstract_text, d.max_tokens(), &mut |t| {
+                    d.count_tokens(t)
+                })
+                .into_iter()
+                .map(|p| (p.passage_no, p.embedding_text()))
+                .collect()
             }
         };
         for (no, text) in units {

@@ -2,7 +2,6 @@
 use std::collections::HashMap;
 
 use medlit_indexer::passages;
-use medlit_indexer::Article;
 
 use super::bm25::{Bm25Searcher, SearchError, YearRange};
 use super::dense::{DenseHit, DenseSearchError, DenseSearcher};
@@ -203,14 +202,10 @@ impl Retriever {
         let Some((title, abstract_text)) = self.bm25.abstract_of(pmid)? else {
             return Ok(None);
         };
-        let article = Article {
-            pmid,
-            title,
-            abstract_text,
-            ..Article::default()
-        };
-        let budget = dense.max_tokens().saturating_sub(2).max(8);
-        let parts = passages::split(&article, budget, &mut |t| dense.count_tokens(t));
+        let parts =
+            passages::of_abstract(pmid, &title, &abstract_text, dense.max_tokens(), &mut |t| {
+                dense.count_tokens(t)
+            });
         Ok(parts.into_iter().find(|p| p.passage_no == no).map(|p| {
             if p.text.is_empty() {
                 p.title
