@@ -53,7 +53,7 @@ pub enum PromptError {
 }
 
 /// Where the best passage goes in the context block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EvidenceOrder {
     /// Best first, as retrieved.
     #[default]

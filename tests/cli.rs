@@ -2,82 +2,12 @@
 //!
 //! Assets come through `medlit fetch` itself, into `$MEDLIT_HOME` (or the platform default),
 //! so a run after the first touches no network.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-fn medlit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medlit"))
-        .args(args)
-        .output()
-        .expect("running medlit")
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = medlit(args);
-    assert!(
-        out.status.success(),
-        "medlit {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "medlit {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("indexer/tests/fixtures")
-        .join(name)
-}
-
-/// The sample indexed once for this test binary.
-fn sample_index() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let fetched = ok_json(&["fetch", "--only", "corpus", "--json"]);
-        assert_eq!(fetched["files"].as_array().map(Vec::len), Some(2));
-        let dir = tempfile::tempdir().unwrap();
-        let idx = dir.path().join("index");
-        let report = ok_json(&["index", "--index", idx.to_str().unwrap(), "--json"]);
-        assert_eq!(report["records_read"], 50_788);
-        assert_eq!(report["indexed"], 50_783);
-        assert_eq!(report["with_abstract"], 33_272);
-        assert_eq!(report["replaced"], 5);
-        assert_eq!(report["deleted"], 20);
-        assert_eq!(report["rejected"], 0);
-        assert!(report["seconds"].as_f64().unwrap() > 0.0);
-        dir
-    })
-    .path()
-}
-
-/// The MiniLM embedder's assets (the safety classifier and dense retrieval need them).
-fn fetch_embedder() -> Value {
-    ok_json(&[
-        "fetch",
-        "--only",
-        "embedding-model",
-        "--only",
-        "tokenizer",
-        "--only",
-        "runtime",
-        "--json",
-    ])
-}
-
-fn index_arg() -> String {
-    sample_index().join("index").display().to_string()
-}
+use crate::common::*;
 
 #[test]
 fn second_fetch_is_a_no_op() {

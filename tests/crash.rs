@@ -3,14 +3,13 @@
 //! index must open, be one of the states the uninterrupted run committed (or no index at all,
 //! before the first commit), pass `medlit verify`, and running the same command again must end
 //! in the uninterrupted run's final state: same counts, PMIDs, live passages and vectors.
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{medlit, ok_json};
+use crate::common::{medlit, ok_json};
 use medlit_indexer::dense::DenseIndex;
 use medlit_indexer::IndexDir;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! `ask --model FOLDER` on the tiny Gemma 4 fixture of the generate crate: the whole query path
 //! on the Hugging Face backend, and what cannot work refused up front.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,7 @@
 //! `medlit serve` end to end: a real server process over the sample index and the default
 //! model, driven over HTTP.
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// `(event, data)` pairs of a server-sent event stream.
@@ -233,6 +232,16 @@ fn bad_requests_get_json_errors_and_a_full_queue_gets_503_with_retry_after() {
     assert_json_error(s, &e, 405);
     let (s, e) = get(&server.url("/api/search?k=3"));
     assert_json_error(s, &e, 400);
+    // A query of stop words only is the request's fault (typed, not a 500), and says why.
+    let (s, e) = get(&server.url("/api/search?q=of%20the%20and&mode=bm25"));
+    assert_json_error(s, &e, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no searchable words"),
+        "{e}"
+    );
 
     // One question is answered at a time and none may wait (--queue 0): of four sent at
     // once, the ones that find the model busy get 503 with Retry-After, the others answers.

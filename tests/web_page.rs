@@ -2,14 +2,13 @@
 //! driven over the WebDriver protocol): a dev-set question typed into the page, the streamed
 //! answer, a citation link to the source article. A screenshot is saved as a test artifact in
 //! `target/test-artifacts/`.
-mod common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// dev_qa q0128 (golden answer "95%", source PMID 34097189), written out so the test does not

@@ -52,6 +52,25 @@ pub enum AnswerStyle {
     Free,
 }
 
+/// `--evidence-order`: where the best passage goes in the prompt (the flag's own type, so the
+/// prompt module needs no CLI crate: the fuzz target compiles it alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvidenceOrderArg {
+    /// Best first, as retrieved
+    Rank,
+    /// Best last, next to the question
+    BestLast,
+}
+
+impl From<EvidenceOrderArg> for crate::prompt::EvidenceOrder {
+    fn from(a: EvidenceOrderArg) -> Self {
+        match a {
+            EvidenceOrderArg::Rank => crate::prompt::EvidenceOrder::Rank,
+            EvidenceOrderArg::BestLast => crate::prompt::EvidenceOrder::BestLast,
+        }
+    }
+}
+
 /// How the answer is generated.
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Model and generation")]
@@ -80,7 +99,7 @@ pub struct GenerateArgs {
     /// Order of the passages in the prompt: rank (best first) or best-last (best next to the
     /// question) [default: best-last for a span answer, rank for free text]
     #[arg(long, value_enum)]
-    pub evidence_order: Option<crate::prompt::EvidenceOrder>,
+    pub evidence_order: Option<EvidenceOrderArg>,
     /// Safety policy file (messages, classifier weights and settings, rules) [default: the built-in
     /// policy/safety.toml]
     #[arg(long, value_name = "FILE")]

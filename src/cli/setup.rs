@@ -91,7 +91,7 @@ pub fn defaults(
         extract,
         &Choices {
             template: args.prompt.as_deref(),
-            evidence_order: args.evidence_order,
+            evidence_order: args.evidence_order.map(Into::into),
             max_tokens: args.max_tokens,
             k,
             sampling: Sampling {

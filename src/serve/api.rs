@@ -100,7 +100,7 @@ pub async fn search(
         let hits = state
             .retriever
             .search(&query, k, mode, years)
-            .map_err(|e| ApiError::internal(format!("searching: {e}")))?;
+            .map_err(|e| ApiError::from(&e))?;
         serde_json::to_string(&SearchJson {
             query: &query,
             mode,
@@ -162,7 +162,7 @@ pub async fn wait_for_answer(
             Ok(None) => return Err(ApiError::internal("the answer worker stopped")),
             Ok(Some(Event::Text(t))) => on_text(t),
             Ok(Some(Event::Done(a))) => return Ok(*a),
-            Ok(Some(Event::Failed(m))) => return Err(ApiError::internal(m)),
+            Ok(Some(Event::Failed(e))) => return Err(e),
         }
     }
 }
@@ -190,7 +190,7 @@ fn answer_events(
                 return Some((Ok(e.unwrap_or_default()), Some(ticket)));
             }
             Ok(Some(Event::Done(a))) => Ok(a),
-            Ok(Some(Event::Failed(m))) => Err(ApiError::internal(m)),
+            Ok(Some(Event::Failed(e))) => Err(e),
         };
         // The last event: the answer or the error; then the stream ends.
         let last = match event {

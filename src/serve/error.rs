@@ -4,6 +4,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::answer::AnswerError;
+use crate::generate::gemma3::ModelError;
+use crate::generate::GenerateError;
+use crate::retrieve::bm25::SearchError;
+use crate::retrieve::hybrid::RetrieveError;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -117,5 +123,44 @@ pub static BODY_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::Atomi
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(r: axum::extract::rejection::QueryRejection) -> Self {
         ApiError::new(r.status(), r.body_text())
+    }
+}
+
+/// The status each retrieval failure means for a client: its own request at fault (a mode the
+/// index cannot serve, a query of stop words) is a 400, the rest the server's.
+impl From<&RetrieveError> for ApiError {
+    fn from(e: &RetrieveError) -> Self {
+        let message = crate::render::error_line(e);
+        match e {
+            RetrieveError::NoDense(_) => ApiError::bad_request(message).with_param("mode"),
+            RetrieveError::Bm25(SearchError::EmptyQuery(_)) => ApiError::bad_request(message),
+            RetrieveError::Bm25(SearchError::ZeroK) => {
+                ApiError::bad_request(message).with_param("k")
+            }
+            _ => ApiError::internal(message),
+        }
+    }
+}
+
+/// The status each failure of the query path means: an empty question or a prompt that does
+/// not fit the model's context is the request's; a cancelled answer had nobody waiting; the
+/// rest is the server's.
+impl From<&AnswerError> for ApiError {
+    fn from(e: &AnswerError) -> Self {
+        let message = crate::render::error_line(e);
+        match e {
+            AnswerError::Retrieve(r) => ApiError {
+                message,
+                ..ApiError::from(r)
+            },
+            AnswerError::EmptyQuestion => ApiError::bad_request(message),
+            AnswerError::Generate(GenerateError::Model(ModelError::ContextFull { .. })) => {
+                ApiError::bad_request(message)
+                    .with_code("context_length_exceeded")
+                    .with_param("max_tokens")
+            }
+            AnswerError::Cancelled => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message),
+            _ => ApiError::internal(message),
+        }
     }
 }

@@ -15,6 +15,7 @@ use crate::answer::{ask, Answer, Defaults};
 use crate::generate::Generator;
 use crate::retrieve::hybrid::{Mode, Retriever};
 use crate::safety::Screener;
+use crate::serve::error::ApiError;
 
 /// A validated question and its per-request settings.
 #[derive(Debug, Clone)]
@@ -34,7 +35,8 @@ pub enum Event {
     Text(String),
     /// The verified answer.
     Done(Box<Answer>),
-    Failed(String),
+    /// The answer failed, with the status it means for the client.
+    Failed(ApiError),
 }
 
 /// What a request's ticket and its job share: whether anyone still waits, and its place in
@@ -194,10 +196,10 @@ fn answer_one(
     }));
     match result {
         Ok(Ok(answer)) => Event::Done(Box::new(answer)),
-        Ok(Err(e)) => Event::Failed(crate::render::error_line(&e)),
+        Ok(Err(e)) => Event::Failed(ApiError::from(&e)),
         Err(_) => {
             tracing::error!("answer generation panicked");
-            Event::Failed("internal error while answering".into())
+            Event::Failed(ApiError::internal("internal error while answering"))
         }
     }
 }

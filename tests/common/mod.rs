@@ -1,5 +1,5 @@
-//! Shared by the server tests: the sample index, a running `medlit serve`, HTTP helpers.
-#![allow(dead_code)] // each test binary uses its own subset
+//! The one harness of the integration tests: the `medlit` binary, the real sample indexed
+//! once for the whole test binary, the fixtures, a running `medlit serve`, HTTP helpers.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,33 +24,77 @@ pub fn ok_json(args: &[&str]) -> Value {
         "medlit {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "medlit {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
-/// The sample indexed once for this test binary, with every asset the server loads fetched.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("indexer/tests/fixtures")
+        .join(name)
+}
+
+/// The sample indexed once for this test binary.
 pub fn sample_index() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        for kind in [
-            "corpus",
-            "generator",
-            "embedding-model",
-            "tokenizer",
-            "runtime",
-        ] {
-            let fetched = ok_json(&["fetch", "--only", kind, "--json"]);
-            assert!(!fetched["files"].as_array().unwrap().is_empty(), "{kind}");
-        }
+        let fetched = ok_json(&["fetch", "--only", "corpus", "--json"]);
+        assert_eq!(fetched["files"].as_array().map(Vec::len), Some(2));
         let dir = tempfile::tempdir().unwrap();
         let idx = dir.path().join("index");
         let report = ok_json(&["index", "--index", idx.to_str().unwrap(), "--json"]);
+        assert_eq!(report["records_read"], 50_788);
         assert_eq!(report["indexed"], 50_783);
+        assert_eq!(report["with_abstract"], 33_272);
+        assert_eq!(report["replaced"], 5);
+        assert_eq!(report["deleted"], 20);
+        assert_eq!(report["rejected"], 0);
+        assert!(report["seconds"].as_f64().unwrap() > 0.0);
         dir
     })
     .path()
 }
 
+/// The MiniLM embedder's assets (the safety classifier and dense retrieval need them).
+pub fn fetch_embedder() -> Value {
+    ok_json(&[
+        "fetch",
+        "--only",
+        "embedding-model",
+        "--only",
+        "tokenizer",
+        "--only",
+        "runtime",
+        "--json",
+    ])
+}
+
+pub fn index_arg() -> String {
+    sample_index().join("index").display().to_string()
+}
+
+/// Every asset a server or an answer needs (the model, the embedder), fetched once.
+pub fn serving_assets() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        for kind in ["generator", "embedding-model", "tokenizer", "runtime"] {
+            let fetched = ok_json(&["fetch", "--only", kind, "--json"]);
+            assert!(!fetched["files"].as_array().unwrap().is_empty(), "{kind}");
+        }
+    });
+}
+
+/// The sample index's folder, with every asset the server loads fetched.
 pub fn index_path() -> PathBuf {
+    serving_assets();
     sample_index().join("index")
 }
 
