@@ -3,22 +3,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use medlit::cli::{Cli, Command};
 use medlit::commands;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    medlit::cli::init_logging(cli.verbose);
 
     let result = match &cli.command {
         Command::Fetch(a) => commands::fetch::run(a),

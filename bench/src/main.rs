@@ -16,7 +16,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 mod args;
 mod embed;
@@ -32,18 +31,7 @@ use args::{BenchCommand, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    medlit::cli::init_logging(cli.verbose);
     let result = match &cli.command {
         BenchCommand::Ingest(a) => ingest::run(a),
         BenchCommand::Embed(a) => embed::run(a),

@@ -22,6 +22,23 @@ pub use data::*;
 pub use eval::*;
 pub use query::*;
 
+/// Logs to standard error through `tracing`: warnings by default, `-v` info, `-vv` debug;
+/// RUST_LOG overrides. Both binaries (medlit and medlit-bench) start with it.
+pub fn init_logging(verbose: u8) {
+    let default_level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "medlit",
