@@ -3,7 +3,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::cite::{self, Citation, SentenceSupport, Thresholds};
+use crate::cite::{self, Thresholds, Verified};
 use crate::generate::sampler::Sampling;
 use crate::generate::{GenOptions, GenerateError, Generated, Generator};
 use crate::prompt::{Evidence, EvidenceOrder, PromptError, Template};
@@ -137,19 +137,11 @@ pub struct Timings {
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
     pub question: String,
-    pub answer: String,
-    pub citations: Vec<Citation>,
+    /// The verified answer: its text, citations, abstention, sentence support, coverage (in
+    /// the JSON, its fields stand beside the others).
+    #[serde(flatten)]
+    pub verified: Verified,
     pub evidence: Vec<Evidence>,
-    pub abstained: bool,
-    pub abstain_reason: Option<&'static str>,
-    /// Closest PMIDs when abstaining (not support).
-    pub related: Vec<String>,
-    /// PMIDs the model wrote that were not in the evidence, removed from the answer.
-    pub removed_pmids: Vec<String>,
-    pub sentences: Vec<SentenceSupport>,
-    pub question_coverage: f32,
-    /// Cosine between the question and the closest passage (dense and hybrid modes).
-    pub question_similarity: Option<f32>,
     /// What the model wrote, before verification.
     pub draft: String,
     pub prompt_tokens: usize,
@@ -284,16 +276,8 @@ pub fn ask(
     );
     let mut answer = Answer {
         question: question.to_string(),
-        answer: v.answer,
-        citations: v.citations,
+        verified: v,
         evidence,
-        abstained: v.abstained,
-        abstain_reason: v.abstain_reason,
-        related: v.related,
-        removed_pmids: v.removed_pmids,
-        sentences: v.sentences,
-        question_coverage: v.question_coverage,
-        question_similarity: v.question_similarity,
         draft: generated.text,
         prompt_tokens: generated.prompt_tokens,
         answer_tokens: generated.tokens,
@@ -308,14 +292,15 @@ pub fn ask(
     };
     // Whatever the request looked like, a draft that instructs a dose or a harmful procedure
     // is not shown.
-    if let Some(flag) = screener.check.check(&answer.answer) {
-        answer.answer = screener
+    if let Some(flag) = screener.check.check(&answer.verified.answer) {
+        let v = &mut answer.verified;
+        v.answer = screener
             .policy
             .message(flag.decision, flag.category)
             .to_string();
-        answer.related = answer.evidence.iter().map(|e| e.pmid.clone()).collect();
-        answer.citations.clear();
-        answer.sentences.clear();
+        v.related = answer.evidence.iter().map(|e| e.pmid.clone()).collect();
+        v.citations.clear();
+        v.sentences.clear();
         answer.safety = Verdict {
             decision: flag.decision,
             category: flag.category.to_string(),
@@ -348,19 +333,15 @@ fn withheld(
     let retrieve_ms = t0.elapsed().as_secs_f64() * 1000.0;
     Ok(Answer {
         question: question.to_string(),
-        answer: screener
-            .policy
-            .message(verdict.decision, &verdict.category)
-            .to_string(),
-        citations: Vec::new(),
-        related: evidence.iter().map(|e| e.pmid.clone()).collect(),
+        verified: Verified {
+            answer: screener
+                .policy
+                .message(verdict.decision, &verdict.category)
+                .to_string(),
+            related: evidence.iter().map(|e| e.pmid.clone()).collect(),
+            ..Verified::default()
+        },
         evidence,
-        abstained: false,
-        abstain_reason: None,
-        removed_pmids: Vec::new(),
-        sentences: Vec::new(),
-        question_coverage: 0.0,
-        question_similarity: None,
         draft: String::new(),
         prompt_tokens: 0,
         answer_tokens: 0,

@@ -48,7 +48,7 @@ pub struct SentenceSupport {
     pub pmids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Verified {
     pub answer: String,
     pub citations: Vec<Citation>,

@@ -54,26 +54,26 @@ pub fn answer_report(a: &Answer, show_evidence: bool) -> String {
 /// The answer with its numbered references (or related reading) and what was removed: what
 /// a reader sees, here and in the server's chat replies.
 pub fn answer_text(a: &Answer) -> String {
-    let mut out = format!("{}\n", a.answer);
-    if !a.citations.is_empty() {
+    let mut out = format!("{}\n", a.verified.answer);
+    if !a.verified.citations.is_empty() {
         out.push_str("\nReferences\n");
-        for (i, c) in a.citations.iter().enumerate() {
+        for (i, c) in a.verified.citations.iter().enumerate() {
             out.push_str(&reference(i + 1, &c.pmid, &c.title, &c.journal, c.year));
         }
     }
-    if (a.abstained || a.safety.decision != Decision::Answer) && !a.related.is_empty() {
+    if (a.verified.abstained || a.safety.decision != Decision::Answer) && !a.verified.related.is_empty() {
         out.push_str("\nRelated reading (not support, not advice)\n");
-        for (i, pmid) in a.related.iter().enumerate() {
+        for (i, pmid) in a.verified.related.iter().enumerate() {
             match a.evidence.iter().find(|e| &e.pmid == pmid) {
                 Some(e) => out.push_str(&reference(i + 1, pmid, &e.title, &e.journal, e.year)),
                 None => out.push_str(&format!("[{}] PMID {pmid}\n", i + 1)),
             }
         }
     }
-    if !a.removed_pmids.is_empty() {
+    if !a.verified.removed_pmids.is_empty() {
         out.push_str(&format!(
             "\n(removed {} PMID(s) the model wrote that are not in the evidence)\n",
-            a.removed_pmids.len()
+            a.verified.removed_pmids.len()
         ));
     }
     out

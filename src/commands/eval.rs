@@ -283,17 +283,17 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                 QaOutcome {
                     id: item.id.clone(),
                     correct: if item.unanswerable {
-                        a.abstained
+                        a.verified.abstained
                     } else {
-                        exact_match(&a.answer, &item.golden_answers)
+                        exact_match(&a.verified.answer, &item.golden_answers)
                     },
-                    answer: a.answer.clone(),
-                    citations: a.citations.iter().map(|c| c.pmid.clone()).collect(),
-                    abstained: a.abstained,
+                    answer: a.verified.answer.clone(),
+                    citations: a.verified.citations.iter().map(|c| c.pmid.clone()).collect(),
+                    abstained: a.verified.abstained,
                     retrieved: retrieved(&a.evidence),
-                    removed_pmids: a.removed_pmids.len(),
-                    coverage: a.question_coverage,
-                    similarity: a.question_similarity,
+                    removed_pmids: a.verified.removed_pmids.len(),
+                    coverage: a.verified.question_coverage,
+                    similarity: a.verified.question_similarity,
                     ms: a.timings_ms.total,
                 }
             }

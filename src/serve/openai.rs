@@ -152,6 +152,7 @@ pub async fn chat_completions(
 
 fn citations(a: &Answer) -> Value {
     json!(a
+        .verified
         .citations
         .iter()
         .map(|c| json!({
@@ -179,7 +180,7 @@ fn completion(id: &str, a: &Answer) -> Value {
         }],
         "usage": usage(a),
         "citations": citations(a),
-        "abstained": a.abstained,
+        "abstained": a.verified.abstained,
         "safety": a.safety,
     })
 }
