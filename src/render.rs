@@ -61,7 +61,9 @@ pub fn answer_text(a: &Answer) -> String {
             out.push_str(&reference(i + 1, &c.pmid, &c.title, &c.journal, c.year));
         }
     }
-    if (a.verified.abstained || a.safety.decision != Decision::Answer) && !a.verified.related.is_empty() {
+    if (a.verified.abstained || a.safety.decision != Decision::Answer)
+        && !a.verified.related.is_empty()
+    {
         out.push_str("\nRelated reading (not support, not advice)\n");
         for (i, pmid) in a.verified.related.iter().enumerate() {
             match a.evidence.iter().find(|e| &e.pmid == pmid) {

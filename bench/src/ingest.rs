@@ -113,7 +113,7 @@ pub fn run(args: &BenchIngestArgs) -> Result<()> {
     let mut index_seconds = f64::INFINITY;
     for _ in 0..runs {
         let scratch = tempfile::tempdir().context("creating a scratch index folder")?;
-        let report = medlit::commands::index::build(
+        let report = medlit::cli::jobs::build(
             &BuildOptions {
                 mode: Default::default(),
                 inputs: files.clone(),

@@ -7,12 +7,14 @@
 //! - [`data`]: fetch, index, verify, compact, synth, export, policy train;
 //! - [`query`]: search, ask, serve, demo, and the bench launcher;
 //! - [`eval`]: eval retrieval / qa / safety;
-//! - [`setup`]: flags turned into the engine's parts (the `Pipeline`).
+//! - [`setup`]: flags turned into the engine's parts (the `Pipeline`);
+//! - [`jobs`]: the long jobs commands share (fetching, building an index), with progress.
 use clap::{Parser, Subcommand};
 
 mod common;
 mod data;
 mod eval;
+pub mod jobs;
 mod query;
 pub mod setup;
 

