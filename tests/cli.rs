@@ -882,7 +882,7 @@ fn export_qdrant_writes_live_passages_with_their_vectors() {
             let title = p["payload"]["title"].as_str().unwrap();
             assert!(title.starts_with("Revised version"), "{title}");
             // "statins" is analysed to "statin", hashed FNV-1a.
-            let statin = medlit::commands::export::term_id("statin");
+            let statin = medlit_indexer::qdrant::term_id("statin");
             assert!(idx.contains(&u64::from(statin)));
         }
     }

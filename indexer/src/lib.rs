@@ -7,13 +7,16 @@
 //!   without tokenizing them.
 //! - [`utf8`]: makes input valid UTF-8, recording where it was not (so one record is skipped,
 //!   not the file).
-//! - [`passages`]: `Passage` and the sentence-aligned, overlapping passage splitter.
+//! - [`passages`]: `Passage`, the sentence-aligned, overlapping passage splitter, and the one
+//!   passage rule (`of_abstract`) every user of passages follows.
 //! - [`embed`]: the `Embedder` trait, the MiniLM ONNX backend (fastembed, ONNX Runtime
 //!   loaded at run time), and `SharedEmbedder`, one query embedder per process.
 //! - [`dense`]: passage vectors (f32 and int8), docmap, tombstones and the HNSW graph (write,
 //!   extend, open, search, exact).
 //! - [`links`]: the graph's links written flat and searched memory-mapped.
 //! - [`bm25`]: the tantivy schema, analyzer and document conversion.
+//! - [`qdrant`]: the Qdrant export format (point ids, sparse BM25 term ids and weights, the
+//!   collection body), next to the analyser whose terms it hashes.
 //! - [`layout`]: the index folder, its manifest and atomic generation switch.
 //! - [`plan`]: which files a run applies on top of which state (fresh, resumed, update;
 //!   skip already-applied files, refuse out-of-order ones).
@@ -35,6 +38,7 @@ pub mod links;
 pub mod passages;
 pub mod plan;
 pub mod pubmed;
+pub mod qdrant;
 pub mod source;
 pub mod utf8;
 pub mod verify;

@@ -1,30 +1,22 @@
 //! `medlit export qdrant`: the index as Qdrant bulk-upsert bodies, for a deployment that has
 //! outgrown one machine (docs/scaling.md). One point per live passage (per article without a
-//! dense half): a named dense vector `dense` (the stored MiniLM vector), a named sparse vector
-//! `bm25` (BM25 term weights of the passage, for Qdrant's `idf` modifier), and a payload
-//! (pmid, passage_no, title, journal, year, text).
-//!
-//! Point ids: `pmid << 16 | passage_no`, so a PMID's points are found, replaced and deleted by
-//! the `pmid` payload field (indexed by `collection.json`). Sparse indices: FNV-1a (32-bit)
-//! of each term as medlit's analyser produces it (lower-cased, stop words removed, Porter
-//! stemmed); queries must hash their terms the same way.
-use std::collections::{BTreeMap, HashMap};
+//! dense half), with a payload (pmid, passage_no, title, journal, year, text); the format
+//! itself (point ids, sparse term ids and weights, the collection body) is the indexer's
+//! `qdrant` module, next to the analyser whose terms it hashes. A PMID's points are found,
+//! replaced and deleted by the `pmid` payload field (indexed by `collection.json`).
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::cli::setup;
-use medlit_indexer::passages;
+use medlit_indexer::{passages, qdrant};
 use serde::Serialize;
 
 use super::print_json;
 use crate::cli::ExportQdrantArgs;
 use crate::retrieve::bm25::Bm25Searcher;
 use crate::retrieve::dense::DenseSearcher;
-
-/// BM25 term-frequency saturation, as tantivy scores (Qdrant's `idf` modifier supplies IDF).
-const K1: f32 = 1.2;
-const B: f32 = 0.75;
 
 #[derive(Debug, Serialize)]
 pub struct ExportReport {
@@ -36,21 +28,6 @@ pub struct ExportReport {
     pub missing_rows: u64,
     pub dense: bool,
     pub avg_terms: f32,
-}
-
-/// FNV-1a, 32-bit: the sparse index of a term.
-pub fn term_id(term: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in term.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
-}
-
-/// The point id of a passage.
-pub fn point_id(pmid: u64, passage_no: u32) -> u64 {
-    (pmid << 16) | u64::from(passage_no & 0xffff)
 }
 
 pub fn run(args: &ExportQdrantArgs) -> Result<()> {
@@ -120,7 +97,7 @@ pub fn export(index: &Path, out: &Path, batch: usize) -> Result<ExportReport> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_json(
         &out.join("collection.json"),
-        &collection_body(dim, manifest.dense.as_ref().map(|d| d.params.m)),
+        &qdrant::collection_body(dim, manifest.dense.as_ref().map(|d| d.params.m)),
     )?;
     // Bodies of `PUT /collections/{name}/index`: replace and delete by PMID, filter by year.
     write_json(
@@ -156,8 +133,8 @@ pub fn export(index: &Path, out: &Path, batch: usize) -> Result<ExportReport> {
                 },
             };
             w.push(serde_json::json!({
-                "id": point_id(u.pmid, u.no),
-                "vector": vectors(vector, &u.terms, avg),
+                "id": qdrant::point_id(u.pmid, u.no),
+                "vector": qdrant::vectors(vector, &u.terms, avg),
                 "payload": {
                     "pmid": u.pmid,
                     "passage_no": u.no,
@@ -241,42 +218,6 @@ struct Unit {
 
 fn mean(v: &[usize]) -> f32 {
     (v.iter().sum::<usize>() as f32 / v.len().max(1) as f32).max(1.0)
-}
-
-/// The named vectors of a point: `dense` when there is one, and the `bm25` sparse vector.
-fn vectors(dense: Option<Vec<f32>>, terms: &[String], avg_len: f32) -> serde_json::Value {
-    let mut tf: BTreeMap<u32, f32> = BTreeMap::new();
-    for t in terms {
-        *tf.entry(term_id(t)).or_default() += 1.0;
-    }
-    let norm = K1 * (1.0 - B + B * terms.len() as f32 / avg_len);
-    let (indices, values): (Vec<u32>, Vec<f32>) = tf
-        .into_iter()
-        .map(|(i, f)| (i, f * (K1 + 1.0) / (f + norm)))
-        .unzip();
-    let mut v = serde_json::json!({ "bm25": { "indices": indices, "values": values } });
-    if let Some(d) = dense {
-        v["dense"] = serde_json::json!(d);
-    }
-    v
-}
-
-/// The body of `PUT /collections/{name}`: cosine dense vectors kept on disk with an int8
-/// copy in RAM, and a sparse BM25 vector with IDF applied by Qdrant.
-fn collection_body(dim: Option<usize>, m: Option<usize>) -> serde_json::Value {
-    let mut body = serde_json::json!({
-        "vectors": {},
-        "sparse_vectors": { "bm25": { "modifier": "idf" } },
-    });
-    if let Some(dim) = dim {
-        body["vectors"] = serde_json::json!({
-            "dense": { "size": dim, "distance": "Cosine", "on_disk": true }
-        });
-        body["hnsw_config"] = serde_json::json!({ "m": m.unwrap_or(16), "ef_construct": 200 });
-        body["quantization_config"] =
-            serde_json::json!({ "scalar": { "type": "int8", "always_ram": true } });
-    }
-    body
 }
 
 struct BatchWriter {
