@@ -16,6 +16,7 @@ use crate::args::BenchGenerateArgs;
 use crate::peer::{peer_python, run_ok};
 use medlit::commands::print_json;
 use medlit::generate::hf::HfChat;
+use medlit::generate::int8_matmul::{self, Kernel, KERNEL_ENV};
 use medlit::generate::sampler::argmax;
 use medlit::generate::GemmaGguf;
 
@@ -34,6 +35,8 @@ pub struct Speed {
 #[derive(Debug, Serialize, Deserialize)]
 struct WorkerReport {
     threads: usize,
+    /// The int8 path the worker's products ran on.
+    kernel: String,
     load_s: f64,
     peak_rss_mb: f64,
     #[serde(flatten)]
@@ -51,8 +54,21 @@ struct Row {
     decode_ratio: Option<f64>,
 }
 
+/// The CPU the figures come from.
+#[derive(Debug, Serialize)]
+struct Cpu {
+    model: String,
+    /// The instruction sets the int8 kernels look for, as the CPU reports them.
+    features: Vec<&'static str>,
+    /// The int8 paths this CPU runs, fastest first.
+    kernels: Vec<&'static str>,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
+    cpu: Cpu,
+    /// The int8 path medlit's products ran on (`MEDLIT_KERNEL` forces one).
+    kernel: String,
     model: String,
     prompt_tokens: usize,
     gen_tokens: usize,
@@ -66,6 +82,8 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
         Some(dir) => dir.to_path_buf(),
         None => medlit::cli::setup::generator_path(args.model.as_deref())?,
     };
+    // A forced path this CPU cannot run is refused here, not silently replaced.
+    let forced = Kernel::check_env()?;
     if args.worker {
         let threads = args.threads.first().copied().unwrap_or(1);
         let report = match folder {
@@ -89,11 +107,13 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
         Some(llama_bench(&args.python, args.json)?)
     };
     let mut rows = Vec::new();
+    let mut kernel = forced.unwrap_or_else(Kernel::selected).name().to_string();
     for &threads in &args.threads {
         if !args.json {
             eprintln!("medlit, {threads} thread(s)…");
         }
         let ours = worker(&model, args, threads)?;
+        kernel = ours.kernel.clone();
         let peer = match &llama_bench {
             None => None,
             Some(bin) => {
@@ -118,6 +138,12 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
         });
     }
     let report = Report {
+        cpu: Cpu {
+            model: cpu_model(),
+            features: int8_matmul::cpu_features(),
+            kernels: Kernel::available().iter().map(|k| k.name()).collect(),
+        },
+        kernel,
         model: model.display().to_string(),
         prompt_tokens: args.prompt_tokens,
         gen_tokens: args.gen_tokens,
@@ -130,6 +156,14 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
     println!(
         "{} — prefill {} tokens, decode {} tokens, best of {} runs",
         report.model, report.prompt_tokens, report.gen_tokens, report.runs
+    );
+    println!(
+        "CPU {} ({}); int8 kernel {} (this CPU runs: {}; {}=NAME forces one)",
+        report.cpu.model,
+        report.cpu.features.join(" "),
+        report.kernel,
+        report.cpu.kernels.join(", "),
+        KERNEL_ENV
     );
     println!("threads  side       prefill tok/s  decode tok/s  load s  peak RSS MB");
     for r in &report.rows {
@@ -249,6 +283,7 @@ fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Wor
     let prompt = repeat_to(gen.tokenizer.specials.bos, &body, p);
     Ok(WorkerReport {
         threads,
+        kernel: Kernel::selected().name().to_string(),
         load_s,
         speed: speeds(&gen.model, &prompt, gen.prefill_chunk, g, args.runs)?,
         peak_rss_mb: peak_rss_mb(),
@@ -271,6 +306,7 @@ fn measure_folder(dir: &Path, args: &BenchGenerateArgs, threads: usize) -> Resul
     let prompt = repeat_to(chat.model.cfg.bos_token_id.unwrap_or(2), &body, p);
     Ok(WorkerReport {
         threads,
+        kernel: Kernel::selected().name().to_string(),
         load_s,
         speed: speeds(&chat.model, &prompt, 256, g, args.runs)?,
         peak_rss_mb: peak_rss_mb(),
@@ -460,4 +496,17 @@ fn cpu_options() -> Vec<String> {
         format!("-D{option}={on}")
     })
     .collect()
+}
+
+/// The CPU's model name (`/proc/cpuinfo`), or the architecture where there is none.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }

@@ -26,6 +26,10 @@ pub enum Int8Error {
     Unsupported(candle_core::quantized::GgmlDType),
     #[error("rows of {0} values are not whole 32-value blocks")]
     Width(usize),
+    #[error("{KERNEL_ENV}={0}: not a kernel (portable, avx2, avxvnni, avx512vnni)")]
+    UnknownKernel(String),
+    #[error("{KERNEL_ENV}={0}: this CPU lacks the instructions of that kernel")]
+    UnsupportedKernel(&'static str),
     #[error("the matrix holds {got} bytes where {rows}×{cols} needs {want}")]
     Size {
         rows: usize,
@@ -165,11 +169,12 @@ impl Int8Matrix {
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
         let pool = candle_core::utils::barrier_pool();
         let parallel = pool.n_workers() > 0 && self.rows * self.cols * m >= 2 * MIN_TASK_MACS;
-        self.matmul_on(x, m, out, parallel.then_some(pool));
+        self.matmul_on(Kernel::selected(), x, m, out, parallel.then_some(pool));
     }
 
     fn matmul_on(
         &self,
+        kernel: Kernel,
         x: &[f32],
         m: usize,
         out: &mut [f32],
@@ -178,7 +183,6 @@ impl Int8Matrix {
         assert_eq!(x.len(), m * self.cols, "input is not m × cols");
         assert_eq!(out.len(), m * self.rows, "output is not m × rows");
         let act = self.quantize(x, m);
-        let kernel = Kernel::detect();
         let tiles = self.rows.div_ceil(TILE);
         let shared = SharedOut {
             ptr: out.as_mut_ptr(),
@@ -258,10 +262,16 @@ impl Int8Matrix {
         let scales = &self.scales[t * self.blocks * TILE..][..self.blocks * TILE];
         let rows: [usize; R] = std::array::from_fn(|j| first + j);
         match kernel {
+            // SAFETY (each x86 arm): `Kernel::available` lists a variant only when the CPU has
+            // its features; the slices hold whole tiles and whole activation rows.
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Kernel::detect` chose this variant only when the CPU has these features;
-            // the slices hold whole tiles and whole activation rows.
-            Kernel::Vnni512 => unsafe { vnni512::tile(qs, scales, act, &rows, self.blocks, out) },
+            Kernel::Avx512Vnni => unsafe {
+                vnni512::tile(qs, scales, act, &rows, self.blocks, out)
+            },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => unsafe { avxvnni::tile(qs, scales, act, &rows, self.blocks, out) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { avx2::tile(qs, scales, act, &rows, self.blocks, out) },
             Kernel::Portable => portable_tile(qs, scales, act, &rows, self.blocks, out),
         }
     }
@@ -279,33 +289,159 @@ fn decode_q5_0(raw: &[u8], values: &mut [i8; BLOCK]) {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Kernel {
+/// The code paths of the tile product. One tile layout serves them all; each path computes
+/// the same integer dot products, so they differ only in the rounding of the f32 scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// 512-bit VNNI: one instruction multiplies 4 columns of 16 rows (Intel since Ice Lake,
+    /// AMD Zen 4).
     #[cfg(target_arch = "x86_64")]
-    Vnni512,
+    Avx512Vnni,
+    /// 256-bit VNNI (Intel Alder Lake and later without AVX-512).
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    /// AVX2 + FMA: `maddubs`/`madd` pairs, as llama.cpp's AVX2 dot products (every x86 CPU of
+    /// the last decade: laptops, AMD before Zen 4).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// Plain Rust in fixed 64-lane chunks that the compiler vectorises for the target (NEON on
+    /// ARM, SSE2 on old x86); also the reference of the tests.
     Portable,
 }
 
+/// `MEDLIT_KERNEL` names a path to force (tests and benchmarks run every path the machine has).
+pub const KERNEL_ENV: &str = "MEDLIT_KERNEL";
+
 impl Kernel {
-    fn detect() -> Self {
+    /// Every path, fastest first.
+    pub fn all() -> Vec<Kernel> {
+        vec![
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2,
+            Kernel::Portable,
+        ]
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => "avx512vnni",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => "avxvnni",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => "avx2",
+            Kernel::Portable => "portable",
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            use std::sync::OnceLock;
-            static VNNI: OnceLock<bool> = OnceLock::new();
-            let vnni = *VNNI.get_or_init(|| {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vnni")
-            });
-            if vnni {
-                return Kernel::Vnni512;
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+            match self {
+                Kernel::Avx512Vnni => has!("avx512f") && has!("avx512vnni"),
+                Kernel::AvxVnni => avx2 && has!("avxvnni"),
+                Kernel::Avx2 => avx2,
+                Kernel::Portable => true,
             }
         }
-        Kernel::Portable
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            matches!(self, Kernel::Portable)
+        }
+    }
+
+    /// The paths this CPU can run, fastest first.
+    pub fn available() -> Vec<Kernel> {
+        Self::all().into_iter().filter(|k| k.supported()).collect()
+    }
+
+    /// The path named `name` (as `MEDLIT_KERNEL` takes it), if this CPU can run it.
+    pub fn parse(name: &str) -> Result<Kernel, Int8Error> {
+        let k = Self::all()
+            .into_iter()
+            .find(|k| k.name() == name.trim())
+            .ok_or_else(|| Int8Error::UnknownKernel(name.to_string()))?;
+        if k.supported() {
+            Ok(k)
+        } else {
+            Err(Int8Error::UnsupportedKernel(k.name()))
+        }
+    }
+
+    /// The path the products use: `MEDLIT_KERNEL` when it names one this CPU runs, else the
+    /// fastest this CPU has. Decided once per process; [`Kernel::check_env`] says beforehand
+    /// whether the variable is usable.
+    pub fn selected() -> Kernel {
+        use std::sync::OnceLock;
+        static SELECTED: OnceLock<Kernel> = OnceLock::new();
+        *SELECTED.get_or_init(|| match Self::check_env() {
+            Ok(Some(k)) => k,
+            Ok(None) => Self::available()[0],
+            Err(e) => {
+                tracing::warn!("{e}; using the fastest path this CPU has");
+                Self::available()[0]
+            }
+        })
+    }
+
+    /// `MEDLIT_KERNEL` read and checked: none set, a path this CPU runs, or why not.
+    pub fn check_env() -> Result<Option<Kernel>, Int8Error> {
+        match std::env::var(KERNEL_ENV) {
+            Ok(v) if !v.trim().is_empty() => Self::parse(&v).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 
-/// The same arithmetic in plain Rust, for CPUs without AVX-512 VNNI (and as the reference the
-/// tests compare the fast kernel with).
+/// The CPU features the kernels look for, as this CPU reports them (for benchmark reports).
+pub fn cpu_features() -> Vec<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let mut out = Vec::new();
+        for (name, on) in [
+            ("sse4.2", has!("sse4.2")),
+            ("avx", has!("avx")),
+            ("avx2", has!("avx2")),
+            ("fma", has!("fma")),
+            ("f16c", has!("f16c")),
+            ("avxvnni", has!("avxvnni")),
+            ("avx512f", has!("avx512f")),
+            ("avx512bw", has!("avx512bw")),
+            ("avx512vnni", has!("avx512vnni")),
+        ] {
+            if on {
+                out.push(name);
+            }
+        }
+        out
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mut out = vec!["neon"];
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            out.push("dotprod");
+        }
+        out
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        Vec::new()
+    }
+}
+
+/// The same arithmetic in plain Rust, written for the compiler to vectorise on any target: the
+/// 64 bytes of a column group are 64 lanes (row `k / 4`, column `k % 4`) multiplied by the
+/// group's 4 activations repeated, summed over the block's 8 groups; the rows' sums come out
+/// of their 4 lanes at the end of the block. The weights' `+128` is taken off
+/// per value, so no offset is needed. Also the reference the other paths are tested against.
 fn portable_tile<const R: usize>(
     qs: &[u8],
     scales: &[f16],
@@ -314,27 +450,149 @@ fn portable_tile<const R: usize>(
     blocks: usize,
     out: &mut [[f32; TILE]; R],
 ) {
+    const LANES: usize = TILE * 4;
     let cols = blocks * BLOCK;
+    // Converted once for the `R` rows: without F16C each conversion is a dozen instructions,
+    // more than the block's multiply-adds.
+    let scales: Vec<f32> = scales.iter().map(|s| s.to_f32()).collect();
     for (o, &i) in out.iter_mut().zip(rows) {
         let mut acc = [0f32; TILE];
         for b in 0..blocks {
-            let mut isum = [0i32; TILE];
             let w = &qs[b * TILE_BLOCK_BYTES..][..TILE_BLOCK_BYTES];
             let x = &act.q[i * cols + b * BLOCK..][..BLOCK];
-            for g in 0..BLOCK / 4 {
-                for (r, s) in isum.iter_mut().enumerate() {
-                    for c in 0..4 {
-                        *s += w[g * TILE * 4 + r * 4 + c] as i32 * x[g * 4 + c] as i32;
+            // Two groups at a time in i16 lanes (every target multiplies i16; SSE2 has no i32
+            // multiply): each product is within 128 × 127, two of them within i16.
+            let mut lanes = [0i32; LANES];
+            for (wp, xp) in w.chunks_exact(2 * LANES).zip(x.chunks_exact(8)) {
+                let mut pair = [0i16; LANES];
+                for (wg, xg) in wp.chunks_exact(LANES).zip(xp.chunks_exact(4)) {
+                    let x4 = [xg[0], xg[1], xg[2], xg[3]].map(i16::from);
+                    for (p4, w4) in pair.chunks_exact_mut(4).zip(wg.chunks_exact(4)) {
+                        for c in 0..4 {
+                            p4[c] += (i16::from(w4[c]) - 128) * x4[c];
+                        }
                     }
                 }
+                for (l, p) in lanes.iter_mut().zip(pair) {
+                    *l += i32::from(p);
+                }
             }
+            let isum: [i32; TILE] = std::array::from_fn(|r| lanes[4 * r..4 * r + 4].iter().sum());
             let xd = act.scale[i * blocks + b];
-            let off = act.offset[i * blocks + b];
-            for (r, a) in acc.iter_mut().enumerate() {
-                *a += (isum[r] - off) as f32 * (scales[b * TILE + r].to_f32() * xd);
+            for (r, (a, s)) in acc.iter_mut().zip(isum).enumerate() {
+                *a += s as f32 * (scales[b * TILE + r] * xd);
             }
         }
         *o = acc;
+    }
+}
+
+/// 256-bit paths: a tile's 16 rows are two halves of 8 (the low and high 32 bytes of each
+/// 64-byte column group), each run over the whole row of blocks in turn so that the `R`
+/// accumulator chains and the half's registers fit the 16 ymm registers.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; `qs`/`scales` hold `blocks` blocks of one tile
+    /// and `act` holds every row named in `rows`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn tile<const R: usize>(
+        qs: &[u8],
+        scales: &[f16],
+        act: &Quantized,
+        rows: &[usize; R],
+        blocks: usize,
+        out: &mut [[f32; TILE]; R],
+    ) {
+        let cols = blocks * BLOCK;
+        let flip = _mm256_set1_epi8(-128);
+        let ones = _mm256_set1_epi16(1);
+        for half in 0..2 {
+            let mut acc = [_mm256_setzero_ps(); R];
+            for b in 0..blocks {
+                let mut isum = [_mm256_setzero_si256(); R];
+                let w = qs.as_ptr().add(b * TILE_BLOCK_BYTES + half * 32);
+                for g in 0..BLOCK / 4 {
+                    // Stored as w + 128: flipping the top bit gives w as i8. maddubs takes an
+                    // unsigned and a signed operand, so |w| × (x with w's sign): its i16 pair
+                    // sums stay within 2 × 128 × 127, short of saturation.
+                    let wv = _mm256_xor_si256(
+                        _mm256_loadu_si256(w.add(g * TILE * 4) as *const __m256i),
+                        flip,
+                    );
+                    let aw = _mm256_abs_epi8(wv);
+                    for j in 0..R {
+                        let x = act.q.as_ptr().add(rows[j] * cols + b * BLOCK + g * 4);
+                        let xv = _mm256_set1_epi32(std::ptr::read_unaligned(x as *const i32));
+                        let pairs = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv));
+                        isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(pairs, ones));
+                    }
+                }
+                let ws = _mm256_cvtph_ps(_mm_loadu_si128(
+                    scales.as_ptr().add(b * TILE + half * 8) as *const __m128i
+                ));
+                for j in 0..R {
+                    let d = _mm256_mul_ps(ws, _mm256_set1_ps(act.scale[rows[j] * blocks + b]));
+                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), d, acc[j]);
+                }
+            }
+            for j in 0..R {
+                _mm256_storeu_ps(out[j].as_mut_ptr().add(half * 8), acc[j]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avxvnni {
+    use super::{Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must have AVX2, FMA, F16C and AVX-VNNI; `qs`/`scales` hold `blocks` blocks of
+    /// one tile and `act` holds every row named in `rows`.
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    pub(super) unsafe fn tile<const R: usize>(
+        qs: &[u8],
+        scales: &[f16],
+        act: &Quantized,
+        rows: &[usize; R],
+        blocks: usize,
+        out: &mut [[f32; TILE]; R],
+    ) {
+        let cols = blocks * BLOCK;
+        for half in 0..2 {
+            let mut acc = [_mm256_setzero_ps(); R];
+            for b in 0..blocks {
+                let mut isum = [_mm256_setzero_si256(); R];
+                let w = qs.as_ptr().add(b * TILE_BLOCK_BYTES + half * 32);
+                for g in 0..BLOCK / 4 {
+                    let wv = _mm256_loadu_si256(w.add(g * TILE * 4) as *const __m256i);
+                    for j in 0..R {
+                        let x = act.q.as_ptr().add(rows[j] * cols + b * BLOCK + g * 4);
+                        let xv = _mm256_set1_epi32(std::ptr::read_unaligned(x as *const i32));
+                        isum[j] = _mm256_dpbusd_avx_epi32(isum[j], wv, xv);
+                    }
+                }
+                let ws = _mm256_cvtph_ps(_mm_loadu_si128(
+                    scales.as_ptr().add(b * TILE + half * 8) as *const __m128i
+                ));
+                for j in 0..R {
+                    let k = rows[j] * blocks + b;
+                    let s = _mm256_sub_epi32(isum[j], _mm256_set1_epi32(act.offset[k]));
+                    let d = _mm256_mul_ps(ws, _mm256_set1_ps(act.scale[k]));
+                    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[j]);
+                }
+            }
+            for j in 0..R {
+                _mm256_storeu_ps(out[j].as_mut_ptr().add(half * 8), acc[j]);
+            }
+        }
     }
 }
 
@@ -450,35 +708,80 @@ mod tests {
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
                 .collect();
             let (want, bound) = reference(&dense, rows, cols, &x, m);
-            let mut got = vec![0f32; m * rows];
-            w.matmul(&x, m, &mut got);
-            for ((g, e), b) in got.iter().zip(&want).zip(&bound) {
-                assert!(
-                    (g - e).abs() <= b * 1.01 + 1e-4,
-                    "{g} vs {e}, bound {b} (m {m})"
-                );
+            for kernel in Kernel::available() {
+                let mut got = vec![0f32; m * rows];
+                w.matmul_on(kernel, &x, m, &mut got, None);
+                for ((g, e), b) in got.iter().zip(&want).zip(&bound) {
+                    assert!(
+                        (g - e).abs() <= b * 1.01 + 1e-4,
+                        "{g} vs {e}, bound {b} (m {m}, {})",
+                        kernel.name()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every path this CPU runs equals the portable one: the integer dot products are the
+    /// same, so only the f32 scaling's rounding may differ (within 1e-5 of the tile's largest
+    /// output), on the extreme values too (weights of 127 and −128, activations of ±127).
+    #[test]
+    fn every_path_equals_the_portable_one() {
+        let (rows, cols) = (64, 640);
+        let (mut raw, _) = q8_0_bytes(rows, cols);
+        // Extremes in the first row of blocks: all −128 then all 127.
+        for (i, v) in raw[2..34].iter_mut().enumerate() {
+            *v = if i < 16 { 0x80 } else { 0x7f };
+        }
+        let w = Int8Matrix::from_gguf(GgmlDType::Q8_0, rows, cols, &raw).unwrap();
+        let mut x: Vec<f32> = (0..4 * cols)
+            .map(|i| ((i * 7 % 23) as f32) - 11.0)
+            .collect();
+        x[..BLOCK]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = if i % 2 == 0 { 127.0 } else { -127.0 });
+        let act = w.quantize(&x, 4);
+        let available = Kernel::available();
+        assert!(available.contains(&Kernel::Portable));
+        for kernel in available {
+            for t in 0..rows / TILE {
+                let mut fast = [[0f32; TILE]; 4];
+                let mut slow = [[0f32; TILE]; 4];
+                let mut one = [[0f32; TILE]; 1];
+                w.tile(kernel, t, &act, 0, &mut fast);
+                w.tile(Kernel::Portable, t, &act, 0, &mut slow);
+                w.tile(kernel, t, &act, 2, &mut one);
+                let largest = slow.iter().flatten().fold(1f32, |a, v| a.max(v.abs()));
+                for (f, s) in fast.iter().flatten().zip(slow.iter().flatten()) {
+                    assert!(
+                        (f - s).abs() <= 1e-5 * largest,
+                        "{f} vs {s} ({}, largest {largest})",
+                        kernel.name()
+                    );
+                }
+                assert_eq!(one[0], fast[2], "one row alone as in a group of four");
             }
         }
     }
 
     #[test]
-    fn fast_kernel_equals_portable_kernel() {
-        let (rows, cols) = (64, 640);
-        let (raw, _) = q8_0_bytes(rows, cols);
-        let w = Int8Matrix::from_gguf(GgmlDType::Q8_0, rows, cols, &raw).unwrap();
-        let x: Vec<f32> = (0..4 * cols)
-            .map(|i| ((i * 7 % 23) as f32) - 11.0)
-            .collect();
-        let act = w.quantize(&x, 4);
-        for t in 0..rows / TILE {
-            let mut fast = [[0f32; TILE]; 4];
-            let mut slow = [[0f32; TILE]; 4];
-            w.tile(Kernel::detect(), t, &act, 0, &mut fast);
-            w.tile(Kernel::Portable, t, &act, 0, &mut slow);
-            for (f, s) in fast.iter().flatten().zip(slow.iter().flatten()) {
-                assert!((f - s).abs() <= 1e-3 * s.abs().max(1.0), "{f} vs {s}");
-            }
+    fn a_forced_path_is_named_and_checked() {
+        assert_eq!(Kernel::parse("portable").unwrap(), Kernel::Portable);
+        assert!(matches!(
+            Kernel::parse("sse9"),
+            Err(Int8Error::UnknownKernel(_))
+        ));
+        for k in Kernel::all() {
+            assert_eq!(
+                Kernel::parse(k.name()).is_ok(),
+                k.supported(),
+                "{}",
+                k.name()
+            );
         }
+        let e = Kernel::parse("sse9").unwrap_err().to_string();
+        assert!(e.contains("MEDLIT_KERNEL") && e.contains("avx2"), "{e}");
     }
 
     #[test]
@@ -493,8 +796,9 @@ mod tests {
                 .collect();
             let mut alone = vec![0f32; m * rows];
             let mut shared = vec![f32::NAN; m * rows];
-            w.matmul_on(&x, m, &mut alone, None);
-            w.matmul_on(&x, m, &mut shared, Some(pool));
+            let k = Kernel::selected();
+            w.matmul_on(k, &x, m, &mut alone, None);
+            w.matmul_on(k, &x, m, &mut shared, Some(pool));
             assert_eq!(alone, shared, "m {m}");
         }
     }

@@ -234,10 +234,46 @@ fn greedy_run_matches_llama_cpp_token_for_token() {
         logits = Some(logits_vec(&g.model.forward(&[want], &mut cache).unwrap()));
     }
     eprintln!(
-        "{} steps: {} top-1 picks differ from llama.cpp's (its margins there: {}); largest logit difference {worst:.3}",
+        "kernel {}: {} steps: {} top-1 picks differ from llama.cpp's (its margins there: {}); largest logit difference {worst:.3}",
+        medlit_generate::int8_matmul::Kernel::selected().name(),
         steps.len(),
         differ.len(),
         differ.join(", ")
     );
     assert!(worst < 1.5, "logit of llama.cpp's token differs by {worst}");
+}
+
+/// The greedy fixture on every int8 path this CPU runs, each forced by `MEDLIT_KERNEL` in a
+/// process of its own (the path is chosen once per process).
+#[test]
+fn the_greedy_fixture_holds_on_every_kernel() {
+    use medlit_generate::int8_matmul::{Kernel, KERNEL_ENV};
+    if std::env::var_os(KERNEL_ENV).is_some() {
+        return; // a child of this test: the fixture test itself runs.
+    }
+    model_path();
+    let me = std::env::current_exe().unwrap();
+    for kernel in Kernel::available() {
+        let out = std::process::Command::new(&me)
+            .args([
+                "--exact",
+                "greedy_run_matches_llama_cpp_token_for_token",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(KERNEL_ENV, kernel.name())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {err}", kernel.name());
+        assert!(
+            err.contains(&format!("kernel {}:", kernel.name())),
+            "the child used another path: {err}"
+        );
+        eprintln!(
+            "{}",
+            err.lines().find(|l| l.starts_with("kernel")).unwrap_or("")
+        );
+    }
 }
