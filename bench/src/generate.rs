@@ -67,7 +67,8 @@ struct Cpu {
 #[derive(Debug, Serialize)]
 struct Report {
     cpu: Cpu,
-    /// The int8 path medlit's products ran on (`MEDLIT_KERNEL` forces one).
+    /// The int8 path medlit's products ran on (`MEDLIT_KERNEL` forces one); llama.cpp is built
+    /// for the same instruction sets.
     kernel: String,
     model: String,
     prompt_tokens: usize,
@@ -104,7 +105,11 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
         }
         None
     } else {
-        Some(llama_bench(&args.python, args.json)?)
+        Some(llama_bench(
+            &args.python,
+            args.json,
+            forced.unwrap_or_else(Kernel::selected),
+        )?)
     };
     let mut rows = Vec::new();
     let mut kernel = forced.unwrap_or_else(Kernel::selected).name().to_string();
@@ -385,12 +390,22 @@ fn run_llama_bench(
 /// `llama-bench`, built once under $MEDLIT_HOME/bench/ from the llama.cpp that the
 /// `llama-cpp-python` source distribution vendors (pip downloads it; cmake and ninja come from
 /// pip too, into a virtual environment of their own).
-fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
+/// llama-bench built for the instruction sets of `kernel`'s level (the machine's best for the
+/// fastest path; AVX-512 left out for the 256-bit paths, AVX-VNNI too for AVX2, every SIMD
+/// option off for the portable path), so a forced medlit path is compared with llama.cpp on
+/// the same instructions. One build folder per level.
+fn llama_bench(python: &str, quiet: bool, kernel: Kernel) -> Result<PathBuf> {
     let root = medlit::cli::setup::home()?
         .root()
         .join("bench")
         .join("llama.cpp");
-    let bin = root.join("build").join("bin").join("llama-bench");
+    let best = Kernel::available()[0];
+    let build_name = if kernel == best {
+        "build".to_string()
+    } else {
+        format!("build-{}", kernel.name())
+    };
+    let bin = root.join(&build_name).join("bin").join("llama-bench");
     if bin.is_file() {
         return Ok(bin);
     }
@@ -433,7 +448,7 @@ fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
             "unpacking the llama-cpp-python source distribution",
         )?;
     }
-    let build = root.join("build");
+    let build = root.join(&build_name);
     run_ok(
         Command::new(venv_bin.join("cmake"))
             .arg("-S")
@@ -452,7 +467,7 @@ fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
                 "-DLLAMA_BUILD_TESTS=OFF",
                 "-DLLAMA_BUILD_SERVER=OFF",
             ])
-            .args(cpu_options()),
+            .args(cpu_options(kernel)),
         "configuring llama.cpp with cmake",
     )?;
     run_ok(
@@ -468,16 +483,26 @@ fn llama_bench(python: &str, quiet: bool) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// llama.cpp's CPU instruction-set options for what this CPU reports, AMX excepted. Not
+/// llama.cpp's CPU instruction-set options for what this CPU reports at `kernel`'s level, AMX excepted. Not
 /// `GGML_NATIVE`: under a hypervisor a CPU may report AMX without letting a process use it
 /// (on this project's machine llama.cpp built natively dies with SIGILL in its AMX kernels).
-fn cpu_options() -> Vec<String> {
+fn cpu_options(kernel: Kernel) -> Vec<String> {
     let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags: std::collections::HashSet<&str> = flags
+    let mut flags: std::collections::HashSet<&str> = flags
         .lines()
         .find(|l| l.starts_with("flags"))
         .map(|l| l.split_whitespace().collect())
         .unwrap_or_default();
+    let best = Kernel::available()[0];
+    if kernel != best {
+        // The instruction sets above the forced path's level are left out.
+        let keep: &[&str] = match kernel.name() {
+            "avxvnni" => &["avx", "avx2", "fma", "f16c", "bmi2", "avx_vnni"],
+            "avx2" => &["avx", "avx2", "fma", "f16c", "bmi2"],
+            _ => &[],
+        };
+        flags.retain(|f| keep.contains(f));
+    }
     [
         ("avx", "GGML_AVX"),
         ("avx2", "GGML_AVX2"),
