@@ -3,6 +3,7 @@
 //! Assets come through `medlit fetch` itself, into `$MEDLIT_HOME` (or the platform default),
 //! so a run after the first touches no network.
 use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
@@ -651,6 +652,45 @@ fn bench_generate_measures_each_thread_count_in_its_own_process() {
         assert!(row["peer"].is_null());
     }
     assert_eq!(v["prompt_tokens"], 40);
+    // The report says which CPU and path the figures come from.
+    let kernels: Vec<&str> = v["cpu"]["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(kernels.last(), Some(&"portable"), "{v}");
+    assert_eq!(v["kernel"], kernels[0], "the fastest path by default: {v}");
+    assert!(!v["cpu"]["model"].as_str().unwrap().is_empty(), "{v}");
+
+    // A forced path is the one measured; a path that is not one is refused.
+    let bench = |kernel: &str| {
+        Command::new(env!("CARGO_BIN_EXE_medlit"))
+            .args(["bench", "generate", "--no-peer", "--threads", "1"])
+            .args([
+                "--prompt-tokens",
+                "20",
+                "--gen-tokens",
+                "2",
+                "--runs",
+                "1",
+                "--json",
+            ])
+            .env("MEDLIT_KERNEL", kernel)
+            .output()
+            .unwrap()
+    };
+    let out = bench("portable");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let forced: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(forced["kernel"], "portable", "{forced}");
+    let out = bench("sse9");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("MEDLIT_KERNEL=sse9"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
