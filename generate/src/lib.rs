@@ -1,14 +1,19 @@
-//! Text generation: the [`Generator`] trait and its in-process backend, Gemma 3 GGUF on candle.
+//! Text generation: the [`Generator`] trait and its backends (Gemma 3 GGUF and Gemma 4 on
+//! candle, a remote OpenAI-compatible server). Needs nothing of the rest of medlit.
 //!
+//! Module map:
+//! - this file: [`Generator`], [`GemmaGguf`], generation options and errors.
 //! - [`tokenizer`]: SentencePiece tokenizer built from the GGUF metadata.
 //! - [`device`]: `--device`, the compute precision, and the memory estimate before loading.
 //! - [`gemma3`]: the decoder (quantized matrix products, KV cache, sliding-window attention).
 //! - [`gemma4`]: the Gemma 4 text decoder (E2B/E4B features) over Hugging Face safetensors.
 //! - [`hf`]: a Hugging Face model folder (Gemma 4 weights, tokenizer.json, chat template) as a
 //!   [`Generator`].
-//! - [`int8_matmul`]: our int8 kernel for the Q8_0/Q5_0 matrices (tiled, AVX-512 VNNI).
+//! - [`int8_matmul`]: our int8 kernels for the Q8_0/Q5_0 matrices: one tile layout, paths for
+//!   AVX-512 VNNI, AVX-VNNI, AVX2 and a portable one (`MEDLIT_KERNEL` forces one).
 //! - [`remote`]: a model behind an OpenAI-compatible server, as a [`Generator`].
 //! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
+//! - [`span`]: span answers: decoding constrained to copy a stretch of the evidence.
 pub mod device;
 pub mod gemma3;
 pub mod gemma4;
