@@ -511,6 +511,9 @@ mod avx2 {
         let cols = blocks * BLOCK;
         let flip = _mm256_set1_epi8(-128);
         let ones = _mm256_set1_epi16(1);
+        if R == 1 {
+            return one_row(qs, scales, act, rows[0], blocks, &mut out[0]);
+        }
         for half in 0..2 {
             let mut acc = [_mm256_setzero_ps(); R];
             for b in 0..blocks {
@@ -544,6 +547,50 @@ mod avx2 {
                 _mm256_storeu_ps(out[j].as_mut_ptr().add(half * 8), acc[j]);
             }
         }
+    }
+    /// One activation row (decode): both halves of the tile in one pass, so each column
+    /// group's activations are broadcast once and the two halves' chains run side by side.
+    ///
+    /// # Safety
+    /// As [`tile`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn one_row(
+        qs: &[u8],
+        scales: &[f16],
+        act: &Quantized,
+        row: usize,
+        blocks: usize,
+        out: &mut [f32; TILE],
+    ) {
+        let cols = blocks * BLOCK;
+        let flip = _mm256_set1_epi8(-128);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for b in 0..blocks {
+            let mut isum = [_mm256_setzero_si256(); 2];
+            let w = qs.as_ptr().add(b * TILE_BLOCK_BYTES);
+            let x = act.q.as_ptr().add(row * cols + b * BLOCK);
+            for g in 0..BLOCK / 4 {
+                let xv = _mm256_set1_epi32(std::ptr::read_unaligned(x.add(g * 4) as *const i32));
+                for (h, s) in isum.iter_mut().enumerate() {
+                    let wv = _mm256_xor_si256(
+                        _mm256_loadu_si256(w.add(g * TILE * 4 + h * 32) as *const __m256i),
+                        flip,
+                    );
+                    let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
+                    *s = _mm256_add_epi32(*s, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+            let xd = _mm256_set1_ps(act.scale[row * blocks + b]);
+            for (h, (a, s)) in acc.iter_mut().zip(isum).enumerate() {
+                let ws = _mm256_cvtph_ps(_mm_loadu_si128(
+                    scales.as_ptr().add(b * TILE + h * 8) as *const __m128i
+                ));
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(ws, xd), *a);
+            }
+        }
+        _mm256_storeu_ps(out.as_mut_ptr(), acc[0]);
+        _mm256_storeu_ps(out.as_mut_ptr().add(8), acc[1]);
     }
 }
 
