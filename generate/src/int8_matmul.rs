@@ -570,6 +570,13 @@ mod avx2 {
             let mut isum = [_mm256_setzero_si256(); 2];
             let w = qs.as_ptr().add(b * TILE_BLOCK_BYTES);
             let x = act.q.as_ptr().add(row * cols + b * BLOCK);
+            // The weights stream once per token: ask for the block after next early, since
+            // this path's longer instruction stream leaves fewer loads in flight than VNNI's.
+            for line in 0..TILE_BLOCK_BYTES / 64 {
+                _mm_prefetch::<_MM_HINT_T0>(
+                    w.wrapping_add(2 * TILE_BLOCK_BYTES + line * 64) as *const i8
+                );
+            }
             for g in 0..BLOCK / 4 {
                 let xv = _mm256_set1_epi32(std::ptr::read_unaligned(x.add(g * 4) as *const i32));
                 for (h, s) in isum.iter_mut().enumerate() {
@@ -618,6 +625,14 @@ mod avxvnni {
             for b in 0..blocks {
                 let mut isum = [_mm256_setzero_si256(); R];
                 let w = qs.as_ptr().add(b * TILE_BLOCK_BYTES + half * 32);
+                if half == 0 {
+                    // Decode streams the weights once per token: the block after next is asked
+                    // for early, so that more loads are in flight than the loop alone keeps.
+                    let base = qs.as_ptr().wrapping_add((b + 2) * TILE_BLOCK_BYTES);
+                    for line in 0..TILE_BLOCK_BYTES / 64 {
+                        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(line * 64) as *const i8);
+                    }
+                }
                 for g in 0..BLOCK / 4 {
                     let wv = _mm256_loadu_si256(w.add(g * TILE * 4) as *const __m256i);
                     for j in 0..R {
@@ -669,6 +684,11 @@ mod vnni512 {
         for b in 0..blocks {
             let mut isum = [_mm512_setzero_si512(); R];
             let w = qs.as_ptr().add(b * TILE_BLOCK_BYTES);
+            // As on the 256-bit paths: the block after next is asked for early.
+            let ahead = qs.as_ptr().wrapping_add((b + 2) * TILE_BLOCK_BYTES);
+            for line in 0..TILE_BLOCK_BYTES / 64 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64) as *const i8);
+            }
             for g in 0..BLOCK / 4 {
                 let wv = _mm512_loadu_si512(w.add(g * TILE * 4) as *const _);
                 for j in 0..R {
