@@ -166,7 +166,7 @@ pub fn gather_evidence(
     let hits = retriever.search(question, k.max(1), mode, years)?;
     let mut evidence = Vec::with_capacity(hits.len());
     for h in hits {
-        let pmid: u64 = h.pmid.parse().unwrap_or_default();
+        let pmid = h.pmid;
         let text = match h.passage {
             Some(p) => p,
             None => retriever
@@ -298,7 +298,7 @@ pub fn ask(
             .policy
             .message(flag.decision, flag.category)
             .to_string();
-        v.related = answer.evidence.iter().map(|e| e.pmid.clone()).collect();
+        v.related = answer.evidence.iter().map(|e| e.pmid).collect();
         v.citations.clear();
         v.sentences.clear();
         answer.safety = Verdict {
@@ -338,7 +338,7 @@ fn withheld(
                 .policy
                 .message(verdict.decision, &verdict.category)
                 .to_string(),
-            related: evidence.iter().map(|e| e.pmid.clone()).collect(),
+            related: evidence.iter().map(|e| e.pmid).collect(),
             ..Verified::default()
         },
         evidence,

@@ -33,7 +33,8 @@ pub trait Lexicon {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Citation {
-    pub pmid: String,
+    #[serde(serialize_with = "crate::prompt::pmid_string")]
+    pub pmid: u64,
     pub title: String,
     pub journal: String,
     pub year: Option<i64>,
@@ -45,7 +46,8 @@ pub struct Citation {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SentenceSupport {
     pub text: String,
-    pub pmids: Vec<String>,
+    #[serde(serialize_with = "crate::prompt::pmids_string")]
+    pub pmids: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -58,7 +60,8 @@ pub struct Verified {
     /// Why it abstained: `model` (the model said so) or `weak_evidence`.
     pub abstain_reason: Option<&'static str>,
     /// When abstaining: the closest PMIDs, not presented as support.
-    pub related: Vec<String>,
+    #[serde(serialize_with = "crate::prompt::pmids_string")]
+    pub related: Vec<u64>,
     pub sentences: Vec<SentenceSupport>,
     /// The share of the question's weight found in the best passage, 0..1.
     pub question_coverage: f32,
@@ -281,22 +284,24 @@ pub fn verify(
     let question_coverage = best_coverage(lex, &lex.terms(question), &passage_terms);
     let question_similarity = question_similarity(evidence);
 
-    let known: HashMap<&str, usize> = evidence
+    let known: HashMap<u64, usize> = evidence
         .iter()
         .enumerate()
-        .map(|(i, e)| (e.pmid.as_str(), i))
+        .map(|(i, e)| (e.pmid, i))
         .collect();
+    // What the model wrote is text; a mention is known when its number is in the evidence.
+    let known_as = |p: &str| p.parse::<u64>().ok().and_then(|n| known.get(&n).copied());
     let written = mentions(draft);
     let removed: HashSet<String> = written
         .iter()
-        .filter(|(p, _)| !known.contains_key(p.as_str()))
+        .filter(|(p, _)| known_as(p).is_none())
         .map(|(p, _)| p.clone())
         .collect();
     let mut removed_pmids: Vec<String> = removed.iter().cloned().collect();
     removed_pmids.sort();
     let answer = remove_pmids(draft.trim(), &removed);
 
-    let related: Vec<String> = evidence.iter().take(3).map(|e| e.pmid.clone()).collect();
+    let related: Vec<u64> = evidence.iter().take(3).map(|e| e.pmid).collect();
     let lower = answer.to_lowercase();
     let abstain = |reason: &'static str, removed_pmids: Vec<String>| Verified {
         answer: INSUFFICIENT.to_string(),
@@ -322,7 +327,7 @@ pub fn verify(
     for s in sentences(&answer) {
         let cited: Vec<usize> = mentions(s)
             .iter()
-            .filter_map(|(p, _)| known.get(p.as_str()).copied())
+            .filter_map(|(p, _)| known_as(p))
             .collect();
         let mut s_terms = lex.terms(s);
         s_terms.retain(|t| t != "pmid");
@@ -344,10 +349,7 @@ pub fn verify(
         }
         support_rows.push(SentenceSupport {
             text: s.to_string(),
-            pmids: backing
-                .iter()
-                .map(|&(i, _)| evidence[i].pmid.clone())
-                .collect(),
+            pmids: backing.iter().map(|&(i, _)| evidence[i].pmid).collect(),
         });
     }
     if best_support.is_empty() {
@@ -360,7 +362,7 @@ pub fn verify(
         .map(|(i, support)| {
             let e = &evidence[i];
             Citation {
-                pmid: e.pmid.clone(),
+                pmid: e.pmid,
                 title: e.title.clone(),
                 journal: e.journal.clone(),
                 year: e.year,
@@ -413,7 +415,7 @@ mod tests {
 
     fn ev(pmid: &str, title: &str, text: &str) -> Evidence {
         Evidence {
-            pmid: pmid.into(),
+            pmid: pmid.parse().unwrap(),
             title: title.into(),
             journal: "J".into(),
             year: Some(1990),
@@ -449,7 +451,7 @@ mod tests {
         assert_eq!(question_similarity(&ev), ev[0].similarity);
         let v = verify(question, "Dystrophin [PMID 111].", &ev, &Plain, th);
         assert!(!v.abstained, "{v:?}");
-        assert_eq!(v.citations[0].pmid, "111");
+        assert_eq!(v.citations[0].pmid, 111);
         // Only as close as an unrelated passage: abstain again.
         ev[0].similarity = Some(th.min_similarity - 0.05);
         let v = verify(question, "Dystrophin [PMID 111].", &ev, &Plain, th);
@@ -487,7 +489,7 @@ mod tests {
             "In 19990 patients (PMIDs 111, )."
         );
         assert_eq!(v.citations.len(), 1);
-        assert_eq!(v.citations[0].pmid, "111");
+        assert_eq!(v.citations[0].pmid, 111);
     }
 
     #[test]
@@ -500,13 +502,10 @@ mod tests {
             Thresholds::default(),
         );
         assert_eq!(
-            v.citations
-                .iter()
-                .map(|c| c.pmid.as_str())
-                .collect::<Vec<_>>(),
-            ["111"]
+            v.citations.iter().map(|c| c.pmid).collect::<Vec<_>>(),
+            [111]
         );
-        assert_eq!(v.sentences[0].pmids, ["111"]);
+        assert_eq!(v.sentences[0].pmids, [111]);
     }
 
     #[test]
@@ -518,7 +517,7 @@ mod tests {
             &Plain,
             Thresholds::default(),
         );
-        assert!(v.citations.iter().all(|c| c.pmid == "111"), "{v:?}");
+        assert!(v.citations.iter().all(|c| c.pmid == 111), "{v:?}");
     }
 
     #[test]
@@ -534,7 +533,7 @@ mod tests {
         assert_eq!(v.abstain_reason, Some("model"));
         assert_eq!(v.answer, INSUFFICIENT);
         assert!(v.citations.is_empty());
-        assert_eq!(v.related, ["111", "222"]);
+        assert_eq!(v.related, [111, 222]);
 
         let v = verify(
             "Which kinase inhibitor was approved for myelofibrosis in 2023?",

@@ -70,10 +70,22 @@ pub struct Template {
     pub order: EvidenceOrder,
 }
 
+/// A PMID in JSON: a string, as PubMed and the evaluation sets write it; a number everywhere
+/// in the code.
+pub fn pmid_string<S: serde::Serializer>(pmid: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(pmid)
+}
+
+/// PMIDs in JSON: strings, as [`pmid_string`].
+pub fn pmids_string<S: serde::Serializer>(pmids: &[u64], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(pmids.iter().map(u64::to_string))
+}
+
 /// One retrieved passage as the prompt shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Evidence {
-    pub pmid: String,
+    #[serde(serialize_with = "pmid_string")]
+    pub pmid: u64,
     pub title: String,
     pub journal: String,
     pub year: Option<i64>,
@@ -273,7 +285,7 @@ mod tests {
 
     fn ev(pmid: &str, text: &str) -> Evidence {
         Evidence {
-            pmid: pmid.into(),
+            pmid: pmid.parse().unwrap(),
             title: "A title".into(),
             journal: "J".into(),
             year: Some(2001),

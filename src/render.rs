@@ -27,7 +27,7 @@ impl<'a> AnswerJson<'a> {
 }
 
 /// One numbered reference: PMID, title, journal, year and the PubMed link.
-fn reference(n: usize, pmid: &str, title: &str, journal: &str, year: Option<i64>) -> String {
+fn reference(n: usize, pmid: u64, title: &str, journal: &str, year: Option<i64>) -> String {
     let year = year.map_or_else(|| "n.d.".to_string(), |y| y.to_string());
     format!(
         "[{n}] PMID {pmid}  {title} ({journal}, {year})  https://pubmed.ncbi.nlm.nih.gov/{pmid}/\n"
@@ -58,7 +58,7 @@ pub fn answer_text(a: &Answer) -> String {
     if !a.verified.citations.is_empty() {
         out.push_str("\nReferences\n");
         for (i, c) in a.verified.citations.iter().enumerate() {
-            out.push_str(&reference(i + 1, &c.pmid, &c.title, &c.journal, c.year));
+            out.push_str(&reference(i + 1, c.pmid, &c.title, &c.journal, c.year));
         }
     }
     if (a.verified.abstained || a.safety.decision != Decision::Answer)
@@ -66,8 +66,8 @@ pub fn answer_text(a: &Answer) -> String {
     {
         out.push_str("\nRelated reading (not support, not advice)\n");
         for (i, pmid) in a.verified.related.iter().enumerate() {
-            match a.evidence.iter().find(|e| &e.pmid == pmid) {
-                Some(e) => out.push_str(&reference(i + 1, pmid, &e.title, &e.journal, e.year)),
+            match a.evidence.iter().find(|e| e.pmid == *pmid) {
+                Some(e) => out.push_str(&reference(i + 1, *pmid, &e.title, &e.journal, e.year)),
                 None => out.push_str(&format!("[{}] PMID {pmid}\n", i + 1)),
             }
         }

@@ -19,7 +19,7 @@ pub fn check(data: &[u8]) {
     let evidence: Vec<Evidence> = parts
         .enumerate()
         .map(|(i, t)| Evidence {
-            pmid: (1000 + i).to_string(),
+            pmid: 1000 + i as u64,
             title: format!("Title {i}"),
             journal: "J".into(),
             year: Some(2000),

@@ -267,7 +267,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         let retrieved = |evidence: &[crate::prompt::Evidence]| {
             item.pmid
                 .as_ref()
-                .map(|p| evidence.iter().any(|e| &e.pmid == p))
+                .map(|p| evidence.iter().any(|e| e.pmid.to_string() == *p))
         };
         let outcome = match generator.as_mut() {
             Some(g) => {
@@ -292,7 +292,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                         .verified
                         .citations
                         .iter()
-                        .map(|c| c.pmid.clone())
+                        .map(|c| c.pmid.to_string())
                         .collect(),
                     abstained: a.verified.abstained,
                     retrieved: retrieved(&a.evidence),

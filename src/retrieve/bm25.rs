@@ -418,7 +418,8 @@ impl Bm25Searcher {
         }
         Hit {
             rank,
-            pmid: text(self.fields.pmid),
+            // Written from the article's number by the indexer: the one place it is read as text.
+            pmid: text(self.fields.pmid).parse().unwrap_or_default(),
             title: text(self.fields.title),
             journal: text(self.fields.journal),
             year: doc.get_first(self.fields.year).and_then(|v| v.as_i64()),

@@ -5,8 +5,9 @@ use serde::Serialize;
 pub struct Hit {
     /// 1-based rank.
     pub rank: usize,
-    /// PubMed identifier, as a string (as PubMed and the evaluation sets write it).
-    pub pmid: String,
+    /// PubMed identifier (a string in JSON, as PubMed and the evaluation sets write it).
+    #[serde(serialize_with = "crate::prompt::pmid_string")]
+    pub pmid: u64,
     pub title: String,
     pub journal: String,
     pub year: Option<i64>,

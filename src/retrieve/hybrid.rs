@@ -115,7 +115,7 @@ impl Retriever {
                 hits.truncate(k);
                 for (i, h) in hits.iter_mut().enumerate() {
                     h.rank = i + 1;
-                    let pmid: u64 = h.pmid.parse().unwrap_or_default();
+                    let pmid = h.pmid;
                     h.bm25_rank = bm25_ranks.get(&pmid).copied();
                     if let Some(&(rank, dh)) = by_pmid.get(&pmid) {
                         h.dense_rank = Some(rank);
