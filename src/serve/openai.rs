@@ -156,7 +156,7 @@ fn citations(a: &Answer) -> Value {
         .citations
         .iter()
         .map(|c| json!({
-            "pmid": c.pmid, "title": c.title, "journal": c.journal, "year": c.year,
+            "pmid": c.pmid.to_string(), "title": c.title, "journal": c.journal, "year": c.year,
             "support": c.support,
             "url": format!("https://pubmed.ncbi.nlm.nih.gov/{}/", c.pmid),
         }))
