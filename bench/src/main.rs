@@ -11,10 +11,9 @@
 //! - [`scale`]: index time, disk, memory and latency at growing synthetic sizes, extrapolated.
 //! - [`plot`]: the PNG line charts of `scale` (an encoder of our own, no plotting crate).
 //! - [`peer`]: the peers' virtual environments and child processes.
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 
 mod args;
@@ -50,13 +49,6 @@ fn main() -> ExitCode {
 }
 
 /// The `medlit` binary beside this one (the benchmarks that index or serve run it).
-fn medlit_exe() -> Result<PathBuf> {
-    let me = std::env::current_exe().context("finding the medlit-bench executable")?;
-    let exe = me.with_file_name(format!("medlit{}", std::env::consts::EXE_SUFFIX));
-    anyhow::ensure!(
-        exe.is_file(),
-        "{} does not exist: build it with `cargo build --release` (medlit-bench runs the medlit binary beside it)",
-        exe.display()
-    );
-    Ok(exe)
+fn medlit_exe() -> Result<std::path::PathBuf> {
+    medlit::cli::setup::sibling_exe("medlit", "medlit-bench runs the medlit binary beside it")
 }

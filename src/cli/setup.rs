@@ -68,6 +68,20 @@ impl Pipeline {
     }
 }
 
+/// The binary `name` beside the running one (medlit and medlit-bench run each other);
+/// `missing` says, when it is not there, what it is for.
+pub fn sibling_exe(name: &str, missing: &str) -> Result<PathBuf> {
+    let me = std::env::current_exe().context("finding the running executable")?;
+    let exe = me.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !exe.is_file() {
+        bail!(
+            "{} does not exist: {missing}; build it with `cargo build --release` (it builds both binaries)",
+            exe.display()
+        );
+    }
+    Ok(exe)
+}
+
 /// The index in `dir` opened for searching, and the search mode `arg` means for it.
 pub fn retriever(dir: &Path, arg: SearchModeArg, fusion: &FusionArgs) -> Result<(Retriever, Mode)> {
     let r = open_retriever(dir, arg != SearchModeArg::Bm25, fusion)?;
