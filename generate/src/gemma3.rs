@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
+use super::activation::gelu_mul;
 use super::int8_matmul::{Int8Error, Int8Matrix};
 
 /// Every sixth layer attends globally; the others see a sliding window.
@@ -321,9 +322,9 @@ impl Gemma3 {
             let h = candle_nn::ops::rms_norm(&h, &layer.post_attn_norm, cfg.eps as f32)?;
             x = (x + h)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, cfg.eps as f32)?;
-            let gate = layer.gate.forward(&h)?.gelu()?;
+            let gate = layer.gate.forward(&h)?;
             let up = layer.up.forward(&h)?;
-            let h = layer.down.forward(&(gate * up)?)?;
+            let h = layer.down.forward(&gelu_mul(&gate, &up)?)?;
             let h = candle_nn::ops::rms_norm(&h, &layer.post_ffn_norm, cfg.eps as f32)?;
             x = (x + h)?;
         }

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Linear;
+
+use crate::activation::gelu_mul;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -809,9 +811,10 @@ impl Gemma4 {
             x = (residual + hs)?;
             let residual = x.clone();
             let hs = layer.pre_ffn_norm.forward(&x)?;
-            let hs = layer
-                .down
-                .forward(&(layer.gate.forward(&hs)?.gelu()? * layer.up.forward(&hs)?)?)?;
+            let hs = layer.down.forward(&gelu_mul(
+                &layer.gate.forward(&hs)?,
+                &layer.up.forward(&hs)?,
+            )?)?;
             let hs = layer.post_ffn_norm.forward(&hs)?;
             x = (residual + hs)?;
             if let (Some((gate, projection, norm)), Some(inputs)) =
@@ -819,7 +822,7 @@ impl Gemma4 {
             {
                 let residual = x.clone();
                 let own = inputs.narrow(2, i, 1)?.squeeze(2)?;
-                let hs = (gate.forward(&x)?.gelu()? * own)?;
+                let hs = gelu_mul(&gate.forward(&x)?, &own)?;
                 let hs = norm.forward(&projection.forward(&hs)?)?;
                 x = (residual + hs)?;
             }

@@ -4,6 +4,7 @@
 //! Module map:
 //! - this file: [`Generator`], [`GemmaGguf`], generation options and errors.
 //! - [`tokenizer`]: SentencePiece tokenizer built from the GGUF metadata.
+//! - [`activation`]: the feed-forward `gelu_tanh(gate) · up`, fused and vectorised on the CPU.
 //! - [`device`]: `--device`, the compute precision, and the memory estimate before loading.
 //! - [`gemma3`]: the decoder (quantized matrix products, KV cache, sliding-window attention).
 //! - [`gemma4`]: the Gemma 4 text decoder (E2B/E4B features) over Hugging Face safetensors.
@@ -14,6 +15,7 @@
 //! - [`remote`]: a model behind an OpenAI-compatible server, as a [`Generator`].
 //! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
 //! - [`span`]: span answers: decoding constrained to copy a stretch of the evidence.
+pub mod activation;
 pub mod device;
 pub mod gemma3;
 pub mod gemma4;
