@@ -501,9 +501,6 @@ fn portable_tile<const R: usize>(
     }
 }
 
-/// 256-bit paths: a tile's 16 rows are two halves of 8 (the low and high 32 bytes of each
-/// 64-byte column group), each run over the whole row of blocks in turn so that the `R`
-/// accumulator chains and the half's registers fit the 16 ymm registers.
 /// The one-activation-row (decode) loop of the 256-bit paths, which differ only in how a
 /// column group's products are summed (`$step`, from the running sum, 32 stored weight
 /// bytes and the broadcast activations) and whether the `+128` of the stored weights is
@@ -562,6 +559,9 @@ macro_rules! one_row_256 {
     };
 }
 
+/// 256-bit paths: a tile's 16 rows are two halves of 8 (the low and high 32 bytes of each
+/// 64-byte column group), each run over the whole row of blocks in turn so that the `R`
+/// accumulator chains and the half's registers fit the 16 ymm registers.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Quantized, BLOCK, PREFETCH_BLOCKS, TILE, TILE_BLOCK_BYTES};
