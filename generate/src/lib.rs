@@ -4,27 +4,26 @@
 //! Module map:
 //! - this file: [`Generator`], [`GemmaGguf`], generation options and errors.
 //! - [`tokenizer`]: SentencePiece tokenizer built from the GGUF metadata.
-//! - [`activation`]: the feed-forward `gelu_tanh(gate) · up`, fused and vectorised on the CPU.
+//! - [`activation`], [`int8_matmul`]: re-exported from `medlit-kernels` (the fused
+//!   feed-forward GELU; the int8 products and their `MEDLIT_KERNEL` switch).
 //! - [`device`]: `--device`, the compute precision, and the memory estimate before loading.
 //! - [`gemma3`]: the decoder (quantized matrix products, KV cache, sliding-window attention).
 //! - [`gemma4`]: the Gemma 4 text decoder (E2B/E4B features) over Hugging Face safetensors.
 //! - [`hf`]: a Hugging Face model folder (Gemma 4 weights, tokenizer.json, chat template) as a
 //!   [`Generator`].
-//! - [`int8_matmul`]: our int8 kernels for the Q8_0/Q5_0 matrices: one tile layout, paths for
-//!   AVX-512 VNNI, AVX-VNNI, AVX2 and a portable one (`MEDLIT_KERNEL` forces one).
 //! - [`remote`]: a model behind an OpenAI-compatible server, as a [`Generator`].
 //! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
 //! - [`span`]: span answers: decoding constrained to copy a stretch of the evidence.
-pub mod activation;
 pub mod device;
 pub mod gemma3;
 pub mod gemma4;
 pub mod hf;
-pub mod int8_matmul;
 pub mod remote;
 pub mod sampler;
 pub mod span;
 pub mod tokenizer;
+
+pub use medlit_kernels::{activation, int8_matmul};
 
 /// The tensor types callers name (a device to load on, a precision), so that they need no
 /// candle dependency of their own.

@@ -1,0 +1,12 @@
+//! CPU kernels shared by the decoder (`medlit-generate`) and the passage encoder
+//! (`medlit-indexer`): one place for the code paths per instruction set and the switch that
+//! forces one (`MEDLIT_KERNEL`).
+//!
+//! Module map:
+//! - [`int8_matmul`]: int8 matrix products over 32-value blocks with f16 scales (GGUF Q8_0 and
+//!   Q5_0 matrices, or f32 weights quantised at load): one tile layout, paths for AVX-512 VNNI,
+//!   AVX-VNNI, AVX2 and a portable one; the [`int8_matmul::Kernel`] switch.
+//! - [`activation`]: GELU (tanh form, fused with the product of the gated layers; erf form for
+//!   BERT encoders) without a libm call per value.
+pub mod activation;
+pub mod int8_matmul;
