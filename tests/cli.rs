@@ -158,6 +158,7 @@ fn index_reports_skipped_records_with_file_and_line() {
     let idx = dir.path().join("index");
     let out = medlit(&[
         "index",
+        "--bm25-only",
         "--index",
         idx.to_str().unwrap(),
         fixture("good.xml").to_str().unwrap(),
@@ -193,6 +194,7 @@ fn a_broken_input_stops_the_run_at_that_file() {
     std::fs::write(&cut, &full[..full.len() / 3]).unwrap();
     let out = medlit(&[
         "index",
+        "--bm25-only",
         "--index",
         idx.to_str().unwrap(),
         fixture("good.xml").to_str().unwrap(),
@@ -209,6 +211,7 @@ fn a_broken_input_stops_the_run_at_that_file() {
 
     let missing = medlit(&[
         "index",
+        "--bm25-only",
         "--index",
         idx.to_str().unwrap(),
         "/no/such/file.xml",
@@ -232,11 +235,63 @@ fn bad_manifest_is_named() {
 }
 
 #[test]
+fn an_update_gives_a_keyword_only_index_its_dense_half() {
+    fetch_embedder();
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("index");
+    let s = idx.to_str().unwrap();
+    let (a, b) = (fixture("update_a.xml"), fixture("update_b.xml"));
+    ok_json(&[
+        "index",
+        "--bm25-only",
+        "--index",
+        s,
+        "--json",
+        a.to_str().unwrap(),
+    ]);
+    assert!(medlit_indexer::IndexDir::new(&idx)
+        .manifest()
+        .unwrap()
+        .dense
+        .is_none());
+    let r = ok_json(&[
+        "index",
+        "--update",
+        "--dense",
+        "--index",
+        s,
+        "--json",
+        b.to_str().unwrap(),
+    ]);
+    // The same live passages as building both files hybrid at once (`update_index`).
+    assert_eq!(r["passages"], 2, "{r}");
+    let m = medlit_indexer::IndexDir::new(&idx).manifest().unwrap();
+    assert_eq!(m.dense.unwrap().model.id, "all-minilm-l6-v2/medlit-int8");
+    // The article live before the update (only in the first file) was embedded too.
+    let v = ok_json(&[
+        "search",
+        "--mode",
+        "dense",
+        "--index",
+        s,
+        "--json",
+        "vitamin D and bone mineral density",
+    ]);
+    assert_eq!(v["hits"][0]["pmid"], "900603", "{v}");
+    assert!(medlit(&["verify", "--index", s]).status.success());
+}
+
+#[test]
 fn demo_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let idx = dir.path().join("index");
     let v = ok_json(&["demo", "--index", idx.to_str().unwrap(), "--json"]);
     assert_eq!(v["indexed_now"], true);
+    // The default index is hybrid: BM25 and the dense half, and the demo searches both.
+    assert_eq!(v["mode"], "hybrid", "{v}");
+    let m = medlit_indexer::IndexDir::new(&idx).manifest().unwrap();
+    let dense = m.dense.expect("the demo's index has a dense half");
+    assert_eq!(dense.model.id, "all-minilm-l6-v2/medlit-int8");
     assert_eq!(v["hits"][0]["pmid"], "409786", "{v}");
     // It ends with an answer from the default model, cited from the evidence.
     let answer = v["ask"]["answer"].as_str().unwrap();
@@ -304,7 +359,7 @@ fn update_index() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let fetched = fetch_embedder();
-        assert_eq!(fetched["files"].as_array().map(Vec::len), Some(6));
+        assert_eq!(fetched["files"].as_array().map(Vec::len), Some(7));
         let dir = tempfile::tempdir().unwrap();
         let idx = dir.path().join("index");
         let report = ok_json(&[
@@ -959,6 +1014,7 @@ fn scale_commands_name_bad_input_and_write_nothing() {
     let idx = tmp.path().join("index");
     let out = medlit(&[
         "index",
+        "--bm25-only",
         "--index",
         idx.to_str().unwrap(),
         empty.to_str().unwrap(),
@@ -1278,7 +1334,13 @@ fn an_index_of_other_files_is_kept_unless_update_or_replace_is_asked() {
     let idx_s = idx.to_str().unwrap();
     let good = fixture("good.xml");
     let (a, b) = (fixture("update_a.xml"), fixture("update_b.xml"));
-    let out = medlit(&["index", "--index", idx_s, good.to_str().unwrap()]);
+    let out = medlit(&[
+        "index",
+        "--bm25-only",
+        "--index",
+        idx_s,
+        good.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(pmids_for(&idx, "dystrophin"), ["900001"]);
     let inputs = || -> Vec<String> {
@@ -1292,7 +1354,13 @@ fn an_index_of_other_files_is_kept_unless_update_or_replace_is_asked() {
     };
 
     // The slip: other files without --update or --replace.
-    let out = medlit(&["index", "--index", idx_s, a.to_str().unwrap()]);
+    let out = medlit(&[
+        "index",
+        "--bm25-only",
+        "--index",
+        idx_s,
+        a.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let e = stderr(&out);
     assert!(
@@ -1313,6 +1381,7 @@ fn an_index_of_other_files_is_kept_unless_update_or_replace_is_asked() {
     // A rebuild that fails at its second file: the old index is still the live one, whole.
     let out = medlit(&[
         "index",
+        "--bm25-only",
         "--replace",
         "--index",
         idx_s,
@@ -1340,6 +1409,7 @@ fn an_index_of_other_files_is_kept_unless_update_or_replace_is_asked() {
     // The rebuild that succeeds: the new index alone, one generation, no staging left.
     let out = medlit(&[
         "index",
+        "--bm25-only",
         "--replace",
         "--index",
         idx_s,
@@ -1379,6 +1449,7 @@ fn a_refused_input_leaves_no_folder_and_says_what_it_holds() {
     let idx = dir.path().join("fresh");
     let out = medlit(&[
         "index",
+        "--bm25-only",
         "--index",
         idx.to_str().unwrap(),
         text.to_str().unwrap(),

@@ -68,7 +68,13 @@ fn assert_same_content(got: &Content, want: &Content, what: &str) {
 
 #[test]
 fn sigkill_at_24_points_leaves_a_committed_state_and_resuming_ends_where_a_clean_run_does() {
-    for kind in ["corpus", "embedding-model", "tokenizer", "runtime"] {
+    for kind in [
+        "corpus",
+        "embedding-model",
+        "encoder-weights",
+        "tokenizer",
+        "runtime",
+    ] {
         ok_json(&["fetch", "--only", kind, "--json"]);
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@ fn fixture() -> PathBuf {
 /// (a model too large for this machine, a CUDA device in a CPU build) is refused up front.
 #[test]
 fn ask_runs_on_a_model_folder_and_refuses_what_cannot_fit() {
-    for kind in ["embedding-model", "tokenizer", "runtime"] {
+    for kind in ["embedding-model", "encoder-weights", "tokenizer", "runtime"] {
         assert!(common::medlit(&["fetch", "--only", kind, "--json"])
             .status
             .success());

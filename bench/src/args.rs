@@ -182,13 +182,18 @@ pub struct BenchEmbedArgs {
     /// CPU threads, for both sides
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// medlit's encoder: its own int8 MiniLM (`MEDLIT_KERNEL` forces a kernel path) or the
+    /// ONNX export on ONNX Runtime
+    #[arg(long, value_enum, default_value_t = medlit::cli::EncoderArg::Int8)]
+    pub encoder: medlit::cli::EncoderArg,
     /// medlit's ONNX Runtime sessions side by side, sharing --threads (the peer runs one
-    /// session on all its threads)
+    /// session on all its threads; --encoder onnx)
     #[arg(long, default_value_t = 2)]
     pub sessions: usize,
-    /// Passages per call, for both sides
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
+    /// Passages per call, for both sides [default: 16 with --encoder int8 (its batches carry no
+    /// padding), 1 with onnx]
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Skip the Python peer
     #[arg(long)]
     pub no_peer: bool,

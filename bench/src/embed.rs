@@ -4,13 +4,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Result;
-use medlit_indexer::embed::{Embedder, OnnxEmbedder};
+use medlit_indexer::embed::EncoderConfig;
 use medlit_indexer::pubmed::{parse_file, Record};
 use serde::{Deserialize, Serialize};
 
 use crate::args::BenchEmbedArgs;
 use crate::peer::{peer_json, peer_python};
 use medlit::commands::print_json;
+use medlit::generate::int8_matmul::Kernel;
 
 const PEER_SCRIPT: &str = include_str!("../peers/onnx_embed_peer.py");
 /// The same ONNX Runtime version as the runtime asset, so both sides run the same kernels.
@@ -18,11 +19,17 @@ const PEER_PACKAGES: [&str; 3] = ["onnxruntime==1.24.1", "tokenizers", "numpy"];
 
 #[derive(Debug, Serialize)]
 struct EmbedBench {
+    /// `int8` (medlit's encoder) or `onnx`.
+    encoder: &'static str,
+    /// The int8 kernel path (`MEDLIT_KERNEL` forces one), for the int8 encoder.
+    kernel: Option<&'static str>,
+    cpu_features: Vec<&'static str>,
     passages: usize,
     tokens: usize,
     threads: usize,
     sessions: usize,
     batch: usize,
+    peer_batch: usize,
     medlit_passages_per_s: f64,
     peer_passages_per_s: Option<f64>,
     /// medlit over the peer.
@@ -37,9 +44,24 @@ struct PeerOut {
 
 pub fn run(args: &BenchEmbedArgs) -> Result<()> {
     let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
-    let batch = args.batch.max(1);
-    let cfg = medlit::cli::setup::onnx_config(&manifest, args.threads, args.sessions, batch, 256)?;
-    let mut embedder = OnnxEmbedder::load(&cfg)?;
+    let int8 = args.encoder == medlit::cli::EncoderArg::Int8;
+    let batch = args.batch.unwrap_or(if int8 { 16 } else { 1 }).max(1);
+    // The peer runs the ONNX export with the batch size it measures fastest at: 1 (padding).
+    let peer_batch = args.batch.unwrap_or(1).max(1);
+    let cfg = medlit::cli::setup::onnx_config(&manifest, args.threads, args.sessions, 1, 256)?;
+    let encoder = if int8 {
+        EncoderConfig::Int8(medlit::cli::setup::int8_config(
+            &manifest,
+            args.threads,
+            batch,
+            256,
+        )?)
+    } else {
+        let mut c = cfg.clone();
+        c.batch_size = batch;
+        EncoderConfig::Onnx(c)
+    };
+    let mut embedder = encoder.load()?;
     let budget = cfg.max_tokens - 2;
 
     // Real passages, split as `medlit index --dense` splits them.
@@ -96,13 +118,16 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
                 .arg(&script)
                 .arg(&cfg.model_dir)
                 .arg(args.threads.to_string())
-                .arg(batch.to_string())
+                .arg(peer_batch.to_string())
                 .arg(cfg.max_tokens.to_string())
                 .arg(&texts_path),
         )?;
         Some(p.passages as f64 / p.seconds.max(1e-9))
     };
     let out = EmbedBench {
+        encoder: encoder.kind(),
+        kernel: int8.then(|| Kernel::selected().name()),
+        cpu_features: medlit::generate::int8_matmul::cpu_features(),
         passages: texts.len(),
         tokens,
         threads: args.threads,
@@ -110,6 +135,7 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         batch,
         medlit_passages_per_s: ours,
         peer_passages_per_s: peer,
+        peer_batch,
         ratio_vs_peer: peer.map(|p| ours / p.max(1e-9)),
     };
     if args.json {
@@ -120,8 +146,16 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         out.passages, out.tokens, out.threads, out.batch, out.sessions
     );
     println!(
-        "medlit (fastembed)              {:>8.1} passages/s",
-        out.medlit_passages_per_s
+        "CPU features: {}; medlit encoder {}{}",
+        out.cpu_features.join(" "),
+        out.encoder,
+        out.kernel
+            .map(|k| format!(" (int8 kernel {k})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "medlit ({:>4})                   {:>8.1} passages/s",
+        out.encoder, out.medlit_passages_per_s
     );
     if let (Some(p), Some(r)) = (out.peer_passages_per_s, out.ratio_vs_peer) {
         println!("Python onnxruntime+tokenizers   {p:>8.1} passages/s");

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use medlit_indexer::dense::{DenseWriter, RowRef};
-use medlit_indexer::embed::{Embedder, OnnxEmbedder};
 use medlit_indexer::pubmed::{parse_file, Record};
 use medlit_indexer::{DenseSummary, IndexDir};
 use rayon::prelude::*;
@@ -172,7 +171,7 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
         },
         &seeds_dir,
     )?;
-    let mut embedder = OnnxEmbedder::load(&dense.embedder).context("loading the embedder")?;
+    let mut embedder = dense.embedder.load().context("loading the embedder")?;
     let mut texts = Vec::new();
     let mut abstracts = 0u64;
     for f in &seed_corpus.files {
@@ -181,7 +180,7 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
                 abstracts += 1;
                 let split = medlit_indexer::passages::split(
                     &a,
-                    medlit_indexer::passages::window_budget(dense.embedder.max_tokens),
+                    medlit_indexer::passages::window_budget(dense.embedder.max_tokens()),
                     &mut |t| embedder.count_tokens(t),
                 );
                 texts.extend(split.into_iter().map(|p| p.embedding_text()));

@@ -57,15 +57,18 @@ pub struct AssetFile {
 pub enum AssetKind {
     Corpus,
     EmbeddingModel,
+    /// The embedding model's f32 weights, which medlit's int8 encoder quantises at load.
+    EncoderWeights,
     Tokenizer,
     Runtime,
     Generator,
 }
 
 impl AssetKind {
-    pub const ALL: [AssetKind; 5] = [
+    pub const ALL: [AssetKind; 6] = [
         AssetKind::Corpus,
         AssetKind::EmbeddingModel,
+        AssetKind::EncoderWeights,
         AssetKind::Tokenizer,
         AssetKind::Runtime,
         AssetKind::Generator,
@@ -75,6 +78,7 @@ impl AssetKind {
         match self {
             AssetKind::Corpus => "corpus",
             AssetKind::EmbeddingModel => "embedding-model",
+            AssetKind::EncoderWeights => "encoder-weights",
             AssetKind::Tokenizer => "tokenizer",
             AssetKind::Runtime => "runtime",
             AssetKind::Generator => "generator",

@@ -208,6 +208,38 @@ pub fn is_live(
     Ok(false)
 }
 
+/// The live documents of `searcher` as articles with what passages are made of (PMID, title,
+/// abstract), read from the stored fields: for an update that adds the dense half to a
+/// keyword-only index.
+pub fn live_articles(
+    searcher: &tantivy::Searcher,
+    f: &Fields,
+) -> Result<Vec<Article>, tantivy::TantivyError> {
+    use tantivy::schema::Value;
+    let text = |d: &TantivyDocument, field| {
+        d.get_first(field)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut out = Vec::new();
+    for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+        for doc in segment.doc_ids_alive() {
+            let d: TantivyDocument = searcher.doc(tantivy::DocAddress::new(ord as u32, doc))?;
+            let Ok(pmid) = text(&d, f.pmid).parse::<u64>() else {
+                continue;
+            };
+            out.push(Article {
+                pmid,
+                title: text(&d, f.title),
+                abstract_text: text(&d, f.abstract_text),
+                ..Article::default()
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The PMID of every live document of the BM25 index in `dir`, in index order (a PMID held
 /// twice appears twice: `medlit verify` counts on it), read from the fast column.
 pub fn live_pmids(dir: &Path) -> Result<Vec<u64>, IndexError> {

@@ -12,7 +12,7 @@ use tantivy::{IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use crate::article::{Article, Rejected};
 use crate::bm25;
 use crate::dense::{DenseWriter, HnswParams, RowRef};
-use crate::embed::{EmbedError, Embedder, OnnxConfig, OnnxEmbedder};
+use crate::embed::{EmbedError, Embedder, EncoderConfig};
 use crate::layout::{
     Counts, DenseSummary, IndexDir, IndexManifest, InputRecord, PendingInput, FORMAT_VERSION,
 };
@@ -55,7 +55,7 @@ pub enum BuildMode {
 /// How the dense half is built.
 #[derive(Debug, Clone)]
 pub struct DenseOptions {
-    pub embedder: OnnxConfig,
+    pub embedder: EncoderConfig,
     pub params: HnswParams,
 }
 
@@ -314,7 +314,7 @@ struct Run<'a> {
 }
 
 struct DenseRun {
-    embedder: OnnxEmbedder,
+    embedder: Box<dyn Embedder>,
     /// Token budget of a passage.
     budget: usize,
     params: HnswParams,
@@ -324,10 +324,9 @@ impl<'a> Run<'a> {
     fn start(opts: &'a BuildOptions, dir: &'a IndexDir) -> Result<Self, IndexError> {
         let dense = match &opts.dense {
             Some(d) => Some(DenseRun {
-                embedder: OnnxEmbedder::load(&d.embedder)
-                    .map_err(|e| embed_error(dir.root(), e))?,
+                embedder: d.embedder.load().map_err(|e| embed_error(dir.root(), e))?,
                 // Special tokens ([CLS], [SEP]) take two of the model's positions.
-                budget: passages::window_budget(d.embedder.max_tokens),
+                budget: passages::window_budget(d.embedder.max_tokens()),
                 params: d.params,
             }),
             None => None,
@@ -505,9 +504,18 @@ impl<'a> Run<'a> {
                     .map_err(|e| dense_error(&dense_dir, e))?;
                 w.tombstone(&dead);
                 run.passages_tombstoned += dead.len() as u64;
+                // An update that gives a keyword-only index its dense half embeds the articles
+                // already live (those this file does not replace or delete) first.
+                let earlier: Vec<Article> = match base {
+                    Some(m) if m.dense.is_none() => bm25::live_articles(&before, &fields)?
+                        .into_iter()
+                        .filter(|a| !was_live.contains(&a.pmid) && !last_of.contains_key(&a.pmid))
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let (rows, vectors) = embed_articles(
                     d,
-                    keep.iter().map(|&i| &*articles[i]),
+                    earlier.iter().chain(keep.iter().map(|&i| &*articles[i])),
                     &mut self.embedded,
                     &mut self.to_embed,
                     on_event,

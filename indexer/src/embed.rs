@@ -1,5 +1,6 @@
-//! Dense embeddings: the [`Embedder`] trait and its first backend, all-MiniLM-L6-v2 (int8
-//! ONNX) run by ONNX Runtime through fastembed.
+//! Dense embeddings: the [`Embedder`] trait, [`EncoderConfig`] (which backend: medlit's int8
+//! MiniLM in [`crate::minilm`], or all-MiniLM-L6-v2's int8 ONNX export run by ONNX Runtime
+//! through fastembed, here).
 //!
 //! ONNX Runtime is loaded at run time from the shared library that `medlit fetch` takes from
 //! the `onnxruntime` wheel; nothing is downloaded at build time. ort panics when it cannot load
@@ -71,6 +72,61 @@ pub struct OnnxConfig {
     /// with every thread.
     pub sessions: usize,
     pub batch_size: usize,
+}
+
+/// Which encoder embeds, with its files: medlit's int8 MiniLM (the default) or ONNX Runtime's.
+/// An index records the encoder's id and sha256; queries on it load the same one.
+#[derive(Debug, Clone)]
+pub enum EncoderConfig {
+    Int8(crate::minilm::Int8Config),
+    Onnx(OnnxConfig),
+}
+
+impl EncoderConfig {
+    pub fn load(&self) -> Result<Box<dyn Embedder>, EmbedError> {
+        Ok(match self {
+            EncoderConfig::Int8(c) => Box::new(crate::minilm::MiniLmInt8::load(c)?),
+            EncoderConfig::Onnx(c) => Box::new(OnnxEmbedder::load(c)?),
+        })
+    }
+
+    /// The id an index built with this encoder records.
+    pub fn id(&self) -> &str {
+        match self {
+            EncoderConfig::Int8(c) => &c.id,
+            EncoderConfig::Onnx(c) => &c.id,
+        }
+    }
+
+    /// sha256 of the weights file an index built with this encoder records.
+    pub fn sha256(&self) -> &str {
+        match self {
+            EncoderConfig::Int8(c) => &c.sha256,
+            EncoderConfig::Onnx(c) => &c.sha256,
+        }
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        match self {
+            EncoderConfig::Int8(c) => c.max_tokens,
+            EncoderConfig::Onnx(c) => c.max_tokens,
+        }
+    }
+
+    pub fn set_max_tokens(&mut self, n: usize) {
+        match self {
+            EncoderConfig::Int8(c) => c.max_tokens = n,
+            EncoderConfig::Onnx(c) => c.max_tokens = n,
+        }
+    }
+
+    /// Short name for reports: `int8` or `onnx`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EncoderConfig::Int8(_) => "int8",
+            EncoderConfig::Onnx(_) => "onnx",
+        }
+    }
 }
 
 /// all-MiniLM-L6-v2 through fastembed: mean pooling, L2 normalisation, 384 dimensions.
@@ -211,17 +267,7 @@ impl Embedder for OnnxEmbedder {
                 })
                 .collect()
         });
-        let mut slots: Vec<Option<Vec<Vec<f32>>>> = vec![None; batches.len()];
-        for r in results {
-            for (i, v) in r? {
-                slots[i] = Some(v);
-            }
-        }
-        let mut out = Vec::with_capacity(texts.len());
-        for s in slots {
-            out.extend(s.ok_or_else(|| EmbedError::Model("a batch was not embedded".into()))?);
-        }
-        Ok(out)
+        in_order(results, batches.len(), texts.len())
     }
 
     fn count_tokens(&self, text: &str) -> usize {
@@ -287,7 +333,28 @@ impl SharedEmbedder {
 }
 
 /// A batch's vectors with the batch's position in the input.
-type Numbered = (usize, Vec<Vec<f32>>);
+pub(crate) type Numbered = (usize, Vec<Vec<f32>>);
+
+/// The vectors of `batches` batches, as worker threads returned them, back in input order.
+pub(crate) fn in_order(
+    results: Vec<Result<Vec<Numbered>, EmbedError>>,
+    batches: usize,
+    texts: usize,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let mut slots: Vec<Option<Vec<Vec<f32>>>> = vec![None; batches];
+    for r in results {
+        for (i, v) in r? {
+            if let Some(slot) = slots.get_mut(i) {
+                *slot = Some(v);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(texts);
+    for s in slots {
+        out.extend(s.ok_or_else(|| EmbedError::Model("a batch was not embedded".into()))?);
+    }
+    Ok(out)
+}
 
 /// Cosine similarity of two unit vectors.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

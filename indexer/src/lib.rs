@@ -11,6 +11,8 @@
 //!   passage rule (`of_abstract`) every user of passages follows.
 //! - [`embed`]: the `Embedder` trait, the MiniLM ONNX backend (fastembed, ONNX Runtime
 //!   loaded at run time), and `SharedEmbedder`, one query embedder per process.
+//! - [`minilm`]: medlit's own MiniLM encoder: safetensors weights quantised to int8 blocks at
+//!   load, every product on the int8 kernels, no padding, one batch per worker thread.
 //! - [`dense`]: passage vectors (f32 and int8), docmap, tombstones and the HNSW graph (write,
 //!   extend, open, search, exact).
 //! - [`links`]: the graph's links written flat and searched memory-mapped.
@@ -35,6 +37,7 @@ pub mod embed;
 pub mod error;
 pub mod layout;
 pub mod links;
+pub mod minilm;
 pub mod passages;
 pub mod plan;
 pub mod pubmed;

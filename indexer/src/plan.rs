@@ -132,14 +132,13 @@ pub(crate) fn plan(
                             .into(),
                     ))
                 }
-                (None, Some(_)) => {
-                    return Err(refuse(
-                        "the index has no dense part, and an update cannot add one: rebuild it with `medlit index --dense --replace`".into(),
-                    ))
-                }
+                // A keyword-only index gains its dense half: the first file applied embeds
+                // what is already live, as well as its own articles.
+                (None, Some(_)) => {}
                 _ if !same_dense(&cur, opts) => {
                     return Err(refuse(
-                        "the index's dense part was built with another embedding model: rebuild it".into(),
+                        "the index's dense part was built with another embedding model: rebuild it"
+                            .into(),
                     ))
                 }
                 _ => {}
@@ -221,7 +220,7 @@ fn fresh(todo: Vec<usize>) -> Plan {
 fn same_dense(m: &IndexManifest, opts: &BuildOptions) -> bool {
     match (&m.dense, &opts.dense) {
         (None, None) => true,
-        (Some(d), Some(o)) => d.model.sha256 == o.embedder.sha256,
+        (Some(d), Some(o)) => d.model.sha256 == o.embedder.sha256(),
         _ => false,
     }
 }

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{assets, config};
+use common::assets;
 use medlit_indexer::dense::{DenseIndex, HnswParams};
-use medlit_indexer::embed::{Embedder, OnnxConfig, OnnxEmbedder};
+use medlit_indexer::embed::Embedder;
+use medlit_indexer::minilm::MiniLmInt8;
 use medlit_indexer::{build_index, BuildMode, BuildOptions, DenseOptions, IndexDir};
 
 fn sample() -> [PathBuf; 2] {
@@ -18,13 +19,6 @@ fn sample() -> [PathBuf; 2] {
         a.join("corpus/pubmed20n0014.xml.gz"),
         a.join("corpus/pubmed21n1298.xml.gz"),
     ]
-}
-
-fn embedder_config() -> OnnxConfig {
-    OnnxConfig {
-        batch_size: 16,
-        ..config()
-    }
 }
 
 /// A PubMed file of `(pmid, title, abstract)` records and a `DeleteCitation` list.
@@ -169,7 +163,7 @@ fn dense_updates_tombstone_old_passages_and_compaction_drops_them() {
         &[103],
     );
     let dense = DenseOptions {
-        embedder: embedder_config(),
+        embedder: medlit_indexer::embed::EncoderConfig::Int8(common::int8_config()),
         params: HnswParams::default(),
     };
     let with_dense = |index: &Path, inputs: Vec<PathBuf>, mode| BuildOptions {
@@ -190,13 +184,13 @@ fn dense_updates_tombstone_old_passages_and_compaction_drops_them() {
     assert!(medlit_indexer::verify::verify(&inc).unwrap().ok);
     assert_eq!(pmids(&inc), BTreeSet::from([101, 102, 104]));
 
-    let mut e = OnnxEmbedder::load(&embedder_config()).unwrap();
+    let mut e = MiniLmInt8::load(&common::int8_config()).unwrap();
     let model = e.info().clone();
     let open = |index: &Path| {
         let m = IndexDir::new(index).manifest().unwrap();
         DenseIndex::open(&index.join(m.dense.unwrap().dir), &model).unwrap()
     };
-    let top = |idx: &DenseIndex, q: &str, e: &mut OnnxEmbedder| {
+    let top = |idx: &DenseIndex, q: &str, e: &mut MiniLmInt8| {
         let v = e.embed(&[q]).unwrap().pop().unwrap();
         idx.search(&v, 10, None)
             .into_iter()

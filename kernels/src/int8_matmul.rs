@@ -146,6 +146,39 @@ impl Int8Matrix {
         })
     }
 
+    /// Quantises a row-major f32 matrix (`rows × cols`) as GGUF's Q8_0 does: per 32 values of a
+    /// row, the scale `max |x| / 127` (stored f16) and `round(x / scale)`.
+    pub fn from_f32(rows: usize, cols: usize, data: &[f32]) -> Result<Self, Int8Error> {
+        if !cols.is_multiple_of(BLOCK) {
+            return Err(Int8Error::Width(cols));
+        }
+        if data.len() != rows * cols {
+            return Err(Int8Error::Size {
+                rows,
+                cols,
+                got: data.len() * 4,
+                want: rows * cols * 4,
+            });
+        }
+        let mut raw = Vec::with_capacity(rows * cols / BLOCK * 34);
+        for block in data.chunks_exact(BLOCK) {
+            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = f16::from_f32(amax / 127.0);
+            let inv = if d.to_f32() > 0.0 {
+                1.0 / d.to_f32()
+            } else {
+                0.0
+            };
+            raw.extend_from_slice(&d.to_le_bytes());
+            raw.extend(
+                block
+                    .iter()
+                    .map(|&v| round_even(v * inv).clamp(-127.0, 127.0) as i8 as u8),
+            );
+        }
+        Self::from_gguf(candle_core::quantized::GgmlDType::Q8_0, rows, cols, &raw)
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -177,6 +210,12 @@ impl Int8Matrix {
         self.matmul_on(Kernel::selected(), x, m, out, parallel.then_some(pool));
     }
 
+    /// As [`Int8Matrix::matmul`], on the calling thread only: for callers that run one
+    /// product per thread themselves (the encoder's workers, one batch each).
+    pub fn matmul_single_thread(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        self.matmul_on(Kernel::selected(), x, m, out, None);
+    }
+
     fn matmul_on(
         &self,
         kernel: Kernel,
@@ -187,7 +226,7 @@ impl Int8Matrix {
     ) {
         assert_eq!(x.len(), m * self.cols, "input is not m × cols");
         assert_eq!(out.len(), m * self.rows, "output is not m × rows");
-        let act = self.quantize(x, m);
+        let act = self.quantize(kernel, x, m);
         let tiles = self.rows.div_ceil(TILE);
         let shared = SharedOut {
             ptr: out.as_mut_ptr(),
@@ -229,28 +268,21 @@ impl Int8Matrix {
     }
 
     /// Quantises each 32-value block of each row to i8 with its own scale (max |x| → 127).
-    fn quantize(&self, x: &[f32], m: usize) -> Quantized {
+    fn quantize(&self, kernel: Kernel, x: &[f32], m: usize) -> Quantized {
         let n = m * self.blocks;
         let mut act = Quantized {
             q: vec![0; m * self.cols],
             scale: vec![0.0; n],
             offset: vec![0; n],
         };
-        for (i, block) in x.chunks_exact(BLOCK).enumerate() {
-            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in act.q[i * BLOCK..][..BLOCK].iter_mut().zip(block) {
-                let r = round_even(v * inv) as i8;
-                sum += r as i32;
-                *q = r;
-            }
-            // Stored rounded to f16, as llama.cpp's Q8_0 activations are (the GGUF's numbers
-            // were tuned against that product).
-            act.scale[i] = f16::from_f32(d).to_f32();
-            act.offset[i] = 128 * sum;
+        #[cfg(target_arch = "x86_64")]
+        if kernel != Kernel::Portable {
+            // SAFETY: every path but the portable one requires AVX2, FMA and F16C.
+            unsafe { quantize_avx2(x, &mut act) };
+            return act;
         }
+        let _ = kernel;
+        quantize_blocks(x, &mut act);
         act
     }
 
@@ -289,6 +321,50 @@ impl Int8Matrix {
 fn round_even(x: f32) -> f32 {
     use crate::activation::ROUNDER;
     (x + ROUNDER) - ROUNDER
+}
+
+const ROUNDER_BITS: i32 = 0x4B40_0000;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_avx2(x: &[f32], act: &mut Quantized) {
+    quantize_blocks(x, act)
+}
+
+/// The blocks of `x` quantised into `act`, written in 8 independent lanes so that it
+/// vectorises (a running max or sum in one chain does not): per block the scale
+/// `max |x| / 127`, the values rounded, and the offset term of the weights' `+128`.
+#[inline(always)]
+fn quantize_blocks(x: &[f32], act: &mut Quantized) {
+    for (i, block) in x.chunks_exact(BLOCK).enumerate() {
+        let mut lanes = [0f32; 8];
+        for chunk in block.chunks_exact(8) {
+            for (l, v) in lanes.iter_mut().zip(chunk) {
+                *l = l.max(v.abs());
+            }
+        }
+        let amax = lanes.iter().fold(0f32, |a, &v| a.max(v));
+        let d = amax / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let q = &mut act.q[i * BLOCK..][..BLOCK];
+        let mut sums = [0i32; 8];
+        for (qc, vc) in q.chunks_exact_mut(8).zip(block.chunks_exact(8)) {
+            for ((qv, &v), s) in qc.iter_mut().zip(vc).zip(sums.iter_mut()) {
+                // The rounded value read straight from the bits of `v·inv + 1.5·2²³` (a float
+                // to int conversion does not vectorise here); clamped, so NaN or ∞ input gives
+                // a bounded value, not undefined behaviour.
+                let r = ((v * inv + crate::activation::ROUNDER).to_bits() as i32)
+                    .wrapping_sub(ROUNDER_BITS)
+                    .clamp(-127, 127);
+                *s += r;
+                *qv = r as i8;
+            }
+        }
+        // Stored rounded to f16, as llama.cpp's Q8_0 activations are (the GGUF's numbers
+        // were tuned against that product).
+        act.scale[i] = f16::from_f32(d).to_f32();
+        act.offset[i] = 128 * sums.iter().sum::<i32>();
+    }
 }
 
 /// Unpacks one Q5_0 block (after its scale): 4 bytes of high bits, 16 bytes of low nibbles.
@@ -760,6 +836,45 @@ mod tests {
     use candle_core::quantized::GgmlDType;
 
     #[test]
+    fn an_f32_matrix_quantised_at_load_multiplies_within_its_rounding() {
+        let (rows, cols, m) = (40, 96, 3);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 60.0)
+            .collect();
+        let x: Vec<f32> = (0..m * cols)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 9.0)
+            .collect();
+        let q = Int8Matrix::from_f32(rows, cols, &w).unwrap();
+        let mut out = vec![0f32; m * rows];
+        q.matmul_single_thread(&x, m, &mut out);
+        for i in 0..m {
+            for r in 0..rows {
+                let (xr, wr) = (&x[i * cols..][..cols], &w[r * cols..][..cols]);
+                let exact: f32 = xr.iter().zip(wr).map(|(a, b)| a * b).sum();
+                // Each value is off by at most half its block's step (max |v| / 127 / 2).
+                let mut bound = 0f32;
+                for (xb, wb) in xr.chunks(BLOCK).zip(wr.chunks(BLOCK)) {
+                    let step = |v: &[f32]| v.iter().fold(0f32, |a, b| a.max(b.abs())) / 127.0;
+                    let (dx, dw) = (step(xb) * 0.5, step(wb) * 0.5 * 1.001);
+                    for (a, b) in xb.iter().zip(wb) {
+                        bound += a.abs() * dw + b.abs() * dx + dx * dw;
+                    }
+                }
+                let got = out[i * rows + r];
+                assert!(
+                    (got - exact).abs() <= bound,
+                    "{got} vs {exact}, bound {bound}"
+                );
+            }
+        }
+        assert!(matches!(
+            Int8Matrix::from_f32(2, 33, &[0.0; 66]),
+            Err(Int8Error::Width(33))
+        ));
+        assert!(Int8Matrix::from_f32(2, 32, &[0.0; 63]).is_err());
+    }
+
+    #[test]
     fn activation_rounding_is_to_nearest_with_ties_to_even() {
         for (x, want) in [
             (0.4, 0.0),
@@ -772,6 +887,13 @@ mod tests {
             (-127.0, -127.0),
         ] {
             assert_eq!(round_even(x), want, "{x}");
+        }
+        // The quantiser's integer read from the bits agrees with it.
+        for i in -2540..=2540 {
+            let x = i as f32 / 20.0;
+            let bits =
+                ((x + crate::activation::ROUNDER).to_bits() as i32).wrapping_sub(ROUNDER_BITS);
+            assert_eq!(bits, round_even(x) as i32, "{x}");
         }
     }
 
@@ -865,7 +987,7 @@ mod tests {
             .iter_mut()
             .enumerate()
             .for_each(|(i, v)| *v = if i % 2 == 0 { 127.0 } else { -127.0 });
-        let act = w.quantize(&x, 4);
+        let act = w.quantize(Kernel::Portable, &x, 4);
         let available = Kernel::available();
         assert!(available.contains(&Kernel::Portable));
         for kernel in available {

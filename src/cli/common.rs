@@ -36,6 +36,15 @@ impl From<DTypeArg> for crate::generate::DType {
     }
 }
 
+/// `--encoder`: which MiniLM backend embeds passages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncoderArg {
+    /// medlit's own encoder on the int8 kernels (the default)
+    Int8,
+    /// ONNX Runtime on the int8 ONNX export (f32 arithmetic)
+    Onnx,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SearchModeArg {
     Auto,
@@ -149,16 +158,21 @@ pub struct GenerateArgs {
 /// How passages are embedded and the HNSW graph is built.
 #[derive(Debug, Args, Clone)]
 pub struct EmbedArgs {
+    /// Passage encoder: medlit's int8 MiniLM (safetensors weights on the int8 kernels) or the
+    /// int8 ONNX export on ONNX Runtime. The index records which; queries use the same one
+    #[arg(long, value_enum, default_value_t = EncoderArg::Int8)]
+    pub encoder: EncoderArg,
     /// CPU threads for embedding
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub embed_threads: usize,
     /// ONNX Runtime sessions embedding side by side, sharing --embed-threads (one per thread
-    /// measured fastest for indexing)
+    /// measured fastest for indexing; --encoder onnx only)
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub embed_sessions: usize,
-    /// Passages per ONNX Runtime call; 1 avoids padding, which measured fastest on a CPU
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub embed_batch: usize,
+    /// Passages per encoder call [default: 16 for int8 (no padding: the tokens of a batch are
+    /// stacked), 1 for onnx (padding made larger batches slower)]
+    #[arg(long, value_name = "N")]
+    pub embed_batch: Option<usize>,
     /// Longest passage in model tokens (the model's window; longer text is split)
     #[arg(long, default_value_t = 256, value_name = "TOKENS")]
     pub max_tokens: usize,

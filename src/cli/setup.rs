@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use medlit_corpus::{fetch::assets_present, AssetKind, DataManifest, MedlitHome};
+use medlit_indexer::embed::EncoderConfig;
+use medlit_indexer::minilm::Int8Config;
 
 use super::{AnswerStyle, FusionArgs, GenerateArgs, IndexDirArg, ManifestArg, SearchModeArg};
 use crate::answer::{Choices, Defaults};
@@ -161,20 +163,80 @@ pub fn dense_options(
     manifest: &DataManifest,
     args: &crate::cli::EmbedArgs,
 ) -> Result<medlit_indexer::DenseOptions> {
-    Ok(medlit_indexer::DenseOptions {
-        embedder: onnx_config(
+    let embedder = match args.encoder {
+        crate::cli::EncoderArg::Int8 => EncoderConfig::Int8(int8_config(
+            manifest,
+            args.embed_threads,
+            args.embed_batch.unwrap_or(16),
+            args.max_tokens,
+        )?),
+        crate::cli::EncoderArg::Onnx => EncoderConfig::Onnx(onnx_config(
             manifest,
             args.embed_threads,
             args.embed_sessions,
-            args.embed_batch,
+            args.embed_batch.unwrap_or(1),
             args.max_tokens,
-        )?,
+        )?),
+    };
+    Ok(medlit_indexer::DenseOptions {
+        embedder,
         params: medlit_indexer::dense::HnswParams {
             m: args.hnsw_m,
             ef_construction: args.ef_construction,
             ef_search: args.ef_search,
         },
     })
+}
+
+/// The id an index built by medlit's int8 encoder records (with the weights' sha256).
+pub const INT8_ENCODER_ID: &str = "all-minilm-l6-v2/medlit-int8";
+
+/// Where the fetched f32 MiniLM weights and tokenizer are, for medlit's int8 encoder.
+pub fn int8_config(
+    manifest: &DataManifest,
+    threads: usize,
+    batch_size: usize,
+    max_tokens: usize,
+) -> Result<Int8Config> {
+    let kinds = [AssetKind::EncoderWeights, AssetKind::Tokenizer];
+    let assets = home()?.assets();
+    if !assets_present(manifest, &assets, &kinds) {
+        bail!(
+            "the encoder's weights are not fetched (looked in {}); run `medlit fetch --only encoder-weights --only tokenizer`",
+            assets.display()
+        );
+    }
+    let file = manifest
+        .of_kind(AssetKind::EncoderWeights)
+        .flat_map(|a| a.files.iter())
+        .next()
+        .context("the manifest lists no encoder weights")?;
+    let path = assets.join(&file.dest);
+    Ok(Int8Config {
+        model_dir: path
+            .parent()
+            .context("encoder weights path has no folder")?
+            .to_path_buf(),
+        id: INT8_ENCODER_ID.to_string(),
+        sha256: file.sha256.clone(),
+        max_tokens,
+        threads,
+        batch_size,
+        precision: Default::default(),
+    })
+}
+
+/// Every encoder this build can load, for `max_tokens` and `threads`: an index is opened with
+/// the one it records.
+pub fn encoders(manifest: &DataManifest, threads: usize, max_tokens: usize) -> Vec<EncoderConfig> {
+    let mut out = Vec::new();
+    if let Ok(c) = int8_config(manifest, threads, 16, max_tokens) {
+        out.push(EncoderConfig::Int8(c));
+    }
+    if let Ok(c) = onnx_config(manifest, threads, 1, 1, max_tokens) {
+        out.push(EncoderConfig::Onnx(c));
+    }
+    out
 }
 
 /// Where the fetched embedding model, tokenizer and ONNX Runtime are.
@@ -247,12 +309,12 @@ pub fn generator_path(arg: Option<&std::path::Path>) -> Result<PathBuf> {
     Ok(assets.join(&file.dest))
 }
 
-/// The MiniLM query embedder (2 threads, one session), shared by the safety screen and dense
-/// retrieval.
+/// The MiniLM query embedder (medlit's int8 encoder, one thread: a question is a few dozen
+/// tokens), shared by the safety screen and dense retrieval.
 pub fn query_embedder() -> Result<std::sync::Arc<medlit_indexer::embed::SharedEmbedder>> {
-    let cfg = onnx_config(&manifest(&ManifestArg::default())?, 2, 1, 1, 256)
+    let cfg = int8_config(&manifest(&ManifestArg::default())?, 1, 1, 256)
         .context("the safety classifier needs the embedding model")?;
-    let embedder = medlit_indexer::embed::OnnxEmbedder::load(&cfg)
+    let embedder = medlit_indexer::minilm::MiniLmInt8::load(&cfg)
         .context("loading the embedding model for the safety classifier")?;
     Ok(std::sync::Arc::new(
         medlit_indexer::embed::SharedEmbedder::new(Box::new(embedder)),
@@ -275,9 +337,11 @@ pub fn screener(
     retriever: Option<&crate::retrieve::hybrid::Retriever>,
 ) -> Result<Screener> {
     let policy = policy(policy_file)?;
+    // One model for both when the index's encoder is the one the classifier was trained on
+    // (an index built by another encoder keeps its own for retrieval).
     let embedder = match retriever.and_then(|r| r.dense.as_ref()) {
-        Some(d) => d.embedder(),
-        None => query_embedder()?,
+        Some(d) if d.embedder().info().sha256 == policy.classifier.embedding_sha256 => d.embedder(),
+        _ => query_embedder()?,
     };
     Screener::new(policy, embedder).context("loading the safety classifier")
 }
@@ -291,14 +355,12 @@ pub fn open_retriever(
     let bm25 = Bm25Searcher::open(dir)
         .with_context(|| format!("opening the index in {}", dir.display()))?;
     let dense = if need_dense && bm25.manifest().dense.is_some() {
-        let cfg = onnx_config(
+        let candidates = encoders(
             &manifest(&ManifestArg::default())?,
             fusion.query_threads,
-            1,
-            1,
             256,
-        )?;
-        Some(DenseSearcher::open(dir, cfg).context("opening the dense index")?)
+        );
+        Some(DenseSearcher::open(dir, &candidates).context("opening the dense index")?)
     } else {
         None
     };

@@ -10,10 +10,9 @@ use clap::Parser;
 use super::{emit, print_json};
 use crate::answer::ask;
 use crate::cli::setup::Pipeline;
-use crate::cli::{DemoArgs, GenerateArgs};
+use crate::cli::{DemoArgs, EmbedArgs, FusionArgs, GenerateArgs, SearchModeArg};
 use crate::render::{answer_report, hits_text, AnswerJson};
-use crate::retrieve::hybrid::{Fusion, Mode, Retriever};
-use crate::retrieve::{Bm25Searcher, Hit};
+use crate::retrieve::Hit;
 
 /// `ask`'s generation settings at their defaults.
 #[derive(Parser)]
@@ -22,11 +21,27 @@ struct GenerateDefaults {
     generate: GenerateArgs,
 }
 
+/// `index`'s embedding settings at their defaults.
+#[derive(Parser)]
+struct EmbedDefaults {
+    #[command(flatten)]
+    embed: EmbedArgs,
+}
+
+/// `ask`'s fusion settings at their defaults.
+#[derive(Parser)]
+struct FusionDefaults {
+    #[command(flatten)]
+    fusion: FusionArgs,
+}
+
 #[derive(Serialize)]
 struct DemoJson<'a> {
     question: &'a str,
     index: String,
     indexed_now: bool,
+    /// `hybrid` when the index has its dense half, else `bm25`.
+    mode: &'static str,
     hits: &'a [Hit],
     /// The same question answered by `ask` with the default model.
     ask: AnswerJson<'a>,
@@ -51,18 +66,37 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         })
         .collect();
     let current = IndexDir::new(&dir).read_manifest().ok().flatten();
-    let up_to_date = current.is_some_and(|m| {
+    let same_files = current.as_ref().is_some_and(|m| {
         m.inputs
             .iter()
             .map(|i| (i.name.clone(), i.sha256.clone()))
             .collect::<Vec<_>>()
             == wanted
     });
+    let has_dense = current.as_ref().is_some_and(|m| m.dense.is_some());
+    // A keyword-only index of the sample is rebuilt hybrid only when asked (--replace): it is
+    // the user's default index, and nothing is replaced by a slip.
+    let up_to_date = same_files && (has_dense || args.bm25_only || !args.replace);
+    let dense = if args.bm25_only {
+        None
+    } else {
+        let embed = EmbedDefaults::parse_from(["demo"]).embed;
+        Some(setup::dense_options(&manifest, &embed)?)
+    };
     if !args.json {
         eprintln!(
             "2/4 indexing the PubMed sample into {}{}",
             dir.display(),
-            if up_to_date { " (up to date)" } else { "" }
+            match (up_to_date, has_dense || !same_files, dense.is_some()) {
+                (true, true, _) | (true, _, false) => " (up to date)".to_string(),
+                (true, false, true) =>
+                    " (up to date, keyword-only: `medlit demo --replace` rebuilds it hybrid)"
+                        .to_string(),
+                (false, _, true) =>
+                    ": BM25, then every passage embedded (MiniLM, int8) and the HNSW graph"
+                        .to_string(),
+                (false, _, false) => ": BM25 only".to_string(),
+            }
         );
     }
     if !up_to_date {
@@ -76,7 +110,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
                 inputs: files,
                 index_dir: dir.clone(),
                 writer_memory_mib: 256,
-                dense: None,
+                dense,
             },
             args.json,
         )?;
@@ -87,24 +121,20 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     if !args.json {
         eprintln!("3/4 searching: {}", args.question);
     }
-    let searcher = Bm25Searcher::open(&dir).context("opening the index")?;
-    let hits = searcher.search(&args.question, args.k, None)?;
+    let fusion = FusionDefaults::parse_from(["demo"]).fusion;
+    let (retriever, mode) =
+        setup::retriever(&dir, SearchModeArg::Auto, &fusion).context("opening the index")?;
+    let hits = retriever.search(&args.question, args.k, mode, None)?;
     if !args.json {
         emit(&hits_text(&hits))?;
-        eprintln!("\n4/4 asking Gemma 3 270M (span copied from the evidence, cited)");
+        eprintln!(
+            "\n4/4 asking Gemma 3 270M over the {} results (span copied from the evidence, cited)",
+            mode.name()
+        );
     }
-    let retriever = Retriever {
-        bm25: searcher,
-        dense: None,
-        fusion: Fusion {
-            rrf_k: crate::retrieve::fuse::DEFAULT_K,
-            depth: crate::retrieve::fuse::DEFAULT_DEPTH,
-            dense_weight: crate::retrieve::fuse::DEFAULT_DENSE_WEIGHT,
-        },
-    };
     setup::set_threads(None);
     let gen_args = GenerateDefaults::parse_from(["demo"]).generate;
-    let mut p = Pipeline::over(retriever, Mode::Bm25, &gen_args, None)?;
+    let mut p = Pipeline::over(retriever, mode, &gen_args, None)?;
     let opts = p.defaults.options(p.mode, None, None, None);
     let answer = ask(
         &p.retriever,
@@ -119,6 +149,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             question: &args.question,
             index: dir.display().to_string(),
             indexed_now: !up_to_date,
+            mode: p.mode.name(),
             hits: &hits,
             ask: AnswerJson::new(&answer),
         });

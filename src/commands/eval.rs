@@ -202,7 +202,7 @@ fn retrieval(args: &EvalRetrievalArgs) -> Result<()> {
     }
     if args.mode != EvalModeArg::Bm25 {
         if retriever.dense.is_none() && args.mode == EvalModeArg::All {
-            eprintln!("note: the index has no dense part; dense and hybrid are skipped (rebuild it with `medlit index --dense --replace`)");
+            eprintln!("note: the index has no dense part; dense and hybrid are skipped (add it with `medlit index --update --dense FILES`, or rebuild it hybrid with `medlit index --replace`)");
         } else {
             if want(EvalModeArg::Dense) {
                 run_modes.push(Mode::Dense);

@@ -73,14 +73,12 @@ pub fn export(index: &Path, out: &Path, batch: usize) -> Result<ExportReport> {
     let dense = match &manifest.dense {
         None => None,
         Some(d) => {
-            let cfg = setup::onnx_config(
+            let candidates = setup::encoders(
                 &setup::manifest(&crate::cli::ManifestArg::default())?,
                 2,
-                1,
-                1,
                 d.model.max_tokens,
-            )?;
-            Some(DenseSearcher::open(index, cfg).context("opening the dense index")?)
+            );
+            Some(DenseSearcher::open(index, &candidates).context("opening the dense index")?)
         }
     };
     let rows: HashMap<(u64, u32), usize> = match &dense {

@@ -58,15 +58,31 @@ pub fn run(args: &IndexArgs) -> Result<()> {
     } else {
         None
     };
-    let dense = match (&existing_dense, args.dense || existing_dense.is_some()) {
+    // New indexes are hybrid unless --bm25-only; an update keeps the index's kind (or asks
+    // for a dense half with --dense, which the plan refuses with what to do instead).
+    let want_dense = if args.update {
+        args.dense || existing_dense.is_some()
+    } else {
+        !args.bm25_only
+    };
+    let dense = match (&existing_dense, want_dense) {
         (_, false) => None,
         (None, true) => Some(setup::dense_options(
             &setup::manifest(&args.manifest)?,
             &args.embed,
         )?),
         (Some(d), true) => {
-            let mut o = setup::dense_options(&setup::manifest(&args.manifest)?, &args.embed)?;
-            o.embedder.max_tokens = d.model.max_tokens;
+            let manifest = setup::manifest(&args.manifest)?;
+            let mut o = setup::dense_options(&manifest, &args.embed)?;
+            // The encoder the index records, whichever `--encoder` says.
+            if let Some(e) =
+                setup::encoders(&manifest, args.embed.embed_threads, d.model.max_tokens)
+                    .into_iter()
+                    .find(|e| e.sha256() == d.model.sha256)
+            {
+                o.embedder = e;
+            }
+            o.embedder.set_max_tokens(d.model.max_tokens);
             o.params = d.params;
             Some(o)
         }

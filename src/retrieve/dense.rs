@@ -3,7 +3,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use medlit_indexer::dense::{DenseError, DenseIndex};
-use medlit_indexer::embed::{EmbedError, OnnxConfig, OnnxEmbedder, SharedEmbedder};
+use medlit_indexer::embed::{EmbedError, EncoderConfig, SharedEmbedder};
 use medlit_indexer::{IndexDir, IndexError};
 
 #[derive(Debug, thiserror::Error)]
@@ -14,8 +14,10 @@ pub enum DenseSearchError {
     Dense(#[from] DenseError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
-    #[error("index {0} has no dense part; rebuild it with `medlit index --dense --replace`")]
+    #[error("index {0} has no dense part; add it with `medlit index --update --dense FILES`, or rebuild it hybrid with `medlit index --replace`")]
     NoDense(String),
+    #[error("no embedding model is fetched (run `medlit fetch`)")]
+    NoEncoder,
 }
 
 /// One dense result: the article, the cosine of its best passage, and which passage.
@@ -32,24 +34,31 @@ pub struct DenseSearcher {
 }
 
 impl DenseSearcher {
-    /// Opens the dense half of the index in `dir` with the embedder of `cfg`, which must be the
-    /// model the index was built with (checked by id and sha256).
-    pub fn open(dir: &Path, mut cfg: OnnxConfig) -> Result<Self, DenseSearchError> {
+    /// Opens the dense half of the index in `dir` with the encoder it was built with: the one
+    /// of `candidates` whose weights' sha256 the index records (else the index's model check
+    /// refuses, naming both).
+    pub fn open(dir: &Path, candidates: &[EncoderConfig]) -> Result<Self, DenseSearchError> {
         let layout = IndexDir::new(dir);
         let manifest = layout.manifest()?;
         let summary = manifest
             .dense
             .as_ref()
             .ok_or_else(|| DenseSearchError::NoDense(dir.display().to_string()))?;
+        let mut cfg = candidates
+            .iter()
+            .find(|c| c.sha256() == summary.model.sha256)
+            .or(candidates.first())
+            .cloned()
+            .ok_or(DenseSearchError::NoEncoder)?;
         // Queries are split and truncated as the passages were.
-        cfg.max_tokens = summary.model.max_tokens;
+        cfg.set_max_tokens(summary.model.max_tokens);
         let mut wanted = summary.model.clone();
-        wanted.id = cfg.id.clone();
-        wanted.sha256 = cfg.sha256.clone();
+        wanted.id = cfg.id().to_string();
+        wanted.sha256 = cfg.sha256().to_string();
         let index = DenseIndex::open(&dir.join(&summary.dir), &wanted)?;
-        let embedder = OnnxEmbedder::load(&cfg)?;
+        let embedder = cfg.load()?;
         Ok(Self {
-            embedder: Arc::new(SharedEmbedder::new(Box::new(embedder))),
+            embedder: Arc::new(SharedEmbedder::new(embedder)),
             index,
         })
     }

@@ -50,7 +50,15 @@ pub fn sample_index() -> &'static Path {
         assert_eq!(fetched["files"].as_array().map(Vec::len), Some(2));
         let dir = tempfile::tempdir().unwrap();
         let idx = dir.path().join("index");
-        let report = ok_json(&["index", "--index", idx.to_str().unwrap(), "--json"]);
+        // Keyword-only: the tests of BM25 search, answers and serving share it; the default
+        // (hybrid) build is `demo`'s test.
+        let report = ok_json(&[
+            "index",
+            "--bm25-only",
+            "--index",
+            idx.to_str().unwrap(),
+            "--json",
+        ]);
         assert_eq!(report["records_read"], 50_788);
         assert_eq!(report["indexed"], 50_783);
         assert_eq!(report["with_abstract"], 33_272);
@@ -70,6 +78,8 @@ pub fn fetch_embedder() -> Value {
         "--only",
         "embedding-model",
         "--only",
+        "encoder-weights",
+        "--only",
         "tokenizer",
         "--only",
         "runtime",
@@ -85,7 +95,13 @@ pub fn index_arg() -> String {
 pub fn serving_assets() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        for kind in ["generator", "embedding-model", "tokenizer", "runtime"] {
+        for kind in [
+            "generator",
+            "embedding-model",
+            "encoder-weights",
+            "tokenizer",
+            "runtime",
+        ] {
             let fetched = ok_json(&["fetch", "--only", kind, "--json"]);
             assert!(!fetched["files"].as_array().unwrap().is_empty(), "{kind}");
         }

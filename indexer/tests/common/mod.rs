@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use medlit_corpus::fetch::ensure_embedded;
 use medlit_corpus::{AssetKind, DataManifest};
 use medlit_indexer::embed::OnnxConfig;
+use medlit_indexer::minilm::Int8Config;
 
 /// The corpus, the embedding model, its tokenizer and ONNX Runtime, fetched through the same
 /// code path as `medlit fetch`; a test fails loudly when they cannot be.
@@ -17,6 +18,7 @@ pub fn assets() -> &'static PathBuf {
         ensure_embedded(&[
             AssetKind::Corpus,
             AssetKind::EmbeddingModel,
+            AssetKind::EncoderWeights,
             AssetKind::Tokenizer,
             AssetKind::Runtime,
         ])
@@ -45,5 +47,25 @@ pub fn config() -> OnnxConfig {
         threads: 2,
         sessions: 1,
         batch_size: 1,
+    }
+}
+
+/// medlit's int8 MiniLM encoder as the index builds with it.
+pub fn int8_config() -> Int8Config {
+    let m = DataManifest::embedded().unwrap();
+    let weights = m
+        .of_kind(AssetKind::EncoderWeights)
+        .flat_map(|a| a.files.iter())
+        .next()
+        .unwrap()
+        .clone();
+    Int8Config {
+        model_dir: assets().join(&weights.dest).parent().unwrap().to_path_buf(),
+        id: "all-minilm-l6-v2/medlit-int8".into(),
+        sha256: weights.sha256,
+        max_tokens: 256,
+        threads: 2,
+        batch_size: 16,
+        precision: Default::default(),
     }
 }

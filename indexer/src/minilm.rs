@@ -1,0 +1,512 @@
+//! medlit's own all-MiniLM-L6-v2 encoder: the model's f32 safetensors weights quantised at load
+//! to int8 blocks and multiplied by the decoder's int8 kernels (`medlit-kernels`: AVX-512 VNNI,
+//! AVX-VNNI, AVX2 or portable, `MEDLIT_KERNEL` forces one). ONNX Runtime runs the int8 ONNX
+//! export with f32 arithmetic (its weights are dequantised before each product); here the
+//! activations are quantised per 32 values too, so every matrix product is an integer one.
+//!
+//! No padding: the tokens of a batch's passages are stacked into one matrix for the dense
+//! layers (the products see thousands of rows), and attention runs per passage. Each worker
+//! thread takes the next batch, tokenizes it and runs it alone, so the tokenizer is off the
+//! critical path and the two cores never wait on each other inside a layer.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use medlit_kernels::activation::{gelu_erf_in_place, softmax_row};
+use medlit_kernels::int8_matmul::{Int8Matrix, Kernel};
+
+use crate::embed::{in_order, EmbedError, Embedder, ModelInfo, Numbered};
+
+const HIDDEN: usize = 384;
+const HEADS: usize = 12;
+const HEAD_DIM: usize = HIDDEN / HEADS;
+const FFN: usize = 1536;
+const LAYERS: usize = 6;
+const MAX_POSITIONS: usize = 512;
+const LN_EPS: f32 = 1e-12;
+
+/// Where the encoder finds its files and how it runs.
+#[derive(Debug, Clone)]
+pub struct Int8Config {
+    /// Folder with `model.safetensors` and `tokenizer.json`.
+    pub model_dir: PathBuf,
+    /// Model id recorded in the index.
+    pub id: String,
+    /// sha256 of `model.safetensors` (from the data manifest; recorded in the index).
+    pub sha256: String,
+    pub max_tokens: usize,
+    /// Worker threads (each runs whole batches).
+    pub threads: usize,
+    /// Passages per batch.
+    pub batch_size: usize,
+    pub precision: Precision,
+}
+
+/// How the products run: int8 (the encoder), or f32 weights and activations through candle's
+/// GEMM (the reference the int8 path is measured against; not for indexing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    Int8,
+    F32Reference,
+}
+
+enum Weight {
+    Int8(Int8Matrix),
+    /// `rows × cols`, for the reference.
+    F32(candle_core::Tensor),
+}
+
+/// One product `x · Wᵀ + b`.
+struct Linear {
+    w: Weight,
+    rows: usize,
+    b: Vec<f32>,
+}
+
+impl Linear {
+    fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let rows = self.rows;
+        let mut out = vec![0f32; m * rows];
+        match &self.w {
+            Weight::Int8(w) => w.matmul_single_thread(x, m, &mut out),
+            Weight::F32(w) => {
+                let cols = x.len() / m.max(1);
+                let product = candle_core::Tensor::from_slice(x, (m, cols), w.device())
+                    .and_then(|x| x.matmul(&w.t()?))
+                    .and_then(|p| p.flatten_all()?.to_vec1::<f32>());
+                if let Ok(p) = product {
+                    out = p;
+                }
+            }
+        }
+        for row in out.chunks_exact_mut(rows) {
+            for (o, b) in row.iter_mut().zip(&self.b) {
+                *o += b;
+            }
+        }
+        out
+    }
+}
+
+struct Norm {
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl Norm {
+    fn apply(&self, x: &mut [f32]) {
+        for row in x.chunks_exact_mut(HIDDEN) {
+            let mean = sum_lanes(row) / HIDDEN as f32;
+            let mut centred = [0f32; HIDDEN];
+            for (c, &v) in centred.iter_mut().zip(row.iter()) {
+                *c = (v - mean) * (v - mean);
+            }
+            let var = sum_lanes(&centred) / HIDDEN as f32;
+            let inv = 1.0 / (var + LN_EPS).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(&self.w).zip(&self.b) {
+                *v = (*v - mean) * inv * w + b;
+            }
+        }
+    }
+}
+
+/// `scores[j] = scale · q · key j` for the `n` keys of `keys` (dimension-major, `HEAD_DIM × n`),
+/// 64 keys at a time so that their sums stay in registers across the 32 dimensions.
+#[inline(always)]
+fn scores_of(q: &[f32], keys: &[f32], n: usize, scale: f32, scores: &mut [f32]) {
+    const CHUNK: usize = 64;
+    let mut j0 = 0;
+    while j0 + CHUNK <= n {
+        let mut acc = [0f32; CHUNK];
+        for (d, &qd) in q.iter().enumerate() {
+            let qd = qd * scale;
+            let kd = &keys[d * n + j0..][..CHUNK];
+            for (a, &k) in acc.iter_mut().zip(kd) {
+                *a += qd * k;
+            }
+        }
+        scores[j0..j0 + CHUNK].copy_from_slice(&acc);
+        j0 += CHUNK;
+    }
+    let rest = &mut scores[j0..n];
+    rest.iter_mut().for_each(|s| *s = 0.0);
+    for (d, &qd) in q.iter().enumerate() {
+        let qd = qd * scale;
+        for (s, &k) in rest.iter_mut().zip(&keys[d * n + j0..(d + 1) * n]) {
+            *s += qd * k;
+        }
+    }
+}
+
+/// A sum over chunks of 8 lanes: a sum in one chain cannot be vectorised (float addition is
+/// not reassociated).
+#[inline(always)]
+fn sum_lanes(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+struct Layer {
+    /// Query, key and value stacked: 1,152 output rows.
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: Norm,
+    up: Linear,
+    down: Linear,
+    ffn_norm: Norm,
+}
+
+struct Weights {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    norm: Norm,
+    layers: Vec<Layer>,
+}
+
+/// all-MiniLM-L6-v2 on int8 kernels: mean pooling, L2 normalisation, 384 dimensions.
+pub struct MiniLmInt8 {
+    weights: Arc<Weights>,
+    tokenizer: tokenizers::Tokenizer,
+    counter: tokenizers::Tokenizer,
+    info: ModelInfo,
+    threads: usize,
+    batch_size: usize,
+}
+
+fn model_error(what: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Model(what.to_string())
+}
+
+fn tensor(
+    st: &safetensors::SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+) -> Result<Vec<f32>, EmbedError> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| model_error(format!("model.safetensors: {name}: {e}")))?;
+    if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
+        return Err(model_error(format!(
+            "model.safetensors: {name} is {:?} {:?}, expected F32 {shape:?}",
+            t.dtype(),
+            t.shape()
+        )));
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+fn linear(
+    st: &safetensors::SafeTensors<'_>,
+    names: &[String],
+    cols: usize,
+    precision: Precision,
+) -> Result<Linear, EmbedError> {
+    let mut w = Vec::new();
+    let mut b = Vec::new();
+    let mut rows = 0;
+    for name in names {
+        let bias = tensor(st, &format!("{name}.bias"), &[st_rows(st, name)?])?;
+        rows += bias.len();
+        w.extend(tensor(st, &format!("{name}.weight"), &[bias.len(), cols])?);
+        b.extend(bias);
+    }
+    let w = match precision {
+        Precision::Int8 => Weight::Int8(Int8Matrix::from_f32(rows, cols, &w).map_err(model_error)?),
+        Precision::F32Reference => Weight::F32(
+            candle_core::Tensor::from_vec(w, (rows, cols), &candle_core::Device::Cpu)
+                .map_err(model_error)?,
+        ),
+    };
+    Ok(Linear { w, rows, b })
+}
+
+fn st_rows(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<usize, EmbedError> {
+    st.tensor(&format!("{name}.weight"))
+        .map(|t| t.shape().first().copied().unwrap_or(0))
+        .map_err(|e| model_error(format!("model.safetensors: {name}.weight: {e}")))
+}
+
+fn norm(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Norm, EmbedError> {
+    Ok(Norm {
+        w: tensor(st, &format!("{name}.weight"), &[HIDDEN])?,
+        b: tensor(st, &format!("{name}.bias"), &[HIDDEN])?,
+    })
+}
+
+fn read_file(dir: &Path, name: &'static str) -> Result<Vec<u8>, EmbedError> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        return Err(EmbedError::Missing { what: name, path });
+    }
+    std::fs::read(&path).map_err(|source| EmbedError::Io { path, source })
+}
+
+impl MiniLmInt8 {
+    pub fn load(cfg: &Int8Config) -> Result<Self, EmbedError> {
+        let bytes = read_file(&cfg.model_dir, "model.safetensors")?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| model_error(format!("model.safetensors: {e}")))?;
+        let vocab = st_rows(&st, "embeddings.word_embeddings")?;
+        let token_type = tensor(&st, "embeddings.token_type_embeddings.weight", &[2, HIDDEN])?;
+        let pr = cfg.precision;
+        let mut layers = Vec::with_capacity(LAYERS);
+        for i in 0..LAYERS {
+            let p = format!("encoder.layer.{i}");
+            let qkv = ["query", "key", "value"].map(|n| format!("{p}.attention.self.{n}"));
+            layers.push(Layer {
+                qkv: linear(&st, &qkv, HIDDEN, pr)?,
+                attn_out: linear(&st, &[format!("{p}.attention.output.dense")], HIDDEN, pr)?,
+                attn_norm: norm(&st, &format!("{p}.attention.output.LayerNorm"))?,
+                up: linear(&st, &[format!("{p}.intermediate.dense")], HIDDEN, pr)?,
+                down: linear(&st, &[format!("{p}.output.dense")], FFN, pr)?,
+                ffn_norm: norm(&st, &format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        let weights = Weights {
+            word: tensor(&st, "embeddings.word_embeddings.weight", &[vocab, HIDDEN])?,
+            position: tensor(
+                &st,
+                "embeddings.position_embeddings.weight",
+                &[MAX_POSITIONS, HIDDEN],
+            )?,
+            token_type: token_type[..HIDDEN].to_vec(),
+            norm: norm(&st, "embeddings.LayerNorm")?,
+            layers,
+        };
+        let json = read_file(&cfg.model_dir, "tokenizer.json")?;
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(&json).map_err(model_error)?;
+        tokenizers::utils::parallelism::set_parallelism(false);
+        let max_tokens = cfg.max_tokens.clamp(2, MAX_POSITIONS);
+        tokenizer.with_padding(None);
+        let mut counter = tokenizer.clone();
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(model_error)?;
+        counter.with_truncation(None).map_err(model_error)?;
+        Ok(MiniLmInt8 {
+            weights: Arc::new(weights),
+            tokenizer,
+            counter,
+            info: ModelInfo {
+                id: cfg.id.clone(),
+                sha256: cfg.sha256.clone(),
+                dim: HIDDEN,
+                max_tokens,
+            },
+            threads: cfg.threads.max(1),
+            batch_size: cfg.batch_size.max(1),
+        })
+    }
+
+    /// The vectors of one batch, on the calling thread.
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut ids: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
+        for t in texts {
+            let enc = self.tokenizer.encode(*t, true).map_err(model_error)?;
+            ids.push(enc.get_ids().to_vec());
+        }
+        Ok(encode(&self.weights, &ids))
+    }
+}
+
+/// Token ids of each passage (special tokens included) to unit vectors.
+fn encode(w: &Weights, seqs: &[Vec<u32>]) -> Vec<Vec<f32>> {
+    let lens: Vec<usize> = seqs.iter().map(|s| s.len().min(MAX_POSITIONS)).collect();
+    let total: usize = lens.iter().sum();
+    let vocab = w.word.len() / HIDDEN;
+    let mut x = Vec::with_capacity(total * HIDDEN);
+    for (seq, &n) in seqs.iter().zip(&lens) {
+        for (p, &id) in seq.iter().take(n).enumerate() {
+            // An id past the vocabulary (a damaged tokenizer file) reads as [UNK]'s row 100.
+            let id = if (id as usize) < vocab {
+                id as usize
+            } else {
+                100
+            };
+            let word = &w.word[id * HIDDEN..][..HIDDEN];
+            let pos = &w.position[p * HIDDEN..][..HIDDEN];
+            x.extend((0..HIDDEN).map(|c| word[c] + pos[c] + w.token_type[c]));
+        }
+    }
+    w.norm.apply(&mut x);
+    for layer in &w.layers {
+        let qkv = layer.qkv.forward(&x, total);
+        let ctx = attention(&qkv, &lens);
+        let mut h = layer.attn_out.forward(&ctx, total);
+        for (a, b) in h.iter_mut().zip(&x) {
+            *a += b;
+        }
+        layer.attn_norm.apply(&mut h);
+        let mut up = layer.up.forward(&h, total);
+        gelu_erf_in_place(&mut up);
+        let mut out = layer.down.forward(&up, total);
+        for (a, b) in out.iter_mut().zip(&h) {
+            *a += b;
+        }
+        layer.ffn_norm.apply(&mut out);
+        x = out;
+    }
+    let mut vectors = Vec::with_capacity(seqs.len());
+    let mut row = 0;
+    for &n in &lens {
+        let mut v = vec![0f32; HIDDEN];
+        for t in 0..n {
+            for (a, b) in v.iter_mut().zip(&x[(row + t) * HIDDEN..][..HIDDEN]) {
+                *a += b;
+            }
+        }
+        row += n;
+        let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|a| *a /= norm);
+        }
+        vectors.push(v);
+    }
+    vectors
+}
+
+/// Self-attention of each passage over its own tokens: `qkv` is `total × 1152` (queries,
+/// keys, values), the result `total × 384`.
+fn attention(qkv: &[f32], lens: &[usize]) -> Vec<f32> {
+    let total: usize = lens.iter().sum();
+    let mut ctx = vec![0f32; total * HIDDEN];
+    #[cfg(target_arch = "x86_64")]
+    match Kernel::selected() {
+        // SAFETY: the AVX-512 VNNI path requires AVX-512F, every other path but the portable
+        // one AVX2 and FMA (Kernel::supported).
+        Kernel::Avx512Vnni => {
+            unsafe { attention_avx512(qkv, lens, &mut ctx) };
+            return ctx;
+        }
+        Kernel::Portable => {}
+        _ => {
+            unsafe { attention_avx2(qkv, lens, &mut ctx) };
+            return ctx;
+        }
+    }
+    attention_plain(qkv, lens, &mut ctx);
+    ctx
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn attention_avx512(qkv: &[f32], lens: &[usize], ctx: &mut [f32]) {
+    attention_plain(qkv, lens, ctx)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attention_avx2(qkv: &[f32], lens: &[usize], ctx: &mut [f32]) {
+    attention_plain(qkv, lens, ctx)
+}
+
+#[inline(always)]
+fn attention_plain(qkv: &[f32], lens: &[usize], ctx: &mut [f32]) {
+    const STRIDE: usize = 3 * HIDDEN;
+    let scale = 1.0 / (HEAD_DIM as f32).sqrt();
+    let mut first = 0;
+    let (mut scores, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for &n in lens {
+        scores.resize(n, 0.0);
+        for h in 0..HEADS {
+            let col = h * HEAD_DIM;
+            // This head's keys transposed (dimension-major) and values gathered contiguous, so
+            // that both inner loops run along contiguous memory: scores as 32 passes of
+            // `scores += q[d] · keys[d]` over the passage, the context as rows of 32.
+            keys.clear();
+            keys.resize(HEAD_DIM * n, 0.0);
+            values.clear();
+            for j in 0..n {
+                let row = (first + j) * STRIDE + col;
+                for (d, &k) in qkv[row + HIDDEN..][..HEAD_DIM].iter().enumerate() {
+                    keys[d * n + j] = k;
+                }
+                values.extend_from_slice(&qkv[row + 2 * HIDDEN..][..HEAD_DIM]);
+            }
+            for i in 0..n {
+                let q = &qkv[(first + i) * STRIDE + col..][..HEAD_DIM];
+                scores_of(q, &keys, n, scale, &mut scores);
+                softmax_row(&mut scores);
+                let mut out = [0f32; HEAD_DIM];
+                for (&p, v) in scores.iter().zip(values.chunks_exact(HEAD_DIM)) {
+                    for (o, &x) in out.iter_mut().zip(v) {
+                        *o += p * x;
+                    }
+                }
+                ctx[(first + i) * HIDDEN + col..][..HEAD_DIM].copy_from_slice(&out);
+            }
+        }
+        first += n;
+    }
+}
+
+impl Embedder for MiniLmInt8 {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batches: Vec<&[&str]> = texts.chunks(self.batch_size).collect();
+        let workers = self.threads.min(batches.len());
+        if workers <= 1 {
+            let mut out = Vec::with_capacity(texts.len());
+            for b in &batches {
+                out.extend(self.embed_batch(b)?);
+            }
+            return Ok(out);
+        }
+        // Each worker takes the next batch until none is left.
+        let next = AtomicUsize::new(0);
+        let this = &*self;
+        let results: Vec<Result<Vec<Numbered>, EmbedError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    let (batches, next) = (&batches, &next);
+                    scope.spawn(move || {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(b) = batches.get(i) else {
+                                return Ok(done);
+                            };
+                            done.push((i, this.embed_batch(b)?));
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(model_error("an embedding thread panicked")))
+                })
+                .collect()
+        });
+        in_order(results, batches.len(), texts.len())
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.counter
+            .encode(text, false)
+            .map(|e| e.get_ids().len())
+            .unwrap_or_else(|_| text.split_whitespace().count() * 2)
+    }
+}
