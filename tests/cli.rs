@@ -234,6 +234,15 @@ fn bad_manifest_is_named() {
     assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
 }
 
+/// The encoder id `--encoder auto` records on this CPU: medlit's int8 one on the VNNI paths,
+/// the ONNX export's elsewhere.
+fn auto_encoder_id() -> &'static str {
+    match medlit::cli::EncoderArg::Auto.resolve() {
+        medlit::cli::EncoderArg::Onnx => "minilm-int8",
+        _ => medlit::cli::setup::INT8_ENCODER_ID,
+    }
+}
+
 #[test]
 fn an_update_gives_a_keyword_only_index_its_dense_half() {
     fetch_embedder();
@@ -266,7 +275,7 @@ fn an_update_gives_a_keyword_only_index_its_dense_half() {
     // The same live passages as building both files hybrid at once (`update_index`).
     assert_eq!(r["passages"], 2, "{r}");
     let m = medlit_indexer::IndexDir::new(&idx).manifest().unwrap();
-    assert_eq!(m.dense.unwrap().model.id, "all-minilm-l6-v2/medlit-int8");
+    assert_eq!(m.dense.unwrap().model.id, auto_encoder_id());
     // The article live before the update (only in the first file) was embedded too.
     let v = ok_json(&[
         "search",
@@ -291,7 +300,7 @@ fn demo_runs_end_to_end() {
     assert_eq!(v["mode"], "hybrid", "{v}");
     let m = medlit_indexer::IndexDir::new(&idx).manifest().unwrap();
     let dense = m.dense.expect("the demo's index has a dense half");
-    assert_eq!(dense.model.id, "all-minilm-l6-v2/medlit-int8");
+    assert_eq!(dense.model.id, auto_encoder_id());
     assert_eq!(v["hits"][0]["pmid"], "409786", "{v}");
     // It ends with an answer from the default model, cited from the evidence.
     let answer = v["ask"]["answer"].as_str().unwrap();

@@ -182,8 +182,8 @@ pub struct BenchEmbedArgs {
     /// CPU threads, for both sides
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// medlit's encoder: its own int8 MiniLM (`MEDLIT_KERNEL` forces a kernel path) or the
-    /// ONNX export on ONNX Runtime
+    /// medlit's encoder: its own int8 MiniLM (`MEDLIT_KERNEL` forces a kernel path), the ONNX
+    /// export on ONNX Runtime, or auto (as `medlit index` picks: int8 on the VNNI paths)
     #[arg(long, value_enum, default_value_t = medlit::cli::EncoderArg::Int8)]
     pub encoder: medlit::cli::EncoderArg,
     /// medlit's ONNX Runtime sessions side by side, sharing --threads (the peer runs one

@@ -44,7 +44,7 @@ struct PeerOut {
 
 pub fn run(args: &BenchEmbedArgs) -> Result<()> {
     let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
-    let int8 = args.encoder == medlit::cli::EncoderArg::Int8;
+    let int8 = args.encoder.resolve() == medlit::cli::EncoderArg::Int8;
     let batch = args.batch.unwrap_or(if int8 { 16 } else { 1 }).max(1);
     // The peer runs the ONNX export with the batch size it measures fastest at: 1 (padding).
     let peer_batch = args.batch.unwrap_or(1).max(1);

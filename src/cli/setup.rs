@@ -163,13 +163,15 @@ pub fn dense_options(
     manifest: &DataManifest,
     args: &crate::cli::EmbedArgs,
 ) -> Result<medlit_indexer::DenseOptions> {
-    let embedder = match args.encoder {
-        crate::cli::EncoderArg::Int8 => EncoderConfig::Int8(int8_config(
-            manifest,
-            args.embed_threads,
-            args.embed_batch.unwrap_or(16),
-            args.max_tokens,
-        )?),
+    let embedder = match args.encoder.resolve() {
+        crate::cli::EncoderArg::Int8 | crate::cli::EncoderArg::Auto => {
+            EncoderConfig::Int8(int8_config(
+                manifest,
+                args.embed_threads,
+                args.embed_batch.unwrap_or(16),
+                args.max_tokens,
+            )?)
+        }
         crate::cli::EncoderArg::Onnx => EncoderConfig::Onnx(onnx_config(
             manifest,
             args.embed_threads,
