@@ -161,7 +161,8 @@ fn load_runtime(lib: &Path) -> Result<(), EmbedError> {
     Ok(())
 }
 
-fn read(dir: &Path, name: &'static str) -> Result<Vec<u8>, EmbedError> {
+/// The file `name` of a model folder, or which file is missing.
+pub(crate) fn read(dir: &Path, name: &'static str) -> Result<Vec<u8>, EmbedError> {
     let path = dir.join(name);
     if !path.is_file() {
         return Err(EmbedError::Missing { what: name, path });

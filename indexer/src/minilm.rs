@@ -8,14 +8,14 @@
 //! layers (the products see thousands of rows), and attention runs per passage. Each worker
 //! thread takes the next batch, tokenizes it and runs it alone, so the tokenizer is off the
 //! critical path and the two cores never wait on each other inside a layer.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use medlit_kernels::activation::{gelu_erf_in_place, softmax_row};
 use medlit_kernels::int8_matmul::{Int8Matrix, Kernel};
 
-use crate::embed::{in_order, EmbedError, Embedder, ModelInfo, Numbered};
+use crate::embed::{in_order, read, EmbedError, Embedder, ModelInfo, Numbered};
 
 const HIDDEN: usize = 384;
 const HEADS: usize = 12;
@@ -245,17 +245,9 @@ fn norm(st: &safetensors::SafeTensors<'_>, name: &str) -> Result<Norm, EmbedErro
     })
 }
 
-fn read_file(dir: &Path, name: &'static str) -> Result<Vec<u8>, EmbedError> {
-    let path = dir.join(name);
-    if !path.is_file() {
-        return Err(EmbedError::Missing { what: name, path });
-    }
-    std::fs::read(&path).map_err(|source| EmbedError::Io { path, source })
-}
-
 impl MiniLmInt8 {
     pub fn load(cfg: &Int8Config) -> Result<Self, EmbedError> {
-        let bytes = read_file(&cfg.model_dir, "model.safetensors")?;
+        let bytes = read(&cfg.model_dir, "model.safetensors")?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| model_error(format!("model.safetensors: {e}")))?;
         let vocab = st_rows(&st, "embeddings.word_embeddings")?;
@@ -285,7 +277,7 @@ impl MiniLmInt8 {
             norm: norm(&st, "embeddings.LayerNorm")?,
             layers,
         };
-        let json = read_file(&cfg.model_dir, "tokenizer.json")?;
+        let json = read(&cfg.model_dir, "tokenizer.json")?;
         let mut tokenizer = tokenizers::Tokenizer::from_bytes(&json).map_err(model_error)?;
         tokenizers::utils::parallelism::set_parallelism(false);
         let max_tokens = cfg.max_tokens.clamp(2, MAX_POSITIONS);
