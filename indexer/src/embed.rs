@@ -259,24 +259,36 @@ impl Embedder for OnnxEmbedder {
                     })
                 })
                 .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        Err(EmbedError::Model("an embedding thread panicked".into()))
-                    })
-                })
-                .collect()
+            joined(workers)
         });
         in_order(results, batches.len(), texts.len())
     }
 
     fn count_tokens(&self, text: &str) -> usize {
-        self.counter
-            .encode(text, false)
-            .map(|e| e.get_ids().len())
-            .unwrap_or_else(|_| text.split_whitespace().count() * 2)
+        count_with(&self.counter, text)
     }
+}
+
+/// Tokens of `text` by an untruncated tokenizer (special tokens excluded); a text it cannot
+/// encode counts two per word.
+pub(crate) fn count_with(counter: &tokenizers::Tokenizer, text: &str) -> usize {
+    counter
+        .encode(text, false)
+        .map(|e| e.get_ids().len())
+        .unwrap_or_else(|_| text.split_whitespace().count() * 2)
+}
+
+/// What the embedding worker threads returned, a panicked one as an error.
+pub(crate) fn joined(
+    workers: Vec<std::thread::ScopedJoinHandle<'_, Result<Vec<Numbered>, EmbedError>>>,
+) -> Vec<Result<Vec<Numbered>, EmbedError>> {
+    workers
+        .into_iter()
+        .map(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(EmbedError::Model("an embedding thread panicked".into())))
+        })
+        .collect()
 }
 
 /// One embedder for a whole process, shared by everything that embeds queries (the safety

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use medlit_kernels::activation::{gelu_erf_in_place, softmax_row};
 use medlit_kernels::int8_matmul::{Int8Matrix, Kernel};
 
-use crate::embed::{in_order, read, EmbedError, Embedder, ModelInfo, Numbered};
+use crate::embed::{count_with, in_order, joined, read, EmbedError, Embedder, ModelInfo, Numbered};
 
 const HIDDEN: usize = 384;
 const HEADS: usize = 12;
@@ -484,21 +484,12 @@ impl Embedder for MiniLmInt8 {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(model_error("an embedding thread panicked")))
-                })
-                .collect()
+            joined(handles)
         });
         in_order(results, batches.len(), texts.len())
     }
 
     fn count_tokens(&self, text: &str) -> usize {
-        self.counter
-            .encode(text, false)
-            .map(|e| e.get_ids().len())
-            .unwrap_or_else(|_| text.split_whitespace().count() * 2)
+        count_with(&self.counter, text)
     }
 }
