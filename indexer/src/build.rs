@@ -505,11 +505,12 @@ impl<'a> Run<'a> {
                 w.tombstone(&dead);
                 run.passages_tombstoned += dead.len() as u64;
                 // An update that gives a keyword-only index its dense half embeds the articles
-                // already live (those this file does not replace or delete) first.
+                // already live first: those this file does not touch (it replaces or deletes
+                // every PMID in `last_of`).
                 let earlier: Vec<Article> = match base {
                     Some(m) if m.dense.is_none() => bm25::live_articles(&before, &fields)?
                         .into_iter()
-                        .filter(|a| !was_live.contains(&a.pmid) && !last_of.contains_key(&a.pmid))
+                        .filter(|a| !last_of.contains_key(&a.pmid))
                         .collect(),
                     _ => Vec::new(),
                 };

@@ -65,27 +65,28 @@ struct Linear {
 }
 
 impl Linear {
-    fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
+    fn forward(&self, x: &[f32], m: usize) -> Result<Vec<f32>, EmbedError> {
         let rows = self.rows;
-        let mut out = vec![0f32; m * rows];
-        match &self.w {
-            Weight::Int8(w) => w.matmul_single_thread(x, m, &mut out),
+        let mut out = match &self.w {
+            Weight::Int8(w) => {
+                let mut out = vec![0f32; m * rows];
+                w.matmul_single_thread(x, m, &mut out);
+                out
+            }
             Weight::F32(w) => {
                 let cols = x.len() / m.max(1);
-                let product = candle_core::Tensor::from_slice(x, (m, cols), w.device())
+                candle_core::Tensor::from_slice(x, (m, cols), w.device())
                     .and_then(|x| x.matmul(&w.t()?))
-                    .and_then(|p| p.flatten_all()?.to_vec1::<f32>());
-                if let Ok(p) = product {
-                    out = p;
-                }
+                    .and_then(|p| p.flatten_all()?.to_vec1::<f32>())
+                    .map_err(model_error)?
             }
-        }
+        };
         for row in out.chunks_exact_mut(rows) {
             for (o, b) in row.iter_mut().zip(&self.b) {
                 *o += b;
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -312,12 +313,12 @@ impl MiniLmInt8 {
             let enc = self.tokenizer.encode(*t, true).map_err(model_error)?;
             ids.push(enc.get_ids().to_vec());
         }
-        Ok(encode(&self.weights, &ids))
+        encode(&self.weights, &ids)
     }
 }
 
 /// Token ids of each passage (special tokens included) to unit vectors.
-fn encode(w: &Weights, seqs: &[Vec<u32>]) -> Vec<Vec<f32>> {
+fn encode(w: &Weights, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
     let lens: Vec<usize> = seqs.iter().map(|s| s.len().min(MAX_POSITIONS)).collect();
     let total: usize = lens.iter().sum();
     let vocab = w.word.len() / HIDDEN;
@@ -337,16 +338,16 @@ fn encode(w: &Weights, seqs: &[Vec<u32>]) -> Vec<Vec<f32>> {
     }
     w.norm.apply(&mut x);
     for layer in &w.layers {
-        let qkv = layer.qkv.forward(&x, total);
+        let qkv = layer.qkv.forward(&x, total)?;
         let ctx = attention(&qkv, &lens);
-        let mut h = layer.attn_out.forward(&ctx, total);
+        let mut h = layer.attn_out.forward(&ctx, total)?;
         for (a, b) in h.iter_mut().zip(&x) {
             *a += b;
         }
         layer.attn_norm.apply(&mut h);
-        let mut up = layer.up.forward(&h, total);
+        let mut up = layer.up.forward(&h, total)?;
         gelu_erf_in_place(&mut up);
-        let mut out = layer.down.forward(&up, total);
+        let mut out = layer.down.forward(&up, total)?;
         for (a, b) in out.iter_mut().zip(&h) {
             *a += b;
         }
@@ -369,7 +370,7 @@ fn encode(w: &Weights, seqs: &[Vec<u32>]) -> Vec<Vec<f32>> {
         }
         vectors.push(v);
     }
-    vectors
+    Ok(vectors)
 }
 
 /// Self-attention of each passage over its own tokens: `qkv` is `total × 1152` (queries,

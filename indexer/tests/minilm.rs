@@ -92,3 +92,37 @@ fn int8_vectors_are_closer_to_the_f32_model_than_onnx_runtimes() {
         "int8 {int8_mean} vs ONNX Runtime {onnx_mean}"
     );
 }
+
+#[test]
+fn damaged_weights_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = int8_config().model_dir;
+    std::fs::copy(
+        real.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let mut cfg = int8_config();
+    cfg.model_dir = dir.path().to_path_buf();
+    let err = |cfg: &medlit_indexer::minilm::Int8Config| match MiniLmInt8::load(cfg) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err(&cfg).contains("model.safetensors"), "missing file");
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        b"not a safetensors file",
+    )
+    .unwrap();
+    let e = err(&cfg);
+    assert!(e.contains("model.safetensors"), "{e}");
+    // A valid file of other tensors: the first missing one is named.
+    let data = vec![0u8; 8];
+    let header = r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&data);
+    std::fs::write(dir.path().join("model.safetensors"), bytes).unwrap();
+    let e = err(&cfg);
+    assert!(e.contains("embeddings.word_embeddings"), "{e}");
+}
