@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use medlit_kernels::activation::{gelu_erf_in_place, softmax_row};
+use medlit_kernels::activation::gelu_erf_in_place;
+use medlit_kernels::attention::self_attention;
 use medlit_kernels::int8_matmul::{Int8Matrix, Kernel};
 
 use crate::embed::{count_with, in_order, joined, read, EmbedError, Embedder, ModelInfo, Numbered};
@@ -108,34 +109,6 @@ impl Norm {
             for ((v, w), b) in row.iter_mut().zip(&self.w).zip(&self.b) {
                 *v = (*v - mean) * inv * w + b;
             }
-        }
-    }
-}
-
-/// `scores[j] = scale · q · key j` for the `n` keys of `keys` (dimension-major, `HEAD_DIM × n`),
-/// 64 keys at a time so that their sums stay in registers across the 32 dimensions.
-#[inline(always)]
-fn scores_of(q: &[f32], keys: &[f32], n: usize, scale: f32, scores: &mut [f32]) {
-    const CHUNK: usize = 64;
-    let mut j0 = 0;
-    while j0 + CHUNK <= n {
-        let mut acc = [0f32; CHUNK];
-        for (d, &qd) in q.iter().enumerate() {
-            let qd = qd * scale;
-            let kd = &keys[d * n + j0..][..CHUNK];
-            for (a, &k) in acc.iter_mut().zip(kd) {
-                *a += qd * k;
-            }
-        }
-        scores[j0..j0 + CHUNK].copy_from_slice(&acc);
-        j0 += CHUNK;
-    }
-    let rest = &mut scores[j0..n];
-    rest.iter_mut().for_each(|s| *s = 0.0);
-    for (d, &qd) in q.iter().enumerate() {
-        let qd = qd * scale;
-        for (s, &k) in rest.iter_mut().zip(&keys[d * n + j0..(d + 1) * n]) {
-            *s += qd * k;
         }
     }
 }
@@ -378,74 +351,8 @@ fn encode(w: &Weights, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
 fn attention(qkv: &[f32], lens: &[usize]) -> Vec<f32> {
     let total: usize = lens.iter().sum();
     let mut ctx = vec![0f32; total * HIDDEN];
-    #[cfg(target_arch = "x86_64")]
-    match Kernel::selected() {
-        // SAFETY: the AVX-512 VNNI path requires AVX-512F, every other path but the portable
-        // one AVX2 and FMA (Kernel::supported).
-        Kernel::Avx512Vnni => {
-            unsafe { attention_avx512(qkv, lens, &mut ctx) };
-            return ctx;
-        }
-        Kernel::Portable => {}
-        _ => {
-            unsafe { attention_avx2(qkv, lens, &mut ctx) };
-            return ctx;
-        }
-    }
-    attention_plain(qkv, lens, &mut ctx);
+    self_attention::<HEAD_DIM>(Kernel::selected(), HEADS, qkv, lens, &mut ctx);
     ctx
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn attention_avx512(qkv: &[f32], lens: &[usize], ctx: &mut [f32]) {
-    attention_plain(qkv, lens, ctx)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attention_avx2(qkv: &[f32], lens: &[usize], ctx: &mut [f32]) {
-    attention_plain(qkv, lens, ctx)
-}
-
-#[inline(always)]
-fn attention_plain(qkv: &[f32], lens: &[usize], ctx: &mut [f32]) {
-    const STRIDE: usize = 3 * HIDDEN;
-    let scale = 1.0 / (HEAD_DIM as f32).sqrt();
-    let mut first = 0;
-    let (mut scores, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    for &n in lens {
-        scores.resize(n, 0.0);
-        for h in 0..HEADS {
-            let col = h * HEAD_DIM;
-            // This head's keys transposed (dimension-major) and values gathered contiguous, so
-            // that both inner loops run along contiguous memory: scores as 32 passes of
-            // `scores += q[d] · keys[d]` over the passage, the context as rows of 32.
-            keys.clear();
-            keys.resize(HEAD_DIM * n, 0.0);
-            values.clear();
-            for j in 0..n {
-                let row = (first + j) * STRIDE + col;
-                for (d, &k) in qkv[row + HIDDEN..][..HEAD_DIM].iter().enumerate() {
-                    keys[d * n + j] = k;
-                }
-                values.extend_from_slice(&qkv[row + 2 * HIDDEN..][..HEAD_DIM]);
-            }
-            for i in 0..n {
-                let q = &qkv[(first + i) * STRIDE + col..][..HEAD_DIM];
-                scores_of(q, &keys, n, scale, &mut scores);
-                softmax_row(&mut scores);
-                let mut out = [0f32; HEAD_DIM];
-                for (&p, v) in scores.iter().zip(values.chunks_exact(HEAD_DIM)) {
-                    for (o, &x) in out.iter_mut().zip(v) {
-                        *o += p * x;
-                    }
-                }
-                ctx[(first + i) * HIDDEN + col..][..HEAD_DIM].copy_from_slice(&out);
-            }
-        }
-        first += n;
-    }
 }
 
 impl Embedder for MiniLmInt8 {

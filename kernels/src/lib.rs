@@ -8,5 +8,7 @@
 //!   AVX-VNNI, AVX2 and a portable one; the [`int8_matmul::Kernel`] switch.
 //! - [`activation`]: GELU (tanh form, fused with the product of the gated layers; erf form for
 //!   BERT encoders) without a libm call per value.
+//! - [`attention`]: f32 self-attention of unpadded passages in register blocks (the encoder's).
 pub mod activation;
+pub mod attention;
 pub mod int8_matmul;
