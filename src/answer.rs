@@ -40,6 +40,9 @@ pub struct AskOptions {
     /// Answer with a span copied from the evidence (constrained decoding) instead of free
     /// text, when the generator can.
     pub extract: bool,
+    /// Decides whether the evidence covers the question when dense retrieval scored it;
+    /// `None` (or keyword-only evidence) leaves it to the coverage rule of `thresholds`.
+    pub answerability: Option<crate::answerable::Model>,
 }
 
 /// Default answer lengths: a span is a name, a number or a short phrase (a few tokens, as
@@ -61,6 +64,7 @@ pub struct Defaults {
     pub template: Template,
     pub generation: GenOptions,
     pub thresholds: Thresholds,
+    pub answerability: Option<crate::answerable::Model>,
 }
 
 /// The choices `Defaults` are made from; `None` takes the engine's default for the answer
@@ -73,6 +77,7 @@ pub struct Choices<'a> {
     pub k: Option<usize>,
     pub sampling: Sampling,
     pub thresholds: Thresholds,
+    pub answerability: Option<crate::answerable::Model>,
 }
 
 impl Defaults {
@@ -100,6 +105,7 @@ impl Defaults {
                 sampling: c.sampling,
             },
             thresholds: c.thresholds,
+            answerability: c.answerability.clone(),
         })
     }
 
@@ -123,6 +129,7 @@ impl Defaults {
             generation,
             thresholds: self.thresholds,
             extract: self.extract,
+            answerability: self.answerability.clone(),
         }
     }
 }
@@ -152,6 +159,98 @@ pub struct Answer {
     /// The safety policy's decision on the request (or on the draft, when the draft check
     /// withheld it).
     pub safety: Verdict,
+    /// The answerability model's probability and the signals it read (when it decided).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answerability: Option<Answerability>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Answerability {
+    pub probability: f32,
+    pub threshold: f32,
+    pub signals: crate::answerable::Signals,
+}
+
+/// The answerability model's view of `evidence` (as retrieved, before widening), when it
+/// decides: with a model and evidence that dense retrieval scored.
+pub fn answerability(
+    retriever: &Retriever,
+    question: &str,
+    evidence: &[Evidence],
+    model: Option<&crate::answerable::Model>,
+) -> Option<Answerability> {
+    let model = model.filter(|m| m.applies_to(retriever.bm25.num_docs()))?;
+    let signals = answerability_signals(retriever, question, evidence)?;
+    Some(Answerability {
+        probability: model.probability(&signals),
+        threshold: model.threshold,
+        signals,
+    })
+}
+
+/// The answerability signals of `evidence` (none for keyword-only evidence: the model reads a
+/// cosine).
+pub fn answerability_signals(
+    retriever: &Retriever,
+    question: &str,
+    evidence: &[Evidence],
+) -> Option<crate::answerable::Signals> {
+    if !evidence.iter().any(|e| e.similarity.is_some()) {
+        return None;
+    }
+    let articles: Vec<String> = evidence
+        .iter()
+        .map(|e| {
+            let text = retriever
+                .bm25
+                .abstract_of(e.pmid)
+                .ok()
+                .flatten()
+                .map_or_else(|| e.text.clone(), |(_, a)| a);
+            format!("{} {}", e.title, text)
+        })
+        .collect();
+    Some(crate::answerable::signals(
+        question,
+        evidence,
+        &articles,
+        sentence_similarity(retriever, question, evidence).unwrap_or(0.0),
+        &retriever.bm25,
+    ))
+}
+
+/// The highest cosine between `question` and one sentence (or the title) of the evidence
+/// articles' abstracts, by the index's own encoder.
+fn sentence_similarity(
+    retriever: &Retriever,
+    question: &str,
+    evidence: &[Evidence],
+) -> Option<f32> {
+    let embedder = retriever.dense.as_ref()?.embedder();
+    let mut texts: Vec<String> = Vec::new();
+    for e in evidence {
+        texts.push(e.title.clone());
+        let text = retriever
+            .bm25
+            .abstract_of(e.pmid)
+            .ok()
+            .flatten()
+            .map_or_else(|| e.text.clone(), |(_, a)| a);
+        texts.extend(
+            crate::span_unit::sentences(&text)
+                .into_iter()
+                .map(str::to_string),
+        );
+    }
+    let q = embedder.embed_one(question).ok()?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = embedder.embed_many(&refs).ok()?;
+    vectors
+        .iter()
+        .map(|v| v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>())
+        .fold(None, |best: Option<f32>, c| {
+            Some(best.map_or(c, |b| b.max(c)))
+        })
 }
 
 /// The `k` best passages for `question`: the passage that matched (dense and hybrid), else
@@ -183,9 +282,55 @@ pub fn gather_evidence(
             year: h.year,
             text,
             similarity: h.similarity,
+            bm25_rank: h.bm25_rank,
+            dense_rank: h.dense_rank,
         });
     }
     Ok(evidence)
+}
+
+/// Candidates re-ranked by sentence evidence per evidence article kept: the fused list's top
+/// `RERANK_DEPTH / k` times deeper than what is shown.
+const RERANK_DEPTH: usize = 3;
+
+/// The `k` best articles for `question`: the fused list's top `RERANK_DEPTH · k`, re-ranked by
+/// reciprocal rank fusion of their fused rank and the rank of their closest sentence to the
+/// question (a reworded question restates one sentence of its source; the passage vector
+/// averages a whole passage). Keyword-only evidence is returned as retrieved.
+pub fn gather_reranked(
+    retriever: &Retriever,
+    question: &str,
+    k: usize,
+    mode: Mode,
+    years: Option<crate::retrieve::YearRange>,
+) -> Result<Vec<Evidence>, AnswerError> {
+    let k = k.max(1);
+    if retriever.dense.is_none() || mode == Mode::Bm25 {
+        return gather_evidence(retriever, question, k, mode, years);
+    }
+    let mut evidence = gather_evidence(retriever, question, k * RERANK_DEPTH, mode, years)?;
+    let closest: Vec<f32> = evidence
+        .iter()
+        .map(|e| {
+            sentence_similarity(retriever, question, std::slice::from_ref(e))
+                .unwrap_or(f32::NEG_INFINITY)
+        })
+        .collect();
+    let mut by_sentence: Vec<usize> = (0..evidence.len()).collect();
+    by_sentence.sort_by(|&a, &b| closest[b].total_cmp(&closest[a]));
+    let rrf_k = retriever.fusion.rrf_k;
+    let mut score = vec![0f32; evidence.len()];
+    for (rank, &i) in by_sentence.iter().enumerate() {
+        score[i] += 1.0 / (rrf_k + rank as f32 + 1.0);
+    }
+    for (i, s) in score.iter_mut().enumerate() {
+        *s += 1.0 / (rrf_k + i as f32 + 1.0);
+    }
+    let mut order: Vec<usize> = (0..evidence.len()).collect();
+    order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    let mut taken: Vec<Option<Evidence>> = evidence.drain(..).map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| taken[i].take()).collect())
 }
 
 /// Answers `question` from the index under the safety policy of `screener`; `on_text`
@@ -207,7 +352,12 @@ pub fn ask(
     if verdict.decision != Decision::Answer {
         return withheld(retriever, generator, screener, question, opts, verdict, t0);
     }
-    let mut evidence = gather_evidence(retriever, question, opts.k, opts.mode, opts.years)?;
+    let mut evidence = gather_reranked(retriever, question, opts.k, opts.mode, opts.years)?;
+    let judged = answerability(retriever, question, &evidence, opts.answerability.as_ref());
+    let thresholds = match &judged {
+        Some(j) => opts.thresholds.decided(j.probability >= j.threshold),
+        None => opts.thresholds,
+    };
     let retrieve_ms = t0.elapsed().as_secs_f64() * 1000.0;
     // An empty piece asks the caller whether anyone still waits, before seconds of generation.
     if !on_text("") {
@@ -217,6 +367,28 @@ pub fn ask(
     let budget = generator
         .context()
         .saturating_sub(opts.generation.max_tokens + CHAT_OVERHEAD);
+    // Each article's share of the room the question and the template leave.
+    let room = budget.saturating_sub(
+        generator.count_tokens(
+            &opts
+                .template
+                .fill(question, &[], budget, &mut |t| t.len())
+                .0,
+        ),
+    );
+    crate::evidence::widen_all(
+        &mut evidence,
+        room,
+        &mut |pmid| {
+            retriever
+                .bm25
+                .abstract_of(pmid)
+                .ok()
+                .flatten()
+                .map(|(_, a)| a)
+        },
+        &mut |t| generator.count_tokens(t),
+    );
     let (prompt, shown) = opts.template.fill(question, &evidence, budget, &mut |t| {
         generator.count_tokens(t)
     });
@@ -224,11 +396,12 @@ pub fn ask(
 
     let t1 = Instant::now();
     // Evidence too weak to answer from: abstain without spending seconds on generation.
-    let covered = opts.thresholds.covers(
+    let covered = thresholds.covers(
         cite::question_coverage(question, &evidence, &retriever.bm25),
         cite::question_similarity(&evidence),
     );
     let mut streamed = String::new();
+    let mut span_quote = None;
     let decided = if !covered {
         Some(Generated {
             stop: "weak_evidence",
@@ -248,7 +421,10 @@ pub fn ask(
         if !on_text("") {
             return Err(AnswerError::Cancelled);
         }
-        span
+        span.map(|(g, q)| {
+            span_quote = Some(q);
+            g
+        })
     } else {
         None
     };
@@ -267,13 +443,18 @@ pub fn ask(
     };
     let generate_ms = t1.elapsed().as_secs_f64() * 1000.0;
 
-    let v = cite::verify(
+    let mut v = cite::verify(
         question,
         &generated.text,
         &evidence,
         &retriever.bm25,
-        opts.thresholds,
+        thresholds,
     );
+    if !v.abstained {
+        v.quote = span_quote
+            .filter(|q| v.citations.iter().any(|c| c.pmid == q.pmid))
+            .or_else(|| cite::best_quote(&v, &evidence, &retriever.bm25));
+    }
     let mut answer = Answer {
         question: question.to_string(),
         verified: v,
@@ -289,6 +470,7 @@ pub fn ask(
         model: generator.name().to_string(),
         prompt_template: opts.template.name.clone(),
         safety: verdict,
+        answerability: judged,
     };
     // Whatever the request looked like, a draft that instructs a dose or a harmful procedure
     // is not shown.
@@ -301,6 +483,7 @@ pub fn ask(
         v.related = answer.evidence.iter().map(|e| e.pmid).collect();
         v.citations.clear();
         v.sentences.clear();
+        v.quote = None;
         answer.safety = Verdict {
             decision: flag.decision,
             category: flag.category.to_string(),
@@ -353,17 +536,19 @@ fn withheld(
         model: generator.name().to_string(),
         prompt_template: opts.template.name.clone(),
         safety: verdict,
+        answerability: None,
     })
 }
 
-/// A span copied from the evidence, as a draft that cites the passage it came from.
+/// A span copied from the evidence, made a whole unit of its passage, as a draft that cites
+/// the passage it came from; with the sentence it was copied from.
 fn extract_span(
     generator: &mut dyn Generator,
     prompt: &str,
     evidence: &[Evidence],
     max_tokens: usize,
     on_piece: &mut dyn FnMut(&str) -> bool,
-) -> Result<Option<Generated>, AnswerError> {
+) -> Result<Option<(Generated, cite::Quote)>, AnswerError> {
     // Titles and passage texts, in rank order; entry i belongs to evidence i / 2.
     let passages: Vec<&str> = evidence
         .iter()
@@ -373,20 +558,25 @@ fn extract_span(
     let Some(span) = generator.extract(prompt.trim_end(), &passages, max_tokens, on_piece)? else {
         return Ok(None);
     };
-    let text = span
-        .text
-        .trim_end_matches([',', ';', ':', '.', '(', '['])
-        .trim();
-    if text.is_empty() {
+    let Some(passage) = passages.get(span.source) else {
         return Ok(None);
-    }
-    let pmid = &evidence[span.source / 2].pmid;
-    Ok(Some(Generated {
-        text: format!("{text} [PMID {pmid}]"),
-        prompt_tokens: span.prompt_tokens,
-        tokens: span.tokens,
-        stop: "span",
-        prefill_ms: span.prefill_ms,
-        decode_ms: span.decode_ms,
-    }))
+    };
+    let Some(unit) = crate::span_unit::whole_unit(passage, &span.text, span.cut) else {
+        return Ok(None);
+    };
+    let e = &evidence[span.source / 2];
+    Ok(Some((
+        Generated {
+            text: format!("{} [PMID {}]", unit.text, e.pmid),
+            prompt_tokens: span.prompt_tokens,
+            tokens: span.tokens,
+            stop: "span",
+            prefill_ms: span.prefill_ms,
+            decode_ms: span.decode_ms,
+        },
+        cite::Quote {
+            pmid: e.pmid,
+            sentence: unit.sentence,
+        },
+    )))
 }

@@ -42,6 +42,15 @@ pub struct Citation {
     pub support: f32,
 }
 
+/// The evidence sentence an answer rests on, quoted with its article: for a span, the sentence
+/// it was copied from.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Quote {
+    #[serde(serialize_with = "crate::prompt::pmid_string")]
+    pub pmid: u64,
+    pub sentence: String,
+}
+
 /// An answer sentence and the passages that back it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SentenceSupport {
@@ -67,6 +76,8 @@ pub struct Verified {
     pub question_coverage: f32,
     /// Cosine between the question and the closest passage (dense retrieval only).
     pub question_similarity: Option<f32>,
+    /// The supporting sentence, quoted (none when abstaining).
+    pub quote: Option<Quote>,
 }
 
 /// Thresholds of the decision to abstain.
@@ -90,6 +101,21 @@ impl Thresholds {
     /// from: either the question's distinctive words are there, or its meaning is.
     pub fn covers(&self, coverage: f32, similarity: Option<f32>) -> bool {
         coverage >= self.min_coverage || similarity.is_some_and(|s| s >= self.min_similarity)
+    }
+
+    /// These thresholds with the coverage decision already taken (by the answerability
+    /// model): evidence covers the question exactly when `covered`.
+    pub fn decided(self, covered: bool) -> Self {
+        let edge = if covered {
+            f32::NEG_INFINITY
+        } else {
+            f32::INFINITY
+        };
+        Thresholds {
+            min_coverage: edge,
+            min_similarity: edge,
+            ..self
+        }
     }
 }
 
@@ -272,6 +298,33 @@ fn best_coverage(lex: &dyn Lexicon, query: &[String], passages: &[HashSet<String
         .fold(0.0, f32::max)
 }
 
+/// The sentence of a cited passage that covers most of the answer's weight: the quote of a
+/// free-text answer (a span's quote is the sentence it was copied from).
+pub fn best_quote(v: &Verified, evidence: &[Evidence], lex: &dyn Lexicon) -> Option<Quote> {
+    let mut terms = lex.terms(&remove_pmids(&v.answer, &HashSet::new()));
+    terms.retain(|t| t != "pmid");
+    let mut best: Option<(f32, Quote)> = None;
+    for c in &v.citations {
+        let Some(e) = evidence.iter().find(|e| e.pmid == c.pmid) else {
+            continue;
+        };
+        for s in crate::span_unit::sentences(&e.text) {
+            let have: HashSet<String> = lex.terms(s).into_iter().collect();
+            let score = coverage(lex, &terms, &have);
+            if score > 0.0 && best.as_ref().is_none_or(|(b, _)| score > *b) {
+                best = Some((
+                    score,
+                    Quote {
+                        pmid: e.pmid,
+                        sentence: s.to_string(),
+                    },
+                ));
+            }
+        }
+    }
+    best.map(|(_, q)| q)
+}
+
 /// Checks a model's draft against the evidence it was given.
 pub fn verify(
     question: &str,
@@ -313,6 +366,7 @@ pub fn verify(
         sentences: Vec::new(),
         question_coverage,
         question_similarity,
+        quote: None,
     };
     if !th.covers(question_coverage, question_similarity) {
         return abstain("weak_evidence", removed_pmids);
@@ -380,6 +434,7 @@ pub fn verify(
         sentences: support_rows,
         question_coverage,
         question_similarity,
+        quote: None,
     }
 }
 
@@ -390,6 +445,12 @@ impl Lexicon for crate::retrieve::Bm25Searcher {
 
     fn idf(&self, term: &str) -> f32 {
         crate::retrieve::Bm25Searcher::idf(self, term)
+    }
+}
+
+impl crate::answerable::Corpus for crate::retrieve::Bm25Searcher {
+    fn knows(&self, term: &str) -> bool {
+        self.doc_freq(term) > 0
     }
 }
 
@@ -421,6 +482,8 @@ mod tests {
             year: Some(1990),
             text: text.into(),
             similarity: None,
+            bm25_rank: None,
+            dense_rank: None,
         }
     }
 

@@ -10,6 +10,12 @@
 //! - [`generate`]: the `medlit-generate` crate, re-exported (Gemma decoders on candle,
 //!   tokenizers, sampling, span decoding, int8 kernels).
 //! - [`cite`]: citation verification, sentence support, abstention.
+//! - [`evidence`]: each retrieved article widened to what the model reads (its whole abstract
+//!   when it fits its share of the prompt, else the best passage with its neighbours).
+//! - [`span_unit`]: an answer span widened or trimmed to a whole unit of its passage (word,
+//!   parenthesis, phrase, number with its unit), and the sentence it was copied from.
+//! - [`answerable`]: whether the evidence can answer a question: signals (coverage, rare and
+//!   unknown terms, cosine, rank agreement) and the calibrated logistic model over them.
 //! - [`answer`]: the query path end to end (retrieve → prompt → generate → verify) and its
 //!   defaults.
 //! - [`render`]: the answer's shapes for readers and scripts (text, JSON, notice), shared by
@@ -21,16 +27,19 @@
 //! - [`serve`]: the HTTP server (JSON API, OpenAI-compatible chat, web page).
 
 pub mod answer;
+pub mod answerable;
 pub mod cite;
 pub mod cli;
 pub mod commands;
 pub mod eval;
+pub mod evidence;
 pub mod progress;
 pub mod prompt;
 pub mod render;
 pub mod retrieve;
 pub mod safety;
 pub mod serve;
+pub mod span_unit;
 
 /// Generation lives in its own crate (`generate/`): it needs nothing of the rest, and the rest
 /// then compiles without recompiling the decoders.

@@ -92,6 +92,11 @@ pub struct Evidence {
     pub text: String,
     /// Cosine between the question and this passage, when dense retrieval found it.
     pub similarity: Option<f32>,
+    /// Its rank in the BM25 list and in the dense list, where it was in them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bm25_rank: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense_rank: Option<usize>,
 }
 
 impl Evidence {
@@ -291,6 +296,8 @@ mod tests {
             year: Some(2001),
             text: text.into(),
             similarity: None,
+            bm25_rank: None,
+            dense_rank: None,
         }
     }
 

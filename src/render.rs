@@ -55,6 +55,12 @@ pub fn answer_report(a: &Answer, show_evidence: bool) -> String {
 /// a reader sees, here and in the server's chat replies.
 pub fn answer_text(a: &Answer) -> String {
     let mut out = format!("{}\n", a.verified.answer);
+    if let Some(q) = &a.verified.quote {
+        out.push_str(&format!(
+            "\nSupporting sentence (PMID {}): \"{}\"\n",
+            q.pmid, q.sentence
+        ));
+    }
     if !a.verified.citations.is_empty() {
         out.push_str("\nReferences\n");
         for (i, c) in a.verified.citations.iter().enumerate() {

@@ -309,6 +309,135 @@ fn demo_runs_end_to_end() {
     // A second run reuses the index.
     let again = ok_json(&["demo", "--index", idx.to_str().unwrap(), "--json"]);
     assert_eq!(again["indexed_now"], false);
+    answers_on_the_hybrid_index(&idx);
+}
+
+/// On the sample's hybrid index (the demo's): the span answer is quoted with the sentence it
+/// was copied from; the answerability model decides, answering a reworded question and
+/// abstaining on a drug the corpus never names; and `eval answerability --fit` refits it.
+fn answers_on_the_hybrid_index(idx: &Path) {
+    let index = idx.to_str().unwrap();
+    let ask = |q: &str| ok_json(&["ask", q, "--index", index, "--json"]);
+    let v = ask("In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?");
+    assert_eq!(v["abstained"], false, "{v}");
+    let judged = &v["answerability"];
+    assert!(
+        judged["probability"].as_f64().unwrap() >= judged["threshold"].as_f64().unwrap(),
+        "{v}"
+    );
+    let answer = v["answer"].as_str().unwrap();
+    let (span, pmid) = answer
+        .strip_suffix(']')
+        .and_then(|a| a.rsplit_once(" [PMID "))
+        .unwrap_or_else(|| panic!("not a cited span: {answer}"));
+    assert_eq!(v["quote"]["pmid"], pmid, "{v}");
+    let sentence = v["quote"]["sentence"].as_str().unwrap();
+    assert!(
+        sentence.contains(span),
+        "{span:?} is not in its quoted sentence {sentence:?}"
+    );
+    let source = v["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["pmid"] == pmid)
+        .unwrap_or_else(|| panic!("{pmid} is not among the evidence: {v}"));
+    let text = format!(
+        "{} {}",
+        source["title"].as_str().unwrap(),
+        source["text"].as_str().unwrap()
+    );
+    assert!(
+        text.contains(sentence),
+        "the quote is not from the cited evidence: {v}"
+    );
+    // The span ends on a word's end in its sentence.
+    let at = sentence.find(span).unwrap() + span.len();
+    assert!(
+        !sentence[at..].starts_with(char::is_alphanumeric),
+        "{span:?} in {sentence:?}"
+    );
+    // The reader sees the quote too.
+    let out = medlit(&["ask", "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?", "--index", index]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("Supporting sentence (PMID {pmid})")));
+
+    // A drug no article of the sample names: abstain, before generating, and cite nothing.
+    let v = ask(
+        "Which receptor does aprocitentan block to lower blood pressure in resistant hypertension?",
+    );
+    assert_eq!(v["abstained"], true, "{v}");
+    assert_eq!(v["abstain_reason"], "weak_evidence", "{v}");
+    assert!(v["citations"].as_array().unwrap().is_empty(), "{v}");
+    assert!(v["quote"].is_null(), "{v}");
+    assert!(
+        v["answerability"]["signals"]["unknown"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+
+    // Refitting the model: cross-validated figures, a file `ask` can load, and no overwrite
+    // without --force.
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("model.json");
+    let dataset = Path::new(env!("CARGO_MANIFEST_DIR")).join("policy/answerability_train.jsonl");
+    let fit = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "answerability",
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--index",
+            index,
+            "--fit",
+            out_file.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        medlit(&args)
+    };
+    let out = fit(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["n"], 84, "{r}");
+    assert!(
+        r["predictions"]
+            .as_str()
+            .unwrap()
+            .starts_with("cross-validated"),
+        "{r}"
+    );
+    // Better than always answering (48 of 84 are answerable), on questions of folds it did not see.
+    assert!(r["accuracy"].as_f64().unwrap() > 48.0 / 84.0, "{r}");
+    assert!(
+        r["calibration"]["expected_calibration_error"]
+            .as_f64()
+            .unwrap()
+            < 0.3,
+        "{r}"
+    );
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    let again = fit(&[]);
+    assert!(
+        !again.status.success(),
+        "an existing model is not replaced without --force"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), written);
+    let v = ok_json(&[
+        "ask",
+        "Which receptor does aprocitentan block to lower blood pressure in resistant hypertension?",
+        "--index",
+        index,
+        "--answerability-model",
+        out_file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["abstained"], true, "{v}");
 }
 
 #[test]

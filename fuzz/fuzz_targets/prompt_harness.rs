@@ -25,6 +25,8 @@ pub fn check(data: &[u8]) {
             year: Some(2000),
             text: t.to_string(),
             similarity: None,
+            bm25_rank: None,
+            dense_rank: None,
         })
         .collect();
     let Ok(t) = Template::parse("fuzz", template) else {

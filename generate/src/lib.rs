@@ -107,6 +107,11 @@ pub struct Span {
     pub source: usize,
     pub prompt_tokens: usize,
     pub tokens: usize,
+    /// The token budget, not the model, ended the span (it may stop inside a phrase).
+    pub cut: bool,
+    /// Mean log-probability of the chosen tokens under the whole vocabulary: how sure the
+    /// model was of the copy (one of the answerability signals).
+    pub mean_logprob: f32,
     pub prefill_ms: f64,
     pub decode_ms: f64,
 }
@@ -394,6 +399,7 @@ impl Generator for GemmaGguf {
         let budget = max_tokens.min(context - prompt.len()).max(1);
         let t1 = Instant::now();
         let mut chosen = Vec::new();
+        let mut logprob_sum = 0f32;
         let mut told = String::new();
         while let Some(l) = logits.take() {
             // What the chosen tokens add to the text so far (decoded whole, so a character
@@ -414,6 +420,7 @@ impl Generator for GemmaGguf {
             if stop || !constraint.push(token) {
                 break;
             }
+            logprob_sum += span::log_probability(&l, token);
             chosen.push(token);
             if chosen.len() < budget {
                 logits = Some(self.model.forward(&[token], &mut cache)?);
@@ -427,6 +434,8 @@ impl Generator for GemmaGguf {
             source,
             prompt_tokens: prompt.len(),
             tokens: chosen.len(),
+            cut: chosen.len() >= budget,
+            mean_logprob: logprob_sum / chosen.len().max(1) as f32,
             prefill_ms,
             decode_ms: t1.elapsed().as_secs_f64() * 1000.0,
         }))

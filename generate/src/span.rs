@@ -75,6 +75,18 @@ impl SpanConstraint {
     }
 }
 
+/// `log softmax(logits)[token]`, computed stably.
+pub fn log_probability(logits: &[f32], token: u32) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return f32::NEG_INFINITY;
+    }
+    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    logits
+        .get(token as usize)
+        .map_or(f32::NEG_INFINITY, |&l| l - max - sum.ln())
+}
+
 /// The best of `allowed` and `stops` under `logits`, and whether it is a stop.
 pub fn best_choice(logits: &[f32], allowed: &[u32], stops: &[u32]) -> Option<(u32, bool)> {
     let score = |t: u32| logits.get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);

@@ -88,9 +88,8 @@ fn attention_blocks<const D: usize, const S: usize, const P: usize, const FUSED:
         }
         // Keys padded with zeros to whole blocks; the padded scores are never read.
         let width = n.div_ceil(KEY_BLOCK) * KEY_BLOCK;
-        let rows = n.div_ceil(S.max(P)) * S.max(P);
         scores.clear();
-        scores.resize(rows * width, 0.0);
+        scores.resize(S * width, 0.0);
         for h in 0..heads {
             let col = h * D;
             // This head's keys dimension-major and its values contiguous, so that both inner
@@ -111,6 +110,8 @@ fn attention_blocks<const D: usize, const S: usize, const P: usize, const FUSED:
                 &qkv[(first + i) * stride + col..][..D]
             };
             for i0 in (0..n).step_by(S) {
+                // The block's scores, softmax and weighted sum in turn, so that its S rows of
+                // scores stay in the first-level cache whatever the passage length.
                 let q: [&[f32]; S] = std::array::from_fn(|r| query(i0 + r));
                 for j0 in (0..width).step_by(KEY_BLOCK) {
                     let mut acc = [[0f32; KEY_BLOCK]; S];
@@ -126,28 +127,28 @@ fn attention_blocks<const D: usize, const S: usize, const P: usize, const FUSED:
                         }
                     }
                     for (r, a) in acc.iter().enumerate() {
-                        scores[(i0 + r) * width + j0..][..KEY_BLOCK].copy_from_slice(a);
+                        scores[r * width + j0..][..KEY_BLOCK].copy_from_slice(a);
                     }
                 }
                 for r in 0..S.min(n - i0) {
-                    softmax_row(&mut scores[(i0 + r) * width..][..n]);
+                    softmax_row(&mut scores[r * width..][..n]);
                 }
-            }
-            for i0 in (0..n).step_by(P) {
-                let mut acc = [[0f32; D]; P];
-                for (j, v) in values.chunks_exact(D).enumerate() {
-                    let Ok(v) = <&[f32; D]>::try_from(v) else {
-                        continue;
-                    };
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let p = scores[(i0 + r) * width + j];
-                        for (a, &x) in a.iter_mut().zip(v) {
-                            *a = fmadd::<FUSED>(p, x, *a);
+                for p0 in (0..S).step_by(P) {
+                    let mut acc = [[0f32; D]; P];
+                    for (j, v) in values.chunks_exact(D).enumerate() {
+                        let Ok(v) = <&[f32; D]>::try_from(v) else {
+                            continue;
+                        };
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            let p = scores[(p0 + r) * width + j];
+                            for (a, &x) in a.iter_mut().zip(v) {
+                                *a = fmadd::<FUSED>(p, x, *a);
+                            }
                         }
                     }
-                }
-                for (r, a) in acc.iter().enumerate().take(n - i0) {
-                    ctx[(first + i0 + r) * hidden + col..][..D].copy_from_slice(a);
+                    for (r, a) in acc.iter().enumerate().take(n.saturating_sub(i0 + p0)) {
+                        ctx[(first + i0 + p0 + r) * hidden + col..][..D].copy_from_slice(a);
+                    }
                 }
             }
         }

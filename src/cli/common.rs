@@ -163,13 +163,19 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 300)]
     pub llm_timeout: u64,
     /// Abstain when the best passage holds less than this share of the question's weight
-    /// (IDF of its words), 0..1
-    #[arg(long, default_value_t = crate::cite::Thresholds::DEFAULT_MIN_COVERAGE)]
-    pub min_coverage: f32,
+    /// (IDF of its words), 0..1. Giving it (or --min-similarity) replaces the answerability
+    /// model by this rule; keyword-only evidence always uses the rule [default: 0.5]
+    #[arg(long)]
+    pub min_coverage: Option<f32>,
     /// ...or when no passage is this close in meaning (cosine with the question; dense and
-    /// hybrid modes), 0..1
-    #[arg(long, default_value_t = crate::cite::Thresholds::DEFAULT_MIN_SIMILARITY)]
-    pub min_similarity: f32,
+    /// hybrid modes), 0..1 [default: 0.65]
+    #[arg(long)]
+    pub min_similarity: Option<f32>,
+    /// Answerability model (JSON, as `medlit eval answerability --fit` writes) deciding
+    /// abstention on hybrid and dense evidence [default: the built-in
+    /// policy/answerability.json]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["min_coverage", "min_similarity"])]
+    pub answerability_model: Option<std::path::PathBuf>,
 }
 
 /// How passages are embedded and the HNSW graph is built.

@@ -15,6 +15,44 @@ pub enum EvalCommand {
     Qa(EvalQaArgs),
     /// Safety policy: recall of refuse / safe_redirect / answer, over- and under-refusal
     Safety(EvalSafetyArgs),
+    /// Abstention: the answerability model on a question set (its calibration), or fitting it
+    Answerability(EvalAnswerabilityArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each question is retrieved as `ask` retrieves it (no generation) and the answerability signals of its evidence are computed: coverage, cosine, unknown terms, rare-term coverage, BM25/dense agreement. Without --fit the model in use (the built-in one, or --answerability-model) is measured; with --fit FILE a logistic model is fitted on the whole set and written to FILE, after K-fold cross-validation on the same set (each fold predicted by a model fitted on the others), whose figures are printed and recorded in the file. Needs an index with its dense half.\n\nExample (the built-in model was made so):\n  medlit eval answerability --dataset policy/answerability_train.jsonl --fit policy/answerability.json"
+)]
+pub struct EvalAnswerabilityArgs {
+    /// JSONL question set: answerable rows with `golden_answers`, unanswerable ones with
+    /// `"expected": "insufficient_evidence"` (as ../shared/eval/)
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Evidence articles per question, as `ask` gives a span answer
+    #[arg(long, short, default_value_t = crate::answer::SPAN_K)]
+    pub k: usize,
+    /// Fit the model on the dataset and write it here (JSON)
+    #[arg(long, value_name = "FILE")]
+    pub fit: Option<PathBuf>,
+    /// Replace FILE if it exists (--fit)
+    #[arg(long, requires = "fit")]
+    pub force: bool,
+    /// Folds of the cross-validation with --fit
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=100))]
+    pub folds: u16,
+    /// L2 penalty of the fit
+    #[arg(long, default_value_t = 0.05)]
+    pub l2: f32,
+    /// The model measured without --fit [default: the built-in policy/answerability.json]
+    #[arg(long, value_name = "FILE", conflicts_with = "fit")]
+    pub answerability_model: Option<PathBuf>,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

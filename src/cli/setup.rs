@@ -116,12 +116,35 @@ pub fn defaults(
                 seed: args.seed,
             },
             thresholds: Thresholds {
-                min_coverage: args.min_coverage,
-                min_similarity: args.min_similarity,
+                min_coverage: args
+                    .min_coverage
+                    .unwrap_or(Thresholds::DEFAULT_MIN_COVERAGE),
+                min_similarity: args
+                    .min_similarity
+                    .unwrap_or(Thresholds::DEFAULT_MIN_SIMILARITY),
                 ..Thresholds::default()
             },
+            answerability: answerability_model(args)?,
         },
     )?)
+}
+
+/// The answerability model: the file named, the built-in one, or none when a coverage rule
+/// was asked for.
+fn answerability_model(args: &GenerateArgs) -> Result<Option<crate::answerable::Model>> {
+    if args.min_coverage.is_some() || args.min_similarity.is_some() {
+        return Ok(None);
+    }
+    let model = match &args.answerability_model {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the answerability model {}", path.display()))?;
+            crate::answerable::Model::parse(&text)
+                .with_context(|| format!("in {}", path.display()))?
+        }
+        None => crate::answerable::Model::builtin().context("the built-in answerability model")?,
+    };
+    Ok(Some(model))
 }
 
 pub fn home() -> Result<MedlitHome> {

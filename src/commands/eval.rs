@@ -6,7 +6,7 @@ use crate::cli::setup;
 use medlit_corpus::datasets::{read_answer_set, read_qa, read_safety};
 
 use super::print_json;
-use crate::answer::{ask, gather_evidence};
+use crate::answer::{ask, gather_reranked};
 use crate::cite::question_coverage;
 use crate::cli::{EvalCommand, EvalModeArg, EvalQaArgs, EvalRetrievalArgs, EvalSafetyArgs};
 use crate::eval::qa::{exact_match, report, QaOutcome};
@@ -23,6 +23,7 @@ pub fn run(cmd: &EvalCommand) -> Result<()> {
         EvalCommand::Retrieval(a) => retrieval(a),
         EvalCommand::Qa(a) => qa(a),
         EvalCommand::Safety(a) => safety(a),
+        EvalCommand::Answerability(a) => super::eval_answerability::run(a),
     }
 }
 
@@ -299,16 +300,34 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                     removed_pmids: a.verified.removed_pmids.len(),
                     coverage: a.verified.question_coverage,
                     similarity: a.verified.question_similarity,
+                    p_answerable: a.answerability.as_ref().map(|j| j.probability),
+                    cut_inside_word: !a.verified.abstained
+                        && crate::eval::qa::cut_inside_word(
+                            &a.verified.answer,
+                            &a.evidence
+                                .iter()
+                                .flat_map(|e| [e.title.as_str(), e.text.as_str()])
+                                .collect::<Vec<_>>(),
+                        ),
                     ms: a.timings_ms.total,
                 }
             }
             None => {
                 let t = std::time::Instant::now();
-                let evidence = gather_evidence(&retriever, &item.question, opts.k, opts.mode, None)
+                let evidence = gather_reranked(&retriever, &item.question, opts.k, opts.mode, None)
                     .with_context(|| format!("retrieving for {}", item.id))?;
                 let coverage = question_coverage(&item.question, &evidence, &retriever.bm25);
                 let similarity = crate::cite::question_similarity(&evidence);
-                let abstained = !opts.thresholds.covers(coverage, similarity);
+                let judged = crate::answer::answerability(
+                    &retriever,
+                    &item.question,
+                    &evidence,
+                    opts.answerability.as_ref(),
+                );
+                let abstained = match &judged {
+                    Some(j) => j.probability < j.threshold,
+                    None => !opts.thresholds.covers(coverage, similarity),
+                };
                 QaOutcome {
                     id: item.id.clone(),
                     answer: String::new(),
@@ -319,6 +338,8 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                     removed_pmids: 0,
                     coverage,
                     similarity,
+                    p_answerable: judged.map(|j| j.probability),
+                    cut_inside_word: false,
                     ms: t.elapsed().as_secs_f64() * 1000.0,
                 }
             }
@@ -356,6 +377,20 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         println!("retrieval hit@k      {:>6.3}", r.retrieval_hit_k);
     }
     println!("abstained            {:>6.3}", r.abstained);
+    if r.exact_match.is_some() {
+        println!("spans cut in a word  {:>6}", r.spans_cut_inside_word);
+    }
+    if let Some(c) = &r.answerability_calibration {
+        println!(
+            "answerability ECE    {:>6.3}  (p50 probability {:.2})",
+            c.expected_calibration_error,
+            {
+                let mut p: Vec<f32> = r.items.iter().filter_map(|o| o.p_answerable).collect();
+                p.sort_by(f32::total_cmp);
+                p.get(p.len() / 2).copied().unwrap_or(0.0)
+            }
+        );
+    }
     println!("fabricated PMIDs     {:>6}", r.fabricated_pmids);
     println!(
         "time per question    p50 {:.0} ms, p95 {:.0} ms",

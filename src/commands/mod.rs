@@ -8,6 +8,7 @@ pub mod bench;
 pub mod compact;
 pub mod demo;
 pub mod eval;
+pub mod eval_answerability;
 pub mod export;
 pub mod fetch;
 pub mod index;

@@ -66,6 +66,10 @@ pub struct QaOutcome {
     pub coverage: f32,
     /// Cosine between the question and the closest passage (dense and hybrid modes).
     pub similarity: Option<f32>,
+    /// The answerability model's probability that the evidence answers (when it decided).
+    pub p_answerable: Option<f32>,
+    /// The answer is a copy of evidence text that starts or ends inside a word.
+    pub cut_inside_word: bool,
     pub ms: f64,
 }
 
@@ -86,7 +90,39 @@ pub struct QaReport {
     pub p95_ms: f64,
     pub k: usize,
     pub model: String,
+    /// Answers copied from evidence that start or end inside a word.
+    pub spans_cut_inside_word: usize,
+    /// Reliability of the answerability model's probabilities against the set's labels
+    /// (answerable or not), when it decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answerability_calibration: Option<crate::answerable::Calibration>,
     pub items: Vec<QaOutcome>,
+}
+
+/// Whether `answer` (its short answer) is a copy of some of `texts` that begins or ends in the
+/// middle of a word there (every copy of it does).
+pub fn cut_inside_word(answer: &str, texts: &[&str]) -> bool {
+    let short = short_answer(answer);
+    if short.is_empty() {
+        return false;
+    }
+    let mut found = false;
+    for t in texts {
+        for (at, _) in t.match_indices(short.as_str()) {
+            found = true;
+            let before = t[..at].chars().next_back();
+            let after = t[at + short.len()..].chars().next();
+            let first = short.chars().next();
+            let last = short.chars().next_back();
+            let inside = |edge: Option<char>, own: Option<char>| {
+                edge.is_some_and(char::is_alphanumeric) && own.is_some_and(char::is_alphanumeric)
+            };
+            if !inside(before, first) && !inside(after, last) {
+                return false;
+            }
+        }
+    }
+    found
 }
 
 /// Aggregates outcomes; `answerable[i]` tells whether item i has a golden answer, `source[i]`
@@ -121,6 +157,15 @@ pub fn report(
         .zip(source)
         .filter(|(o, s)| s.as_ref().is_some_and(|s| o.citations.contains(s)))
         .count();
+    let judged: Vec<(f32, bool)> = items
+        .iter()
+        .zip(answerable)
+        .filter_map(|(o, &a)| o.p_answerable.map(|p| (p, a)))
+        .collect();
+    let answerability_calibration = (!judged.is_empty()).then(|| {
+        let (p, a): (Vec<f32>, Vec<bool>) = judged.into_iter().unzip();
+        crate::answerable::calibration(&p, &a, 10)
+    });
     let mut ms: Vec<f64> = items.iter().map(|o| o.ms).collect();
     ms.sort_by(f64::total_cmp);
     QaReport {
@@ -135,6 +180,8 @@ pub fn report(
         p95_ms: super::retrieval::percentile(&ms, 0.95),
         k,
         model,
+        spans_cut_inside_word: items.iter().filter(|o| o.cut_inside_word).count(),
+        answerability_calibration,
         items,
     }
 }
@@ -174,5 +221,15 @@ mod tests {
         assert!(!exact_match("Fitness", &gold));
         // Only the first sentence counts.
         assert!(!exact_match("A walking test. Not the SFT.", &gold));
+    }
+
+    #[test]
+    fn a_copy_cut_inside_a_word_is_found() {
+        let texts = ["Lecithin had no effect in DS.", "Serum lecithin rose."];
+        assert!(cut_inside_word("Lec [PMID 1]", &texts[..1]));
+        assert!(!cut_inside_word("Lecithin [PMID 1]", &texts));
+        // One whole-word copy is enough.
+        assert!(!cut_inside_word("lecithin", &texts));
+        assert!(!cut_inside_word("not in the evidence", &texts));
     }
 }

@@ -363,6 +363,19 @@ impl Bm25Searcher {
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
+    /// Live articles in the index.
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Articles holding the analysed `term` in title or abstract.
+    pub fn doc_freq(&self, term: &str) -> u64 {
+        self.reader
+            .searcher()
+            .doc_freq(&Term::from_field_text(self.fields.text, term))
+            .unwrap_or(0)
+    }
+
     /// The live document of a PMID (the index holds at most one).
     fn doc_by_pmid(
         &self,

@@ -14,7 +14,7 @@ function el(tag, text, attrs) {
 
 function reset() {
   for (const id of ["answer-section", "evidence-section", "results-section", "safety",
-                    "refs-heading", "related-heading"]) $(id).hidden = true;
+                    "refs-heading", "related-heading", "quote"]) $(id).hidden = true;
   for (const id of ["references", "related", "evidence", "results"]) $(id).replaceChildren();
   $("answer").textContent = "";
   $("answer").className = "";
@@ -77,8 +77,19 @@ function refItem(n, pmid, title, journal, year) {
   return li;
 }
 
-// The passage with the sentence that best supports `claim` marked.
-function highlighted(text, claim) {
+// The passage with the sentence that supports the answer marked: the quoted sentence when the
+// answer quotes this passage (the sentence a span was copied from), else the one sharing most
+// words with `claim`.
+function highlighted(text, claim, quoted) {
+  if (quoted) {
+    const at = text.indexOf(quoted);
+    if (at >= 0) {
+      const p = el("p");
+      p.append(document.createTextNode(text.slice(0, at)), el("mark", quoted),
+               document.createTextNode(text.slice(at + quoted.length)));
+      return p;
+    }
+  }
   const sentences = text.match(/[^.!?]+[.!?]*\s*/g) || [text];
   const words = new Set((claim || "").toLowerCase().match(/[a-z0-9]+/g) || []);
   let best = -1, bestScore = 0;
@@ -108,6 +119,12 @@ function showAnswer(a) {
       ans.append(document.createTextNode(part));
     }
   });
+  if (a.quote) {
+    $("quote").hidden = false;
+    $("quote").replaceChildren(el("span", `“${a.quote.sentence}”`), " ",
+      el("a", `PMID ${a.quote.pmid}`, { href: pubmed(a.quote.pmid), target: "_blank",
+        rel: "noopener", class: "quote-pmid" }));
+  }
   if (a.safety && a.safety.decision !== "answer") {
     $("safety").hidden = false;
     $("safety").textContent = a.safety.decision === "refuse"
@@ -141,7 +158,7 @@ function showAnswer(a) {
       h.append(el("a", `PMID ${e.pmid}`, { href: pubmed(e.pmid), target: "_blank", rel: "noopener" }),
                " ", e.title);
       div.append(h, el("p", `${e.journal}${e.year ? ", " + e.year : ""}`, { class: "meta" }),
-                 highlighted(e.text, claim));
+                 highlighted(e.text, claim, a.quote && a.quote.pmid === e.pmid ? a.quote.sentence : null));
       $("evidence").append(div);
     }
   }
