@@ -230,6 +230,20 @@ fn a_question_typed_into_the_page_gets_an_answer_citing_the_source_article() {
         marked.as_str().is_some_and(|m| m.contains("95%")),
         "{marked}"
     );
+    // The sentence the span was copied from is quoted under the answer, with its PMID, and it
+    // is the one marked in the passage.
+    let quote = browser.script(
+        "const q = document.querySelector('#quote');          return q && !q.hidden && [q.textContent, q.querySelector('a.quote-pmid')?.href]",
+    );
+    let quoted = quote[0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no quote shown: {quote}"));
+    assert!(quoted.contains("95%"), "{quote}");
+    assert_eq!(quote[1], json!(want), "{quote}");
+    assert!(
+        quoted.contains(marked.as_str().unwrap().trim()),
+        "{quote} / {marked}"
+    );
     let notice = browser.script("return document.querySelector('#notice').textContent");
     assert!(notice.as_str().unwrap().contains("not medical advice"));
     // The page says what the corpus covers, from /api/stats.
