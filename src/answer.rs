@@ -200,15 +200,7 @@ pub fn answerability_signals(
     }
     let articles: Vec<String> = evidence
         .iter()
-        .map(|e| {
-            let text = retriever
-                .bm25
-                .abstract_of(e.pmid)
-                .ok()
-                .flatten()
-                .map_or_else(|| e.text.clone(), |(_, a)| a);
-            format!("{} {}", e.title, text)
-        })
+        .map(|e| format!("{} {}", e.title, whole_text(retriever, e)))
         .collect();
     Some(crate::answerable::signals(
         question,
@@ -217,6 +209,17 @@ pub fn answerability_signals(
         sentence_similarity(retriever, question, evidence).unwrap_or(0.0),
         &retriever.bm25,
     ))
+}
+
+/// The whole abstract of an evidence article (its passage when the index has no abstract for
+/// it).
+fn whole_text(retriever: &Retriever, e: &Evidence) -> String {
+    retriever
+        .bm25
+        .abstract_of(e.pmid)
+        .ok()
+        .flatten()
+        .map_or_else(|| e.text.clone(), |(_, a)| a)
 }
 
 /// The highest cosine between `question` and one sentence (or the title) of the evidence
@@ -230,12 +233,7 @@ fn sentence_similarity(
     let mut texts: Vec<String> = Vec::new();
     for e in evidence {
         texts.push(e.title.clone());
-        let text = retriever
-            .bm25
-            .abstract_of(e.pmid)
-            .ok()
-            .flatten()
-            .map_or_else(|| e.text.clone(), |(_, a)| a);
+        let text = whole_text(retriever, e);
         texts.extend(
             crate::span_unit::sentences(&text)
                 .into_iter()
