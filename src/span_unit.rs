@@ -285,7 +285,9 @@ fn find(passage: &str, span: &str) -> Option<(usize, usize)> {
                 false
             }
         });
-        if ok {
+        // Offsets in the lower-cased copy are the passage's only where both are char
+        // boundaries there (lower-casing kept the length overall, not per character).
+        if ok && passage.is_char_boundary(at) && passage.is_char_boundary(pos) {
             return Some((at, pos));
         }
         from = at + first_lower.len().max(1);
@@ -477,5 +479,10 @@ mod tests {
         );
         assert!(whole_unit(p, "tumour necrosis", false).is_none());
         assert!(whole_unit("1. Results", "1.", false).is_none());
+        // Lower-casing that changes byte lengths (K, the Kelvin sign, is 3 bytes; k is 1)
+        // but not the total: no slice off a char boundary.
+        let odd = "\u{212A}ab ß Serum";
+        let _ = whole_unit(odd, "SERUM", false);
+        let _ = whole_unit(odd, "kab", false);
     }
 }
