@@ -811,6 +811,26 @@ fn ask_names_a_bad_prompt_template_or_model_file() {
     let err = stderr(&out);
     assert!(err.contains("model.gguf") && err.contains("GGUF"), "{err}");
     assert!(out.stdout.is_empty(), "nothing is printed as an answer");
+
+    // An answerability model that is not JSON, or names other signals, is named and refused.
+    let weights = dir.path().join("answerability.json");
+    for (text, says) in [
+        ("{not json", "not valid JSON"),
+        (
+            r#"{"features":["x"],"mean":[0],"scale":[1],"weights":[1],"bias":0,"threshold":0.5}"#,
+            "names features",
+        ),
+    ] {
+        std::fs::write(&weights, text).unwrap();
+        let out = ask_with("--answerability-model", &weights);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("answerability.json") && err.contains(says),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "nothing is printed as an answer");
+    }
 }
 
 #[test]
