@@ -206,7 +206,15 @@ pub fn answerability_signals(
         question,
         evidence,
         &articles,
-        sentence_similarity(retriever, question, evidence).unwrap_or(0.0),
+        // Re-ranking embedded every sentence of these articles already.
+        match evidence
+            .iter()
+            .map(|e| e.closest_sentence)
+            .collect::<Option<Vec<f32>>>()
+        {
+            Some(c) if !c.is_empty() => c.into_iter().fold(f32::NEG_INFINITY, f32::max),
+            _ => sentence_similarity(retriever, question, evidence).unwrap_or(0.0),
+        },
         &retriever.bm25,
     ))
 }
@@ -282,13 +290,14 @@ pub fn gather_evidence(
             similarity: h.similarity,
             bm25_rank: h.bm25_rank,
             dense_rank: h.dense_rank,
+            closest_sentence: None,
         });
     }
     Ok(evidence)
 }
 
-/// Candidates re-ranked by sentence evidence per evidence article kept: the fused list's top
-/// `RERANK_DEPTH / k` times deeper than what is shown.
+/// Candidates re-ranked by sentence evidence per evidence article kept: the fused list is read
+/// `RERANK_DEPTH` times deeper than what is shown.
 const RERANK_DEPTH: usize = 3;
 
 /// The `k` best articles for `question`: the fused list's top `RERANK_DEPTH · k`, re-ranked by
@@ -327,6 +336,9 @@ pub fn gather_reranked(
     let mut order: Vec<usize> = (0..evidence.len()).collect();
     order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
     order.truncate(k);
+    for (e, &c) in evidence.iter_mut().zip(&closest) {
+        e.closest_sentence = c.is_finite().then_some(c);
+    }
     let mut taken: Vec<Option<Evidence>> = evidence.drain(..).map(Some).collect();
     Ok(order.into_iter().filter_map(|i| taken[i].take()).collect())
 }

@@ -484,6 +484,7 @@ mod tests {
             similarity: None,
             bm25_rank: None,
             dense_rank: None,
+            closest_sentence: None,
         }
     }
 

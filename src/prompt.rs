@@ -97,6 +97,10 @@ pub struct Evidence {
     pub bm25_rank: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dense_rank: Option<usize>,
+    /// The question's cosine to this article's closest sentence, when re-ranking computed it
+    /// (the answerability signals reuse it).
+    #[serde(skip)]
+    pub closest_sentence: Option<f32>,
 }
 
 impl Evidence {
@@ -298,6 +302,7 @@ mod tests {
             similarity: None,
             bm25_rank: None,
             dense_rank: None,
+            closest_sentence: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub fn check(data: &[u8]) {
             similarity: None,
             bm25_rank: None,
             dense_rank: None,
+            closest_sentence: None,
         })
         .collect();
     let Ok(t) = Template::parse("fuzz", template) else {
