@@ -18,6 +18,8 @@
 //!   unknown terms, cosine, rank agreement) and the calibrated logistic model over them.
 //! - [`answer`]: the query path end to end (retrieve → prompt → generate → verify) and its
 //!   defaults.
+//! - [`reference`]: an article's record as text, JSON, MEDLINE, RIS, BibTeX and CSL-JSON (for
+//!   `show` and citation export).
 //! - [`render`]: the answer's shapes for readers and scripts (text, JSON, notice), shared by
 //!   the CLI and the server.
 //! - [`eval`]: evaluation metrics (retrieval recall, MRR, latency).
@@ -35,6 +37,7 @@ pub mod eval;
 pub mod evidence;
 pub mod progress;
 pub mod prompt;
+pub mod reference;
 pub mod render;
 pub mod retrieve;
 pub mod safety;

@@ -293,6 +293,59 @@ fn the_web_page_and_its_assets_are_served_from_the_binary() {
     assert!(js.contains("/api/ask") && js.contains("textContent"));
 }
 
+/// `GET /api/article/{pmid}` is `medlit show --json`'s record; with `format` it is a download,
+/// as is `GET /api/export`; a PMID not held is a JSON 404, a bad one a 400.
+#[test]
+fn api_article_and_export_serve_the_records_show_prints() {
+    let server = Server::start(&[]);
+    let (status, v) = get(&server.url("/api/article/403714"));
+    assert_eq!(status, 200, "{v}");
+    let idx = index_arg();
+    let cli = ok_json(&["show", "--index", &idx, "403714", "--json"]);
+    assert_eq!(v, cli["articles"][0]);
+
+    let mut r = agent()
+        .get(&server.url("/api/article/PMID:403714?format=bibtex"))
+        .call()
+        .unwrap();
+    let disposition = r
+        .headers()
+        .get("content-disposition")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(disposition, "attachment; filename=\"pmid-403714.bib\"");
+    assert!(r
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+        .starts_with("@article{pmid403714,"));
+
+    let mut r = agent()
+        .get(&server.url("/api/export?pmids=403714,999999999,34097252&format=medline"))
+        .call()
+        .unwrap();
+    assert_eq!(r.headers().get("x-medlit-missing").unwrap(), "999999999");
+    let nbib = r.body_mut().read_to_string().unwrap();
+    assert_eq!(nbib.matches("PMID- ").count(), 2, "{nbib}");
+
+    let (status, v) = get(&server.url("/api/article/999999999"));
+    assert_json_error(status, &v, 404);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("999999999"),
+        "{v}"
+    );
+    let (status, v) = get(&server.url("/api/article/abc"));
+    assert_json_error(status, &v, 400);
+    let (status, v) = get(&server.url("/api/export?pmids=403714&format=endnote"));
+    assert_json_error(status, &v, 400);
+    assert_eq!(v["error"]["param"], "format", "{v}");
+}
+
 /// `ask --llm-endpoint` sends the filled prompt to an OpenAI-compatible server — here medlit's
 /// own, running in the test — and verifies the reply against its own evidence; a server that
 /// is down is a clear error after the retries.

@@ -7,12 +7,15 @@
 //! - [`crash`]: a build killed mid-write and resumed; nothing half-written.
 //! - [`serve`]: the HTTP API, the OpenAI-compatible route (with the official client), limits.
 //! - [`web_page`]: the page in a real Chromium.
+//! - [`lookup`]: `show`, citation export read back by other readers, the parser against
+//!   pubmed_parser.
 //! - [`model_folder`]: `ask --model FOLDER` on the tiny Gemma 4 fixture.
 //! - [`prompt_fuzz_corpus`]: the prompt filler's fuzz corpus replayed.
 mod common;
 
 mod cli;
 mod crash;
+mod lookup;
 mod model_folder;
 mod prompt_fuzz_corpus;
 mod serve;

@@ -244,6 +244,22 @@ fn a_question_typed_into_the_page_gets_an_answer_citing_the_source_article() {
         quoted.contains(marked.as_str().unwrap().trim()),
         "{quote} / {marked}"
     );
+    // The cited references download for a reference manager: the RIS link's file holds the
+    // source article's record.
+    let ris =
+        browser.script("return document.querySelector('#export a.export[data-format=ris]')?.href");
+    let ris = ris
+        .as_str()
+        .unwrap_or_else(|| panic!("no RIS download link: {ris}"));
+    let body = agent()
+        .get(ris)
+        .call()
+        .expect("downloading the references")
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(body.starts_with("TY  - JOUR"), "{body}");
+    assert!(body.contains(&format!("AN  - {SOURCE_PMID}\n")), "{body}");
     let notice = browser.script("return document.querySelector('#notice').textContent");
     assert!(notice.as_str().unwrap().contains("not medical advice"));
     // The page says what the corpus covers, from /api/stats.

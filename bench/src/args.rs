@@ -245,6 +245,10 @@ pub struct BenchIngestArgs {
     /// Skip the Python peer (pubmed_parser.parse_medline_xml)
     #[arg(long)]
     pub no_peer: bool,
+    /// Instead of timing: compare every field of every record with pubmed_parser's reading,
+    /// put each difference down to an explained cause, and fail on any unexplained one
+    #[arg(long, conflicts_with = "no_peer")]
+    pub compare: bool,
     /// Runs of each medlit measurement; the best is reported (the peer runs once)
     #[arg(long, default_value_t = 3)]
     pub runs: usize,

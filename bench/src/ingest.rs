@@ -17,7 +17,7 @@ use crate::peer::peer_json;
 use crate::peer::peer_python;
 
 const PEER_SCRIPT: &str = include_str!("../peers/pubmed_parser_peer.py");
-const PEER_PACKAGE: &str = "pubmed_parser==0.5.1";
+pub(crate) const PEER_PACKAGE: &str = "pubmed_parser==0.5.1";
 
 #[derive(Debug, Serialize)]
 struct Throughput {
@@ -70,6 +70,9 @@ pub fn run(args: &BenchIngestArgs) -> Result<()> {
     } else {
         args.files.clone()
     };
+    if args.compare {
+        return compare(args, &files);
+    }
     let say = |s: &str| {
         if !args.json {
             eprintln!("{s}");
@@ -172,6 +175,76 @@ pub fn run(args: &BenchIngestArgs) -> Result<()> {
         println!("ratio vs peer: {r:.1}x on one thread, {rp:.1}x in parallel");
     }
     println!("medlit index end to end (BM25): {:.1} s", out.index_seconds);
+    Ok(())
+}
+
+/// `--compare`: the field-by-field agreement with pubmed_parser; fails on any unexplained
+/// difference.
+fn compare(args: &BenchIngestArgs, files: &[PathBuf]) -> Result<()> {
+    if !args.json {
+        eprintln!(
+            "parsing with medlit and with pubmed_parser (Python), then comparing every field…"
+        );
+    }
+    let report = crate::ingest_compare::compare(&args.python, files)?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "records: medlit {}, pubmed_parser {}, compared {}",
+            report.medlit_records, report.peer_records, report.compared
+        );
+        println!(
+            "{:<22} {:>8} {:>10} {:>12}  causes",
+            "field", "agree", "explained", "unexplained"
+        );
+        for f in &report.fields {
+            let causes: Vec<String> = f
+                .explained
+                .iter()
+                .map(|(c, n)| {
+                    format!(
+                        "{} {n}",
+                        serde_json::to_string(c)
+                            .unwrap_or_default()
+                            .trim_matches('"')
+                    )
+                })
+                .collect();
+            println!(
+                "{:<22} {:>8} {:>10} {:>12}  {}",
+                f.field,
+                f.agree,
+                f.explained.values().sum::<u64>(),
+                f.unexplained,
+                causes.join(", ")
+            );
+        }
+        for (c, text) in &report.causes {
+            println!(
+                "- {}: {text}",
+                serde_json::to_string(c)
+                    .unwrap_or_default()
+                    .trim_matches('"')
+            );
+        }
+        for f in &report.fields {
+            for e in f.examples.iter().filter(|e| e.cause.is_none()) {
+                println!(
+                    "unexplained {} PMID {}: medlit {:?} / pubmed_parser {:?}",
+                    f.field, e.pmid, e.medlit, e.pubmed_parser
+                );
+            }
+        }
+    }
+    if report.unexplained > 0 {
+        anyhow::bail!(
+            "{} unexplained differences from pubmed_parser (PMIDs only one side read: medlit {}, pubmed_parser {})",
+            report.unexplained,
+            report.only_medlit.len(),
+            report.only_peer.len()
+        );
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! Module map:
 //! - [`args`]: the command line, one subcommand per benchmark.
 //! - [`ingest`]: PubMed parsing and BM25 indexing against Python's pubmed_parser.
+//! - [`ingest_compare`]: every field of every record against pubmed_parser's reading.
 //! - [`embed`]: passage embedding against Python onnxruntime + tokenizers.
 //! - [`search`]: per-query latency of each search mode against bm25s and numpy.
 //! - [`generate`]: prefill and decode speed against llama.cpp's llama-bench (built here).
@@ -20,6 +21,7 @@ mod args;
 mod embed;
 mod generate;
 mod ingest;
+mod ingest_compare;
 mod peer;
 mod plot;
 mod scale;

@@ -12,17 +12,78 @@ pub struct Article {
     pub title: String,
     /// Every `Abstract/AbstractText` in order, one per line; labelled sections as `LABEL: text`.
     pub abstract_text: String,
+    /// The `Label` of each line of `abstract_text` ("" for none); empty when no section has
+    /// one. Kept apart so a section's label is never guessed from its text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub section_labels: Vec<String>,
     pub journal: String,
     pub journal_iso: String,
     /// `PubDate/Year`, else the first year in `MedlineDate`.
     pub year: Option<i32>,
-    pub authors: Vec<String>,
+    pub authors: Vec<Author>,
     pub mesh: Vec<MeshHeading>,
     pub keywords: Vec<String>,
     pub pub_types: Vec<String>,
     pub languages: Vec<String>,
     pub doi: Option<String>,
     pub pmc: Option<String>,
+    /// `JournalIssue/Volume`, `JournalIssue/Issue`, `Pagination/MedlinePgn`: what a reference
+    /// manager needs to cite the article.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub volume: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issue: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pages: String,
+}
+
+/// One `AuthorList/Author`: a person, or a group (`CollectiveName`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    /// `LastName`; for a group, its `CollectiveName`.
+    pub last: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fore: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub initials: String,
+    /// A group author, not a person.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub collective: bool,
+}
+
+impl Author {
+    /// As a reader writes it: "Ann B Roe", or the group's name.
+    pub fn full_name(&self) -> String {
+        join_nonempty(&[self.given(), &self.last], " ")
+    }
+
+    /// As PubMed lists and searches it (`[au]`): "Roe AB", or the group's name.
+    pub fn short_name(&self) -> String {
+        join_nonempty(&[&self.last, &self.initials], " ")
+    }
+
+    /// As reference managers file it: "Roe, Ann B", or the group's name.
+    pub fn inverted(&self) -> String {
+        join_nonempty(&[&self.last, self.given()], ", ")
+    }
+
+    /// The forename, else the initials.
+    pub fn given(&self) -> &str {
+        if self.fore.is_empty() {
+            &self.initials
+        } else {
+            &self.fore
+        }
+    }
+}
+
+fn join_nonempty(parts: &[&str], sep: &str) -> String {
+    parts
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +96,30 @@ pub struct MeshHeading {
 impl Article {
     pub fn has_abstract(&self) -> bool {
         !self.abstract_text.is_empty()
+    }
+
+    /// The abstract's sections: `(label, text)`, the label empty for an unlabelled section.
+    pub fn sections(&self) -> Vec<(&str, &str)> {
+        self.abstract_text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                let label = self.section_labels.get(i).map_or("", String::as_str);
+                let text = if label.is_empty() {
+                    line
+                } else {
+                    line.strip_prefix(label)
+                        .and_then(|t| t.strip_prefix(": "))
+                        .unwrap_or(line)
+                };
+                (label, text)
+            })
+            .collect()
+    }
+
+    /// The article's page on PubMed.
+    pub fn pubmed_url(&self) -> String {
+        format!("https://pubmed.ncbi.nlm.nih.gov/{}/", self.pmid)
     }
 }
 

@@ -39,6 +39,37 @@ pub struct Fields {
     pub pmc: Field,
     /// 1 when the abstract is not empty: counts `with_abstract` without reading documents.
     pub has_abstract: Field,
+    /// The fields below came with `medlit show` and the field filters; an index built before
+    /// lacks them and still opens (what needs them says to rebuild).
+    pub filters: Option<FilterFields>,
+}
+
+/// The whole record, and the exact-match keys the field filters look up. Keys are lower-case
+/// raw terms (not analysed), so `--mesh "Brucellosis"` matches the descriptor, not its words.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterFields {
+    /// The article as JSON (an [`Article`] without title and abstract, which are stored
+    /// above): authors, MeSH with major topics, languages, volume, issue, pages.
+    pub record: Field,
+    /// "roe ab": last name and initials, as PubMed's `[au]` matches by prefix.
+    pub author: Field,
+    /// Journal title and ISO abbreviation.
+    pub journal: Field,
+    pub mesh: Field,
+    /// Descriptors that are a major topic of the article (`[majr]`).
+    pub mesh_major: Field,
+    pub pub_type: Field,
+    /// Language codes as MEDLINE writes them ("eng").
+    pub lang: Field,
+}
+
+/// The key a filter value is matched by: what [`document`] stores, lower-cased with its
+/// spaces collapsed.
+pub fn filter_key(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// The schema and its field handles.
@@ -71,6 +102,15 @@ pub fn schema() -> (Schema, Fields) {
         doi: b.add_text_field("doi", STRING | STORED),
         pmc: b.add_text_field("pmc", STRING | STORED),
         has_abstract: b.add_u64_field("has_abstract", INDEXED),
+        filters: Some(FilterFields {
+            record: b.add_bytes_field("record", STORED),
+            author: b.add_text_field("author_key", STRING),
+            journal: b.add_text_field("journal_key", STRING),
+            mesh: b.add_text_field("mesh_key", STRING),
+            mesh_major: b.add_text_field("mesh_major_key", STRING),
+            pub_type: b.add_text_field("pub_type_key", STRING),
+            lang: b.add_text_field("lang_key", STRING),
+        }),
     };
     (b.build(), fields)
 }
@@ -93,6 +133,17 @@ pub fn fields_of(index: &Index) -> Result<Fields, tantivy::TantivyError> {
         doi: f("doi")?,
         pmc: f("pmc")?,
         has_abstract: f("has_abstract")?,
+        filters: (|| {
+            Some(FilterFields {
+                record: f("record").ok()?,
+                author: f("author_key").ok()?,
+                journal: f("journal_key").ok()?,
+                mesh: f("mesh_key").ok()?,
+                mesh_major: f("mesh_major_key").ok()?,
+                pub_type: f("pub_type_key").ok()?,
+                lang: f("lang_key").ok()?,
+            })
+        })(),
     })
 }
 
@@ -168,7 +219,60 @@ pub fn document(f: &Fields, a: &Article) -> TantivyDocument {
         d.add_text(f.pmc, pmc);
     }
     d.add_u64(f.has_abstract, u64::from(a.has_abstract()));
+    if let Some(k) = &f.filters {
+        add_filter_keys(&mut d, k, a);
+    }
     d
+}
+
+fn add_filter_keys(d: &mut TantivyDocument, k: &FilterFields, a: &Article) {
+    let meta = Article {
+        title: String::new(),
+        abstract_text: String::new(),
+        ..a.clone()
+    };
+    // Serialising a plain struct of strings and numbers cannot fail.
+    if let Ok(json) = serde_json::to_vec(&meta) {
+        d.add_bytes(k.record, &json);
+    }
+    for au in &a.authors {
+        d.add_text(k.author, filter_key(&au.short_name()));
+    }
+    for j in [&a.journal, &a.journal_iso] {
+        if !j.is_empty() {
+            d.add_text(k.journal, filter_key(j));
+        }
+    }
+    for m in &a.mesh {
+        d.add_text(k.mesh, filter_key(&m.descriptor));
+        if m.major {
+            d.add_text(k.mesh_major, filter_key(&m.descriptor));
+        }
+    }
+    for p in &a.pub_types {
+        d.add_text(k.pub_type, filter_key(p));
+    }
+    for l in &a.languages {
+        d.add_text(k.lang, filter_key(l));
+    }
+}
+
+/// The whole stored article of a document: the record's JSON with the stored title and
+/// abstract; `None` from an index built before records were stored.
+pub fn stored_article(f: &Fields, d: &TantivyDocument) -> Option<Article> {
+    use tantivy::schema::Value;
+    let k = f.filters.as_ref()?;
+    let bytes = d.get_first(k.record)?.as_bytes()?;
+    let mut a: Article = serde_json::from_slice(bytes).ok()?;
+    let text = |field| {
+        d.get_first(field)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    a.title = text(f.title);
+    a.abstract_text = text(f.abstract_text);
+    Some(a)
 }
 
 /// Live documents, and live documents with an abstract, as `searcher` sees them.

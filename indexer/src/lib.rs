@@ -46,7 +46,7 @@ pub mod source;
 pub mod utf8;
 pub mod verify;
 
-pub use article::{Article, MeshHeading, Rejected};
+pub use article::{Article, Author, MeshHeading, Rejected};
 pub use build::{
     build_index, BuildEvent, BuildMode, BuildOptions, BuildReport, Commit, DenseOptions, RunCounts,
 };

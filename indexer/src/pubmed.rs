@@ -14,7 +14,7 @@ use medlit_corpus::digest::HashingReader;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
-use crate::article::{Article, MeshHeading, Rejected};
+use crate::article::{Article, Author, MeshHeading, Rejected};
 use crate::source::SkippingSource;
 use crate::utf8::Utf8Sanitizer;
 use crate::IndexError;
@@ -402,6 +402,10 @@ enum Tag {
     PubDate,
     Year,
     MedlineDate,
+    Volume,
+    Issue,
+    Pagination,
+    MedlinePgn,
     Title,
     IsoAbbreviation,
     ArticleTitle,
@@ -446,6 +450,10 @@ impl Tag {
             "PubDate" => Tag::PubDate,
             "Year" => Tag::Year,
             "MedlineDate" => Tag::MedlineDate,
+            "Volume" => Tag::Volume,
+            "Issue" => Tag::Issue,
+            "Pagination" => Tag::Pagination,
+            "MedlinePgn" => Tag::MedlinePgn,
             "Title" => Tag::Title,
             "ISOAbbreviation" => Tag::IsoAbbreviation,
             "ArticleTitle" => Tag::ArticleTitle,
@@ -482,7 +490,6 @@ impl Tag {
             | "DateCompleted"
             | "DateRevised"
             | "ArticleDate"
-            | "Pagination"
             | "InvestigatorList"
             | "SupplMeshList"
             | "GeneralNote"
@@ -509,6 +516,10 @@ impl Tag {
             Tag::PubDate => "PubDate",
             Tag::Year => "Year",
             Tag::MedlineDate => "MedlineDate",
+            Tag::Volume => "Volume",
+            Tag::Issue => "Issue",
+            Tag::Pagination => "Pagination",
+            Tag::MedlinePgn => "MedlinePgn",
             Tag::Title => "Title",
             Tag::IsoAbbreviation => "ISOAbbreviation",
             Tag::ArticleTitle => "ArticleTitle",
@@ -552,6 +563,9 @@ enum Target {
     JournalIso,
     Year,
     MedlineDate,
+    Volume,
+    Issue,
+    Pages,
     LastName,
     ForeName,
     Initials,
@@ -590,6 +604,8 @@ struct Draft {
     vernacular_title: String,
     medline_date: String,
     sections: Vec<String>,
+    /// Label of each of `sections` ("" for none).
+    labels: Vec<String>,
     section_label: Option<String>,
     author: AuthorParts,
     mesh_descriptor: String,
@@ -725,6 +741,27 @@ impl Parser {
                     .ends_with(&[T::JournalIssue, T::PubDate, T::MedlineDate]) =>
             {
                 Target::MedlineDate
+            }
+            T::Volume
+                if self
+                    .stack
+                    .ends_with(&[T::Journal, T::JournalIssue, T::Volume]) =>
+            {
+                Target::Volume
+            }
+            T::Issue
+                if self
+                    .stack
+                    .ends_with(&[T::Journal, T::JournalIssue, T::Issue]) =>
+            {
+                Target::Issue
+            }
+            T::MedlinePgn
+                if self
+                    .stack
+                    .ends_with(&[T::Article, T::Pagination, T::MedlinePgn]) =>
+            {
+                Target::Pages
             }
             T::LastName
                 if self
@@ -863,22 +900,22 @@ impl Parser {
             Tag::Author => {
                 if let Some(d) = self.draft.as_mut() {
                     let a = std::mem::take(&mut d.author);
-                    let name = if !a.collective.is_empty() {
-                        a.collective
+                    let author = if !a.collective.is_empty() {
+                        Author {
+                            last: a.collective,
+                            collective: true,
+                            ..Author::default()
+                        }
                     } else {
-                        let first = if a.fore.is_empty() {
-                            a.initials
-                        } else {
-                            a.fore
-                        };
-                        [first, a.last]
-                            .into_iter()
-                            .filter(|s| !s.is_empty())
-                            .collect::<Vec<_>>()
-                            .join(" ")
+                        Author {
+                            last: a.last,
+                            fore: a.fore,
+                            initials: a.initials,
+                            collective: false,
+                        }
                     };
-                    if !name.is_empty() {
-                        d.article.authors.push(name);
+                    if !author.last.is_empty() || !author.given().is_empty() {
+                        d.article.authors.push(author);
                     }
                 }
             }
@@ -916,16 +953,21 @@ impl Parser {
             Target::VernacularTitle => d.vernacular_title = text,
             Target::AbstractSection => {
                 if !text.is_empty() {
-                    d.sections.push(match d.section_label.take() {
-                        Some(label) => format!("{}: {text}", normalize_space(&label)),
+                    let label = d.section_label.take().map(|l| normalize_space(&l));
+                    d.sections.push(match &label {
+                        Some(label) => format!("{label}: {text}"),
                         None => text,
                     });
+                    d.labels.push(label.unwrap_or_default());
                 }
             }
             Target::Journal => a.journal = text,
             Target::JournalIso => a.journal_iso = text,
             Target::Year => a.year = text.parse().ok(),
             Target::MedlineDate => d.medline_date = text,
+            Target::Volume => a.volume = text,
+            Target::Issue => a.issue = text,
+            Target::Pages => a.pages = text,
             Target::LastName => d.author.last = text,
             Target::ForeName => d.author.fore = text,
             Target::Initials => d.author.initials = text,
@@ -964,6 +1006,9 @@ impl Parser {
         a.pmid = pmid.unwrap_or_default();
         a.version = d.version;
         a.abstract_text = d.sections.join("\n");
+        if d.labels.iter().any(|l| !l.is_empty()) {
+            a.section_labels = d.labels;
+        }
         if a.title.is_empty() {
             a.title = d.vernacular_title;
         }
@@ -1159,8 +1204,8 @@ mod tests {
     fn inline_markup_entities_and_cdata_are_text() {
         let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
 <PubmedArticleSet><PubmedArticle><MedlineCitation><PMID Version="2">42</PMID>
-<Article><Journal><JournalIssue><PubDate><MedlineDate>1998 Dec-1999 Jan</MedlineDate></PubDate></JournalIssue>
-<Title>J &amp; K</Title></Journal>
+<Article><Journal><JournalIssue><Volume>12</Volume><Issue>3 Pt 1</Issue><PubDate><MedlineDate>1998 Dec-1999 Jan</MedlineDate></PubDate></JournalIssue>
+<Title>J &amp; K</Title></Journal><Pagination><StartPage>5</StartPage><MedlinePgn>5-9</MedlinePgn></Pagination>
 <ArticleTitle>The <i>crb2b<sup>e40</sup></i> allele &#x3b1; &lt;1&gt;</ArticleTitle>
 <Abstract><AbstractText Label="AIM &amp; SCOPE">TiO<sub>x</sub> <![CDATA[a<b]]> works.</AbstractText><AbstractText/></Abstract>
 <AuthorList><Author><LastName>Doe</LastName><Initials>J</Initials></Author><Author><CollectiveName>The Group</CollectiveName></Author></AuthorList>
@@ -1174,9 +1219,14 @@ mod tests {
         assert_eq!(a.version, 2);
         assert_eq!(a.title, "The crb2be40 allele α <1>");
         assert_eq!(a.abstract_text, "AIM & SCOPE: TiOx a<b works.");
+        assert_eq!(a.sections(), vec![("AIM & SCOPE", "TiOx a<b works.")]);
         assert_eq!(a.journal, "J & K");
         assert_eq!(a.year, Some(1998));
-        assert_eq!(a.authors, vec!["J Doe", "The Group"]);
+        let names: Vec<String> = a.authors.iter().map(|x| x.full_name()).collect();
+        assert_eq!(names, vec!["J Doe", "The Group"]);
+        assert_eq!(a.authors[0].short_name(), "Doe J");
+        assert!(a.authors[1].collective);
+        assert_eq!((&*a.volume, &*a.issue, &*a.pages), ("12", "3 Pt 1", "5-9"));
     }
 
     #[test]

@@ -248,3 +248,17 @@ pub(super) fn non_blank(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     }
 }
+
+/// `--export FORMAT FILE`: the references of a search or an answer, for a reference manager.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Citation export")]
+pub struct ExportRefsArgs {
+    /// Also write the references (search: every result; ask: the cited articles) to FILE in
+    /// FORMAT: ris, bibtex, csl-json or medline
+    #[arg(long, num_args = 2, value_names = ["FORMAT", "FILE"])]
+    pub export: Option<Vec<String>>,
+    /// Let --export replace a file that exists (without it, an existing file is refused
+    /// before any work is done)
+    #[arg(long, requires = "export")]
+    pub overwrite: bool,
+}

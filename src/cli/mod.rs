@@ -6,6 +6,7 @@
 //!   fusion) and the value parsers;
 //! - [`data`]: fetch, index, verify, compact, synth, export, policy train;
 //! - [`query`]: search, ask, serve, demo, and the bench launcher;
+//! - [`lookup`]: show (a PMID's record);
 //! - [`eval`]: eval retrieval / qa / safety;
 //! - [`setup`]: flags turned into the engine's parts (the `Pipeline`);
 //! - [`jobs`]: the long jobs commands share (fetching, building an index), with progress.
@@ -15,6 +16,7 @@ mod common;
 mod data;
 mod eval;
 pub mod jobs;
+mod lookup;
 mod query;
 pub mod setup;
 
@@ -22,6 +24,7 @@ pub mod setup;
 pub use common::*;
 pub use data::*;
 pub use eval::*;
+pub use lookup::*;
 pub use query::*;
 
 /// Logs to standard error through `tracing`: warnings by default, `-v` info, `-vv` debug;
@@ -74,6 +77,9 @@ pub enum Command {
     Search(SearchArgs),
     /// Answer a question from the evidence, with verified PMID citations
     Ask(AskArgs),
+    /// Print the stored record of PMIDs: abstract by section, authors, MeSH, DOI… as text,
+    /// JSON, MEDLINE, RIS, BibTeX or CSL-JSON
+    Show(ShowArgs),
     /// Run the whole pipeline on the embedded default: fetch, index, query
     Demo(DemoArgs),
     /// Serve search and cited answers over HTTP: JSON API, OpenAI-compatible chat, web page

@@ -25,6 +25,8 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: SearchModeArg,
     #[command(flatten)]
+    pub export: ExportRefsArgs,
+    #[command(flatten)]
     pub fusion: FusionArgs,
     #[command(flatten)]
     pub index: IndexDirArg,
@@ -60,6 +62,8 @@ pub struct AskArgs {
     #[command(flatten)]
     pub generate: GenerateArgs,
     #[command(flatten)]
+    pub export: ExportRefsArgs,
+    #[command(flatten)]
     pub fusion: FusionArgs,
     #[command(flatten)]
     pub index: IndexDirArg,
@@ -74,6 +78,8 @@ pub struct AskArgs {
 GET /api/search?q=…&k=…&mode=…&year=… (as `medlit search --json`), \
 POST /api/ask {\"question\",\"k\",\"mode\",\"max_tokens\",\"stream\"} (as `medlit ask --json`; \
 with \"stream\": true, server-sent events: token…, then answer), \
+GET /api/article/{pmid}[?format=ris|bibtex|csl-json|medline] (as `medlit show --json`, or a download), \
+GET /api/export?pmids=1,2&format=ris (the records as one download), \
 GET /v1/models, POST /v1/chat/completions (OpenAI-compatible; the last user message is the \
 question). One model answers one question at a time; up to --queue more wait, beyond that \
 503 with Retry-After. Every error is JSON. The safety policy applies to every route."

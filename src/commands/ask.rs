@@ -10,6 +10,7 @@ use crate::cli::AskArgs;
 use crate::render::{answer_report, AnswerJson};
 
 pub fn run(args: &AskArgs) -> Result<()> {
+    let export = super::references::ExportTarget::from_args(&args.export)?;
     let mut p = Pipeline::open(&args.index, args.mode, &args.fusion, &args.generate, args.k)?;
     let opts = p.defaults.options(p.mode, None, None, args.year);
     let stream = !args.json && std::io::stderr().is_terminal();
@@ -29,6 +30,22 @@ pub fn run(args: &AskArgs) -> Result<()> {
     )?;
     if stream {
         eprintln!();
+    }
+    if let Some(t) = &export {
+        let pmids: Vec<u64> = answer.verified.citations.iter().map(|c| c.pmid).collect();
+        let n = t.write(&p.retriever.bm25, &pmids)?;
+        if n == 0 {
+            eprintln!(
+                "note: the answer cites no article, so {} holds no reference",
+                t.path.display()
+            );
+        } else {
+            eprintln!(
+                "exported {n} cited references ({}) to {}",
+                t.format.name(),
+                t.path.display()
+            );
+        }
     }
     if args.json {
         return print_json(&AnswerJson::new(&answer));

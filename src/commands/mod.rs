@@ -13,8 +13,10 @@ pub mod export;
 pub mod fetch;
 pub mod index;
 pub mod policy;
+pub mod references;
 pub mod search;
 pub mod serve;
+pub mod show;
 pub mod synth;
 pub mod verify;
 

@@ -16,6 +16,7 @@ pub struct SearchJson<'a> {
 }
 
 pub fn run(args: &SearchArgs) -> Result<()> {
+    let export = super::references::ExportTarget::from_args(&args.export)?;
     let dir = setup::index_dir(&args.index)?;
     let retriever = setup::open_retriever(&dir, args.mode != SearchModeArg::Bm25, &args.fusion)?;
     let mode = match args.mode {
@@ -32,6 +33,15 @@ pub fn run(args: &SearchArgs) -> Result<()> {
     let hits = retriever
         .search(&args.query(), args.k, mode, args.year)
         .context("searching")?;
+    if let Some(t) = &export {
+        let pmids: Vec<u64> = hits.iter().map(|h| h.pmid).collect();
+        let n = t.write(&retriever.bm25, &pmids)?;
+        eprintln!(
+            "exported {n} references ({}) to {}",
+            t.format.name(),
+            t.path.display()
+        );
+    }
     if args.json {
         return print_json(&SearchJson {
             query: &args.query(),

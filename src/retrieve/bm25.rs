@@ -313,6 +313,53 @@ impl Bm25Searcher {
         }))
     }
 
+    /// The stored record of a PMID, if indexed: the whole article from an index that stores
+    /// records, else what the older index stored (no authors, languages or pages).
+    pub fn record(&self, pmid: u64) -> Result<Option<StoredRecord>, SearchError> {
+        let searcher = self.reader.searcher();
+        let Some(doc) = self.doc_by_pmid(&searcher, pmid)? else {
+            return Ok(None);
+        };
+        if let Some(article) = bm25::stored_article(&self.fields, &doc) {
+            return Ok(Some(StoredRecord {
+                article,
+                complete: true,
+            }));
+        }
+        let f = &self.fields;
+        let all = |field| -> Vec<String> {
+            doc.get_all(field)
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        let article = medlit_indexer::Article {
+            pmid,
+            title: stored_text(&doc, f.title),
+            abstract_text: stored_text(&doc, f.abstract_text),
+            journal: stored_text(&doc, f.journal),
+            year: doc
+                .get_first(f.year)
+                .and_then(|v| v.as_i64())
+                .and_then(|y| i32::try_from(y).ok()),
+            mesh: all(f.mesh)
+                .into_iter()
+                .map(|descriptor| medlit_indexer::MeshHeading {
+                    descriptor,
+                    major: false,
+                })
+                .collect(),
+            keywords: all(f.keywords),
+            pub_types: all(f.pub_types),
+            doi: Some(stored_text(&doc, f.doi)).filter(|s| !s.is_empty()),
+            pmc: Some(stored_text(&doc, f.pmc)).filter(|s| !s.is_empty()),
+            ..Default::default()
+        };
+        Ok(Some(StoredRecord {
+            article,
+            complete: false,
+        }))
+    }
+
     /// Calls `f` with every live article's stored fields, in index order (for dumping the
     /// corpus to a peer or an export).
     pub fn for_each_article(
@@ -449,6 +496,15 @@ impl Bm25Searcher {
             passage: None,
         }
     }
+}
+
+/// A PMID's record as the index holds it.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub article: medlit_indexer::Article,
+    /// False for an index built before whole records were stored: authors, languages,
+    /// MeSH major topics, volume, issue and pages are then unknown (rebuild to get them).
+    pub complete: bool,
 }
 
 /// An article's stored fields.

@@ -142,6 +142,13 @@ impl From<&RetrieveError> for ApiError {
     }
 }
 
+/// Reading a stored record fails only on the server's side.
+impl From<&SearchError> for ApiError {
+    fn from(e: &SearchError) -> Self {
+        ApiError::internal(crate::render::error_line(e))
+    }
+}
+
 /// The status each failure of the query path means: an empty question or a prompt that does
 /// not fit the model's context is the request's; a cancelled answer had nobody waiting; the
 /// rest is the server's.

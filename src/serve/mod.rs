@@ -1,6 +1,7 @@
 //! `medlit serve`: one process holds the index and the model and serves them over HTTP.
 //!
 //! - [`api`]: `/healthz`, `/api/stats`, `/api/search`, `/api/ask` (JSON or server-sent events).
+//! - [`records`]: `/api/article/{pmid}` (a record as JSON or a download), `/api/export`.
 //! - [`openai`]: `/v1/models`, `/v1/chat/completions`, OpenAI-compatible.
 //! - [`queue`]: the generation worker that owns the model, and its bounded queue.
 //! - [`page`]: the web page at `/`, embedded in the binary.
@@ -13,6 +14,7 @@ pub mod error;
 pub mod openai;
 pub mod page;
 pub mod queue;
+pub mod records;
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -77,6 +79,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/stats", get(api::stats))
         .route("/api/search", get(api::search))
         .route("/api/ask", post(api::ask))
+        .route("/api/article/{pmid}", get(records::article))
+        .route("/api/export", get(records::export))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions))

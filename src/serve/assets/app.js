@@ -14,8 +14,8 @@ function el(tag, text, attrs) {
 
 function reset() {
   for (const id of ["answer-section", "evidence-section", "results-section", "safety",
-                    "refs-heading", "related-heading", "quote"]) $(id).hidden = true;
-  for (const id of ["references", "related", "evidence", "results"]) $(id).replaceChildren();
+                    "refs-heading", "related-heading", "quote", "export"]) $(id).hidden = true;
+  for (const id of ["references", "related", "evidence", "results", "export"]) $(id).replaceChildren();
   $("answer").textContent = "";
   $("answer").className = "";
   $("status").textContent = "";
@@ -138,6 +138,16 @@ function showAnswer(a) {
       li.id = `ref-${i + 1}`;
       $("references").append(li);
     });
+    // The cited references as a file for a reference manager.
+    const pmids = a.citations.map((c) => c.pmid).join(",");
+    $("export").hidden = false;
+    $("export").append("Download the references: ");
+    [["ris", "RIS"], ["bibtex", "BibTeX"], ["csl-json", "CSL-JSON"], ["medline", "MEDLINE"]]
+      .forEach(([format, name], i) => {
+        if (i) $("export").append(" · ");
+        $("export").append(el("a", name, { class: "export", "data-format": format,
+          href: `/api/export?pmids=${encodeURIComponent(pmids)}&format=${format}`, download: "" }));
+      });
   }
   if ((a.abstained || (a.safety && a.safety.decision !== "answer")) && a.related.length) {
     $("related-heading").hidden = false;
