@@ -32,8 +32,8 @@ pub enum AnswerError {
 pub struct AskOptions {
     pub k: usize,
     pub mode: Mode,
-    /// Only evidence from articles of these years.
-    pub years: Option<crate::retrieve::YearRange>,
+    /// Only evidence from articles these filters let through (years, journal, MeSH…).
+    pub filters: crate::retrieve::Filters,
     pub template: Template,
     pub generation: GenOptions,
     pub thresholds: Thresholds,
@@ -115,7 +115,7 @@ impl Defaults {
         mode: Mode,
         k: Option<usize>,
         max_tokens: Option<usize>,
-        years: Option<crate::retrieve::YearRange>,
+        filters: crate::retrieve::Filters,
     ) -> AskOptions {
         let mut generation = self.generation.clone();
         if let Some(m) = max_tokens {
@@ -124,7 +124,7 @@ impl Defaults {
         AskOptions {
             k: k.unwrap_or(self.k),
             mode,
-            years,
+            filters,
             template: self.template.clone(),
             generation,
             thresholds: self.thresholds,
@@ -266,9 +266,9 @@ pub fn gather_evidence(
     question: &str,
     k: usize,
     mode: Mode,
-    years: Option<crate::retrieve::YearRange>,
+    filters: &crate::retrieve::Filters,
 ) -> Result<Vec<Evidence>, AnswerError> {
-    let hits = retriever.search(question, k.max(1), mode, years)?;
+    let hits = retriever.search(question, k.max(1), mode, filters)?;
     let mut evidence = Vec::with_capacity(hits.len());
     for h in hits {
         let pmid = h.pmid;
@@ -309,13 +309,13 @@ pub fn gather_reranked(
     question: &str,
     k: usize,
     mode: Mode,
-    years: Option<crate::retrieve::YearRange>,
+    filters: &crate::retrieve::Filters,
 ) -> Result<Vec<Evidence>, AnswerError> {
     let k = k.max(1);
     if retriever.dense.is_none() || mode == Mode::Bm25 {
-        return gather_evidence(retriever, question, k, mode, years);
+        return gather_evidence(retriever, question, k, mode, filters);
     }
-    let mut evidence = gather_evidence(retriever, question, k * RERANK_DEPTH, mode, years)?;
+    let mut evidence = gather_evidence(retriever, question, k * RERANK_DEPTH, mode, filters)?;
     let closest: Vec<f32> = evidence
         .iter()
         .map(|e| {
@@ -362,7 +362,7 @@ pub fn ask(
     if verdict.decision != Decision::Answer {
         return withheld(retriever, generator, screener, question, opts, verdict, t0);
     }
-    let mut evidence = gather_reranked(retriever, question, opts.k, opts.mode, opts.years)?;
+    let mut evidence = gather_reranked(retriever, question, opts.k, opts.mode, &opts.filters)?;
     let judged = answerability(retriever, question, &evidence, opts.answerability.as_ref());
     let thresholds = match &judged {
         Some(j) => opts.thresholds.decided(j.probability >= j.threshold),
@@ -519,7 +519,7 @@ fn withheld(
 ) -> Result<Answer, AnswerError> {
     let evidence = if verdict.decision == Decision::SafeRedirect && verdict.category != "emergency"
     {
-        gather_evidence(retriever, question, opts.k, opts.mode, opts.years)?
+        gather_evidence(retriever, question, opts.k, opts.mode, &opts.filters)?
     } else {
         Vec::new()
     };

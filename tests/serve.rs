@@ -344,6 +344,39 @@ fn api_article_and_export_serve_the_records_show_prints() {
     let (status, v) = get(&server.url("/api/export?pmids=403714&format=endnote"));
     assert_json_error(status, &v, 400);
     assert_eq!(v["error"]["param"], "format", "{v}");
+
+    // Field filters on /api/search, as flags on the CLI: the same articles.
+    let (status, v) =
+        get(&server.url("/api/search?q=brucella&k=4&mesh=Brucella&has_abstract=true"));
+    assert_eq!(status, 200, "{v}");
+    let cli = ok_json(&[
+        "search",
+        "brucella",
+        "-k",
+        "4",
+        "--mesh",
+        "Brucella",
+        "--has-abstract",
+        "--index",
+        &idx,
+        "--json",
+    ]);
+    let pmids = |v: &Value| -> Vec<String> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["pmid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(pmids(&v), pmids(&cli));
+    assert_eq!(pmids(&v).len(), 4);
+    let (status, v) = get(&server.url("/api/search?q=asthma%5Bxyz%5D"));
+    assert_json_error(status, &v, 400);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("[xyz]"),
+        "{v}"
+    );
 }
 
 /// `ask --llm-endpoint` sends the filled prompt to an OpenAI-compatible server — here medlit's

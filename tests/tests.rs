@@ -7,6 +7,7 @@
 //! - [`crash`]: a build killed mid-write and resumed; nothing half-written.
 //! - [`serve`]: the HTTP API, the OpenAI-compatible route (with the official client), limits.
 //! - [`web_page`]: the page in a real Chromium.
+//! - [`filters`]: field filters and PubMed field tags, the dense half filtered before fusion.
 //! - [`lookup`]: `show`, citation export read back by other readers, the parser against
 //!   pubmed_parser.
 //! - [`model_folder`]: `ask --model FOLDER` on the tiny Gemma 4 fixture.
@@ -15,6 +16,7 @@ mod common;
 
 mod cli;
 mod crash;
+mod filters;
 mod lookup;
 mod model_folder;
 mod prompt_fuzz_corpus;

@@ -121,7 +121,7 @@ fn search_child(args: &BenchScaleArgs, index: &Path) -> Result<()> {
         let mut ms = Vec::with_capacity(queries.len());
         for q in &queries {
             let t = Instant::now();
-            retriever.search(q, 10, mode, None)?;
+            retriever.search(q, 10, mode, &Default::default())?;
             ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         ms.sort_by(f64::total_cmp);

@@ -693,6 +693,20 @@ impl DenseIndex {
     /// Approximate nearest live rows to `query`: (row id, cosine), best first, re-scored
     /// exactly. Rows past the graph are scored exactly.
     pub fn search(&self, query: &[f32], k: usize, ef: Option<usize>) -> Vec<(usize, f32)> {
+        self.search_where(query, k, ef, |_| true)
+    }
+
+    /// [`search`](Self::search) among the rows `keep` accepts: the graph is walked through
+    /// every row, but only kept rows are collected (a filter applied inside the search, so
+    /// `k` kept rows come back when the graph reaches them; a caller widens `ef` for a
+    /// selective filter, or scores the few kept rows with [`exact_rows`](Self::exact_rows)).
+    pub fn search_where(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        keep: impl Fn(usize) -> bool,
+    ) -> Vec<(usize, f32)> {
         let ef = ef.unwrap_or(self.meta.params.ef_search).max(k);
         let graph_rows = self.graph_rows();
         let mut out: Vec<(usize, f32)> = match &self.graph {
@@ -706,7 +720,7 @@ impl DenseIndex {
                     wanted,
                     ef,
                     |row| q.distance(self.vector_i8(row as usize)),
-                    |row| self.is_dead(row as usize),
+                    |row| self.is_dead(row as usize) || !keep(row as usize),
                 )
                 .into_iter()
                 .map(|(row, _)| row as usize)
@@ -717,10 +731,26 @@ impl DenseIndex {
         };
         out.extend(
             (graph_rows..self.meta.rows)
-                .filter(|&i| !self.is_dead(i))
+                .filter(|&i| !self.is_dead(i) && keep(i))
                 .map(|i| (i, dot(query, self.vector(i)))),
         );
         top_k(out, k)
+    }
+
+    /// The `k` nearest of the given rows, scored exactly (dead rows skipped).
+    pub fn exact_rows(&self, query: &[f32], rows: &[usize], k: usize) -> Vec<(usize, f32)> {
+        let all: Vec<(usize, f32)> = rows
+            .iter()
+            .copied()
+            .filter(|&i| i < self.meta.rows && !self.is_dead(i))
+            .map(|i| (i, dot(query, self.vector(i))))
+            .collect();
+        top_k(all, k)
+    }
+
+    /// Rows in the index (live and dead).
+    pub fn rows(&self) -> usize {
+        self.meta.rows
     }
 
     /// Exact nearest live rows by brute force (the reference for recall, and for small indexes).
@@ -893,6 +923,41 @@ mod tests {
             panic!("a different model must be refused")
         };
         assert!(matches!(err, DenseError::ModelMismatch { .. }), "{err}");
+    }
+
+    /// A filter applied inside the graph walk: every row returned passes it, and the walk
+    /// finds what exact scoring of the kept rows finds.
+    #[test]
+    fn a_filtered_search_returns_only_kept_rows_and_finds_the_exact_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 3000;
+        let vs = vectors(n, 24, 11);
+        let rows: Vec<RowRef> = (0..n)
+            .map(|i| RowRef {
+                pmid: 1 + i as u64,
+                passage_no: 0,
+            })
+            .collect();
+        let m = model(24);
+        write(dir.path(), &m, &rows, &vs, HnswParams::default()).unwrap();
+        let idx = DenseIndex::open(dir.path(), &m).unwrap();
+        // One row in five kept.
+        let keep = |i: usize| i.is_multiple_of(5);
+        let kept: Vec<usize> = (0..n).filter(|&i| keep(i)).collect();
+        let (mut found, mut total) = (0, 0);
+        for q in vectors(20, 24, 99) {
+            let got = idx.search_where(&q, 10, Some(96 * 5), keep);
+            assert_eq!(got.len(), 10);
+            assert!(got.iter().all(|&(i, _)| keep(i)), "{got:?}");
+            let want = idx.exact_rows(&q, &kept, 10);
+            total += want.len();
+            found += want
+                .iter()
+                .filter(|w| got.iter().any(|g| g.0 == w.0))
+                .count();
+        }
+        let recall = found as f64 / total as f64;
+        assert!(recall >= 0.95, "filtered recall@10 {recall}");
     }
 
     #[test]

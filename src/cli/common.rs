@@ -262,3 +262,58 @@ pub struct ExportRefsArgs {
     #[arg(long, requires = "export")]
     pub overwrite: bool,
 }
+
+/// Field filters of `search` and `ask`, applied inside retrieval (both halves, before fusion).
+#[derive(Debug, Args, Clone, Default)]
+#[command(
+    next_help_heading = "Filters (also as PubMed tags in the query: asthma[mh], smith j[au], 2020[dp])"
+)]
+pub struct FilterArgs {
+    /// Only articles published in these years: 1985, 1980..1990, 1980.. or ..1990 (inclusive)
+    #[arg(long, value_name = "RANGE")]
+    pub year: Option<crate::retrieve::YearRange>,
+    /// Only this journal (full title or ISO abbreviation, any case); repeat for any of several
+    #[arg(long, value_name = "NAME", value_parser = non_blank)]
+    pub journal: Vec<String>,
+    /// Only articles by this author: "Smith" or "Smith J" (last name, then initials, as
+    /// PubMed lists them); repeat to require each
+    #[arg(long, value_name = "NAME", value_parser = non_blank)]
+    pub author: Vec<String>,
+    /// Only articles indexed with this MeSH descriptor (e.g. "Brucellosis"); repeat to
+    /// require each
+    #[arg(long, value_name = "DESCRIPTOR", value_parser = non_blank)]
+    pub mesh: Vec<String>,
+    /// As --mesh, but only where the descriptor is a major topic of the article
+    #[arg(long, value_name = "DESCRIPTOR", value_parser = non_blank)]
+    pub mesh_major: Vec<String>,
+    /// Only this publication type (e.g. Review, "Randomized Controlled Trial"); repeat for
+    /// any of several
+    #[arg(long, value_name = "TYPE", value_parser = non_blank)]
+    pub pub_type: Vec<String>,
+    /// Only articles with an abstract
+    #[arg(long)]
+    pub has_abstract: bool,
+    /// Only articles in this language: a MEDLINE code (eng, fre, ger) or its name (english);
+    /// repeat for any of several
+    #[arg(long, value_name = "LANG", value_parser = non_blank)]
+    pub lang: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn filters(&self) -> crate::retrieve::Filters {
+        crate::retrieve::Filters {
+            years: self.year,
+            journals: self.journal.clone(),
+            authors: self.author.clone(),
+            mesh: self.mesh.clone(),
+            mesh_major: self.mesh_major.clone(),
+            pub_types: self.pub_type.clone(),
+            langs: self
+                .lang
+                .iter()
+                .map(|l| crate::retrieve::filter::language_code(l))
+                .collect(),
+            has_abstract: self.has_abstract,
+        }
+    }
+}

@@ -3,7 +3,6 @@
 use clap::Args;
 
 use super::common::*;
-use crate::retrieve::YearRange;
 
 /// The question `medlit demo` asks unless told another: the sample answers it.
 pub const DEFAULT_QUESTION: &str =
@@ -17,9 +16,8 @@ pub struct SearchArgs {
     /// Number of results
     #[arg(long, short, default_value_t = 10, value_parser = at_least_one)]
     pub k: usize,
-    /// Only articles published in these years: 1985, 1980..1990, 1980.. or ..1990 (inclusive)
-    #[arg(long, value_name = "RANGE")]
-    pub year: Option<YearRange>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
     /// bm25 (keywords), dense (meaning), hybrid (both, fused); auto: hybrid when the index has
     /// a dense part, else bm25
     #[arg(long, value_enum, default_value = "auto")]
@@ -50,9 +48,8 @@ pub struct AskArgs {
     /// Passages given to the model as evidence [default: 3 for a span answer, 5 for free text]
     #[arg(long, short, value_parser = at_least_one)]
     pub k: Option<usize>,
-    /// Only evidence from articles published in these years: 1985, 1980..1990, 1980.. or ..1990
-    #[arg(long, value_name = "RANGE")]
-    pub year: Option<YearRange>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
     /// Retrieval mode (auto: hybrid when the index has a dense part, else bm25)
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: SearchModeArg,

@@ -12,7 +12,9 @@ use crate::render::{answer_report, AnswerJson};
 pub fn run(args: &AskArgs) -> Result<()> {
     let export = super::references::ExportTarget::from_args(&args.export)?;
     let mut p = Pipeline::open(&args.index, args.mode, &args.fusion, &args.generate, args.k)?;
-    let opts = p.defaults.options(p.mode, None, None, args.year);
+    let opts = p
+        .defaults
+        .options(p.mode, None, None, args.filters.filters());
     let stream = !args.json && std::io::stderr().is_terminal();
     let answer = ask(
         &p.retriever,

@@ -124,7 +124,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let fusion = FusionDefaults::parse_from(["demo"]).fusion;
     let (retriever, mode) =
         setup::retriever(&dir, SearchModeArg::Auto, &fusion).context("opening the index")?;
-    let hits = retriever.search(&args.question, args.k, mode, None)?;
+    let hits = retriever.search(&args.question, args.k, mode, &Default::default())?;
     if !args.json {
         emit(&hits_text(&hits))?;
         eprintln!(
@@ -135,7 +135,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     setup::set_threads(None);
     let gen_args = GenerateDefaults::parse_from(["demo"]).generate;
     let mut p = Pipeline::over(retriever, mode, &gen_args, None)?;
-    let opts = p.defaults.options(p.mode, None, None, None);
+    let opts = p.defaults.options(p.mode, None, None, Default::default());
     let answer = ask(
         &p.retriever,
         p.generator.as_mut(),

@@ -259,8 +259,12 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         Some(setup::load_generator(&args.generate)?)
     };
     let prefers_extraction = generator.as_ref().is_some_and(|g| g.prefers_extraction());
-    let opts = setup::defaults(&args.generate, args.k, prefers_extraction)?
-        .options(mode, None, None, None);
+    let opts = setup::defaults(&args.generate, args.k, prefers_extraction)?.options(
+        mode,
+        None,
+        None,
+        Default::default(),
+    );
     let screener = setup::screener(args.generate.safety_policy.as_deref(), Some(&retriever))?;
     let bar = crate::progress::items(args.json, items.len() as u64, "answering");
     let mut outcomes = Vec::with_capacity(items.len());
@@ -314,8 +318,14 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
             }
             None => {
                 let t = std::time::Instant::now();
-                let evidence = gather_reranked(&retriever, &item.question, opts.k, opts.mode, None)
-                    .with_context(|| format!("retrieving for {}", item.id))?;
+                let evidence = gather_reranked(
+                    &retriever,
+                    &item.question,
+                    opts.k,
+                    opts.mode,
+                    &Default::default(),
+                )
+                .with_context(|| format!("retrieving for {}", item.id))?;
                 let coverage = question_coverage(&item.question, &evidence, &retriever.bm25);
                 let similarity = crate::cite::question_similarity(&evidence);
                 let judged = crate::answer::answerability(

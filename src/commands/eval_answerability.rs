@@ -64,8 +64,14 @@ pub fn run(args: &EvalAnswerabilityArgs) -> Result<()> {
     let bar = crate::progress::items(args.json, items.len() as u64, "retrieving");
     let mut signals = Vec::with_capacity(items.len());
     for item in &items {
-        let evidence = gather_reranked(&retriever, &item.question, args.k, mode, None)
-            .with_context(|| format!("retrieving for {}", item.id))?;
+        let evidence = gather_reranked(
+            &retriever,
+            &item.question,
+            args.k,
+            mode,
+            &Default::default(),
+        )
+        .with_context(|| format!("retrieving for {}", item.id))?;
         signals
             .push(answerability_signals(&retriever, &item.question, &evidence).unwrap_or_default());
         bar.inc(1);

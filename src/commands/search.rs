@@ -25,13 +25,19 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         SearchModeArg::Dense => Mode::Dense,
         SearchModeArg::Hybrid => Mode::Hybrid,
     };
+    let filters = args.filters.filters();
+    let read = retriever.read_query(&args.query(), &filters)?;
     if !args.json {
-        for w in crate::retrieve::query_syntax::parse(&args.query()).warnings {
+        for w in read
+            .notes
+            .iter()
+            .chain(&crate::retrieve::query_syntax::parse(&read.text).warnings)
+        {
             eprintln!("note: {w}");
         }
     }
     let hits = retriever
-        .search(&args.query(), args.k, mode, args.year)
+        .search(&args.query(), args.k, mode, &filters)
         .context("searching")?;
     if let Some(t) = &export {
         let pmids: Vec<u64> = hits.iter().map(|h| h.pmid).collect();

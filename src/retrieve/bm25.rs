@@ -17,6 +17,7 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
+use super::filter::Filters;
 use super::query_syntax::{self, QueryParts};
 use super::Hit;
 
@@ -38,6 +39,8 @@ pub enum SearchError {
     Sink(std::io::Error),
     #[error("k must be at least 1")]
     ZeroK,
+    #[error("filtering by {0} needs an index built by this medlit (it stores the fields filters read); rebuild it with `medlit index --replace`")]
+    NoFilterFields(String),
 }
 
 /// An inclusive range of publication years; either end may be open.
@@ -167,7 +170,7 @@ impl Bm25Searcher {
         &self,
         terms: &[String],
         parts: &QueryParts,
-        years: Option<YearRange>,
+        filters: &Filters,
     ) -> Result<Box<dyn Query>, SearchError> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
             Occur::Should,
@@ -184,29 +187,173 @@ impl Bm25Searcher {
             }
         }
         let text_query = BooleanQuery::new(clauses);
-        match years {
-            Some(r) => {
-                let bound = |y: Option<i64>| match y {
-                    Some(y) => Bound::Included(Term::from_field_i64(self.fields.year, y)),
-                    None => Bound::Unbounded,
-                };
-                Ok(Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, Box::new(text_query)),
-                    (
-                        Occur::Must,
-                        Box::new(RangeQuery::new(bound(r.from), bound(r.to))),
-                    ),
-                ])))
-            }
+        match self.filter_query(filters)? {
+            Some(f) => Ok(Box::new(BooleanQuery::new(vec![
+                (Occur::Must, Box::new(text_query)),
+                (Occur::Must, f),
+            ]))),
             None => Ok(Box::new(text_query)),
         }
+    }
+
+    /// The articles `filters` lets through, as one query; `None` for no filter.
+    pub fn filter_query(&self, filters: &Filters) -> Result<Option<Box<dyn Query>>, SearchError> {
+        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if let Some(r) = filters.years {
+            let bound = |y: Option<i64>| match y {
+                Some(y) => Bound::Included(Term::from_field_i64(self.fields.year, y)),
+                None => Bound::Unbounded,
+            };
+            must.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(bound(r.from), bound(r.to))),
+            ));
+        }
+        if filters.has_abstract {
+            must.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(self.fields.has_abstract, 1),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        if filters.needs_fields() {
+            let k = self
+                .fields
+                .filters
+                .ok_or_else(|| SearchError::NoFilterFields(filters.to_string()))?;
+            let term = |field, v: &str| -> Box<dyn Query> {
+                Box::new(TermQuery::new(
+                    Term::from_field_text(field, &bm25::filter_key(v)),
+                    IndexRecordOption::Basic,
+                ))
+            };
+            let any = |field, values: &[String]| -> Box<dyn Query> {
+                Box::new(BooleanQuery::new(
+                    values
+                        .iter()
+                        .map(|v| (Occur::Should, term(field, v)))
+                        .collect(),
+                ))
+            };
+            if !filters.journals.is_empty() {
+                must.push((Occur::Must, any(k.journal, &filters.journals)));
+            }
+            if !filters.pub_types.is_empty() {
+                must.push((Occur::Must, any(k.pub_type, &filters.pub_types)));
+            }
+            if !filters.langs.is_empty() {
+                must.push((Occur::Must, any(k.lang, &filters.langs)));
+            }
+            for m in &filters.mesh {
+                must.push((Occur::Must, term(k.mesh, m)));
+            }
+            for m in &filters.mesh_major {
+                must.push((Occur::Must, term(k.mesh_major, m)));
+            }
+            for a in &filters.authors {
+                must.push((Occur::Must, author_query(k.author, a)));
+            }
+        }
+        Ok(match must.len() {
+            0 => None,
+            _ => Some(Box::new(BooleanQuery::new(must))),
+        })
+    }
+
+    /// Whether some article has `value` in the filter field `field` (an author by prefix):
+    /// how a PubMed tag finds how many words its value spans. False on an index without
+    /// filter fields.
+    pub fn knows(&self, field: super::filter::TagField, value: &str) -> bool {
+        use super::filter::TagField as T;
+        let Some(k) = self.fields.filters else {
+            return false;
+        };
+        let key = bm25::filter_key(value);
+        let searcher = self.reader.searcher();
+        let q: Box<dyn Query> = match field {
+            T::Author => author_query(k.author, value),
+            T::Date => return true,
+            T::Mesh => Box::new(TermQuery::new(
+                Term::from_field_text(k.mesh, &key),
+                IndexRecordOption::Basic,
+            )),
+            T::MeshMajor => Box::new(TermQuery::new(
+                Term::from_field_text(k.mesh_major, &key),
+                IndexRecordOption::Basic,
+            )),
+            T::Journal => Box::new(TermQuery::new(
+                Term::from_field_text(k.journal, &key),
+                IndexRecordOption::Basic,
+            )),
+            T::PubType => Box::new(TermQuery::new(
+                Term::from_field_text(k.pub_type, &key),
+                IndexRecordOption::Basic,
+            )),
+            T::Lang => Box::new(TermQuery::new(
+                Term::from_field_text(k.lang, &key),
+                IndexRecordOption::Basic,
+            )),
+        };
+        searcher
+            .search(&*q, &tantivy::collector::Count)
+            .is_ok_and(|n| n > 0)
+    }
+
+    /// The PMIDs `filters` lets through (`None` for no filter): what the dense half is
+    /// restricted to before fusion.
+    pub fn allowed_pmids(
+        &self,
+        filters: &Filters,
+    ) -> Result<Option<std::collections::HashSet<u64>>, SearchError> {
+        let Some(q) = self.filter_query(filters)? else {
+            return Ok(None);
+        };
+        let searcher = self.reader.searcher();
+        let docs = searcher.search(&*q, &tantivy::collector::DocSetCollector)?;
+        let mut columns = std::collections::HashMap::new();
+        let mut out = std::collections::HashSet::with_capacity(docs.len());
+        for addr in docs {
+            let col = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    searcher
+                        .segment_reader(addr.segment_ord)
+                        .fast_fields()
+                        .u64(bm25::PMID_FAST)?,
+                ),
+            };
+            if let Some(pmid) = col.first(addr.doc_id) {
+                out.insert(pmid);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Articles `filters` lets through when the query has no words to rank (a search made of
+    /// field tags only): the most recent first.
+    fn filtered_only(&self, filters: &Filters, k: usize) -> Result<Option<Scored>, SearchError> {
+        let Some(q) = self.filter_query(filters)? else {
+            return Ok(None);
+        };
+        let searcher = self.reader.searcher();
+        let top = searcher.search(
+            &*q,
+            &TopDocs::with_limit(k).order_by_fast_field::<i64>("year", tantivy::Order::Desc),
+        )?;
+        Ok(Some(
+            top.into_iter()
+                .map(|(year, addr)| (year.unwrap_or_default() as f32, addr))
+                .collect(),
+        ))
     }
 
     fn top(
         &self,
         query: &str,
         k: usize,
-        years: Option<YearRange>,
+        filters: &Filters,
     ) -> Result<(Vec<String>, Scored), SearchError> {
         if k == 0 {
             return Err(SearchError::ZeroK);
@@ -214,11 +361,14 @@ impl Bm25Searcher {
         let parts = query_syntax::parse(query);
         let terms = self.terms(&parts.positive_text())?;
         if terms.is_empty() {
-            return Err(SearchError::EmptyQuery(query.to_string()));
+            return match self.filtered_only(filters, k)? {
+                Some(top) => Ok((terms, top)),
+                None => Err(SearchError::EmptyQuery(query.to_string())),
+            };
         }
         let searcher = self.reader.searcher();
         let top = searcher.search(
-            &*self.query(&terms, &parts, years)?,
+            &*self.query(&terms, &parts, filters)?,
             &TopDocs::with_limit(k).order_by_score(),
         )?;
         Ok((terms, top))
@@ -230,9 +380,9 @@ impl Bm25Searcher {
         &self,
         query: &str,
         k: usize,
-        years: Option<YearRange>,
+        filters: &Filters,
     ) -> Result<Vec<(u64, f32)>, SearchError> {
-        let (_, top) = self.top(query, k, years)?;
+        let (_, top) = self.top(query, k, filters)?;
         let searcher = self.reader.searcher();
         let mut columns = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(top.len());
@@ -268,14 +418,14 @@ impl Bm25Searcher {
         Ok(span)
     }
 
-    /// The top `k` articles for `query`, optionally restricted to a year range.
+    /// The top `k` articles for `query` among those `filters` lets through.
     pub fn search(
         &self,
         query: &str,
         k: usize,
-        years: Option<YearRange>,
+        filters: &Filters,
     ) -> Result<Vec<Hit>, SearchError> {
-        let (terms, top) = self.top(query, k, years)?;
+        let (terms, top) = self.top(query, k, filters)?;
         let searcher = self.reader.searcher();
         let snippets = self.snippet_generators(&searcher, &terms)?;
         let mut hits = Vec::with_capacity(top.len());
@@ -521,6 +671,30 @@ fn stored_text(doc: &TantivyDocument, field: tantivy::schema::Field) -> String {
     doc.get_first(field)
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+/// PubMed's `[au]`: "smith" matches every Smith ("smith", "smith j", "smith ja"), "smith j"
+/// every Smith whose initials start with J; the keys are "last initials".
+fn author_query(field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {
+    let key = bm25::filter_key(value);
+    let exact: Box<dyn Query> = Box::new(TermQuery::new(
+        Term::from_field_text(field, &key),
+        IndexRecordOption::Basic,
+    ));
+    let from = if key.contains(' ') {
+        key.clone()
+    } else {
+        format!("{key} ")
+    };
+    let to = format!("{from}\u{10FFFF}");
+    let prefixed: Box<dyn Query> = Box::new(RangeQuery::new(
+        Bound::Included(Term::from_field_text(field, &from)),
+        Bound::Excluded(Term::from_field_text(field, &to)),
+    ));
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Should, exact),
+        (Occur::Should, prefixed),
+    ]))
 }
 
 fn disjunction(field: tantivy::schema::Field, terms: &[String]) -> BooleanQuery {

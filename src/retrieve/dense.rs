@@ -28,6 +28,10 @@ pub struct DenseHit {
     pub passage_no: u32,
 }
 
+/// Up to this many rows a filtered search scores exactly: cheaper than a graph walk that
+/// collects few of the rows it visits.
+const EXACT_FILTERED_ROWS: usize = 20_000;
+
 pub struct DenseSearcher {
     embedder: Arc<SharedEmbedder>,
     index: DenseIndex,
@@ -85,9 +89,39 @@ impl DenseSearcher {
 
     /// The `k` best articles for `query`.
     pub fn rank(&self, query: &str, k: usize) -> Result<Vec<DenseHit>, DenseSearchError> {
+        self.rank_among(query, k, None)
+    }
+
+    /// The `k` best articles for `query` among `allowed` PMIDs (all when `None`), filtered
+    /// inside the search so that `k` come back when that many are allowed: few allowed rows
+    /// are scored exactly; otherwise the graph search keeps only allowed rows, its width
+    /// grown by how selective the filter is.
+    pub fn rank_among(
+        &self,
+        query: &str,
+        k: usize,
+        allowed: Option<&std::collections::HashSet<u64>>,
+    ) -> Result<Vec<DenseHit>, DenseSearchError> {
         let q = self.embedder.embed_one(query)?;
         // Articles have several passages: ask for more rows than articles wanted.
-        let rows = self.index.search(&q, k * 3, None);
+        let rows = match allowed {
+            None => self.index.search(&q, k * 3, None),
+            Some(set) => {
+                let kept: Vec<usize> = (0..self.index.rows())
+                    .filter(|&i| self.index.row(i).is_some_and(|r| set.contains(&r.pmid)))
+                    .collect();
+                let share = kept.len() as f64 / self.index.rows().max(1) as f64;
+                if kept.len() <= EXACT_FILTERED_ROWS || share < 0.05 {
+                    self.index.exact_rows(&q, &kept, k * 3)
+                } else {
+                    let ef = self.index.meta().params.ef_search.max(k * 3);
+                    let widened = ((ef as f64 / share).ceil() as usize).min(ef * 8);
+                    self.index.search_where(&q, k * 3, Some(widened), |i| {
+                        self.index.row(i).is_some_and(|r| set.contains(&r.pmid))
+                    })
+                }
+            }
+        };
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::with_capacity(k);
         for (id, score) in rows {

@@ -3,8 +3,9 @@ use std::collections::HashMap;
 
 use medlit_indexer::passages;
 
-use super::bm25::{Bm25Searcher, SearchError, YearRange};
+use super::bm25::{Bm25Searcher, SearchError};
 use super::dense::{DenseHit, DenseSearchError, DenseSearcher};
+use super::filter::{parse_tags, FilterError, Filters, TaggedQuery};
 use super::fuse::{weighted_rrf, Fused};
 use super::Hit;
 
@@ -49,6 +50,8 @@ pub enum RetrieveError {
         "mode `{0:?}` needs the dense index; rebuild it with `medlit index --dense --replace`"
     )]
     NoDense(Mode),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
 }
 
 pub struct Retriever {
@@ -67,25 +70,36 @@ impl Retriever {
         }
     }
 
+    /// The query with its PubMed field tags read out, and `filters` with theirs added: what
+    /// [`search`](Self::search) ranks and filters by (and what a CLI tells its user).
+    pub fn read_query(&self, query: &str, filters: &Filters) -> Result<TaggedQuery, RetrieveError> {
+        let mut t = parse_tags(query, &|field, value| self.bm25.knows(field, value))?;
+        t.filters = filters.clone().and(t.filters)?;
+        Ok(t)
+    }
+
+    /// The `k` best articles for `query` in `mode` among those `filters` (and the query's
+    /// field tags) let through. Filters apply inside each list, before fusion.
     pub fn search(
         &self,
         query: &str,
         k: usize,
         mode: Mode,
-        years: Option<YearRange>,
+        filters: &Filters,
     ) -> Result<Vec<Hit>, RetrieveError> {
+        let t = self.read_query(query, filters)?;
+        let (query, filters) = (t.text.as_str(), &t.filters);
+        // Field tags only: nothing to rank by meaning; the filtered articles, newest first.
+        let tags_only = self.bm25.analyse(query).is_empty() && !filters.is_empty();
         match mode {
-            Mode::Bm25 => {
-                let mut hits = self.bm25.search(query, k, years)?;
-                for h in &mut hits {
-                    h.bm25_rank = Some(h.rank);
-                }
-                Ok(hits)
-            }
+            _ if tags_only => self.bm25_hits(query, k, filters),
+            Mode::Bm25 => self.bm25_hits(query, k, filters),
             Mode::Dense | Mode::Hybrid => {
                 let dense = self.dense.as_ref().ok_or(RetrieveError::NoDense(mode))?;
                 let depth = self.fusion.depth.max(k);
-                let (b, d) = self.candidate_lists(dense, query, depth, mode)?;
+                let allowed = self.bm25.allowed_pmids(filters)?;
+                let (b, d) =
+                    self.candidate_lists(dense, query, depth, mode, filters, allowed.as_ref())?;
                 let by_pmid: HashMap<u64, (usize, DenseHit)> = d
                     .iter()
                     .enumerate()
@@ -105,13 +119,6 @@ impl Retriever {
                     .filter_map(|c| c.2.map(|r| (c.0, r)))
                     .collect();
                 let mut hits = self.bm25.hits_for(query, &scored)?;
-                if let Some(r) = years {
-                    hits.retain(|h| {
-                        h.year.is_some_and(|y| {
-                            r.from.is_none_or(|f| y >= f) && r.to.is_none_or(|t| y <= t)
-                        })
-                    });
-                }
                 hits.truncate(k);
                 for (i, h) in hits.iter_mut().enumerate() {
                     h.rank = i + 1;
@@ -128,13 +135,26 @@ impl Retriever {
         }
     }
 
+    fn bm25_hits(
+        &self,
+        query: &str,
+        k: usize,
+        filters: &Filters,
+    ) -> Result<Vec<Hit>, RetrieveError> {
+        let mut hits = self.bm25.search(query, k, filters)?;
+        for h in &mut hits {
+            h.bm25_rank = Some(h.rank);
+        }
+        Ok(hits)
+    }
+
     /// The `k` best PMIDs for `query`, best first: ranking only, no snippets or stored
     /// documents. What evaluation and benchmarks measure.
     pub fn rank(&self, query: &str, k: usize, mode: Mode) -> Result<Vec<u64>, RetrieveError> {
         if mode == Mode::Bm25 {
             return Ok(self
                 .bm25
-                .rank(query, k, None)?
+                .rank(query, k, &Filters::default())?
                 .into_iter()
                 .map(|h| h.0)
                 .collect());
@@ -144,7 +164,7 @@ impl Retriever {
             Mode::Dense => k,
             _ => self.fusion.depth.max(k),
         };
-        let (b, d) = self.candidate_lists(dense, query, depth, mode)?;
+        let (b, d) = self.candidate_lists(dense, query, depth, mode, &Filters::default(), None)?;
         Ok(match b {
             None => d.iter().take(k).map(|h| h.pmid).collect(),
             Some(b) => self
@@ -176,13 +196,15 @@ impl Retriever {
         query: &str,
         depth: usize,
         mode: Mode,
+        filters: &Filters,
+        allowed: Option<&std::collections::HashSet<u64>>,
     ) -> Result<(Option<Vec<u64>>, Vec<DenseHit>), RetrieveError> {
         if mode == Mode::Dense {
-            return Ok((None, dense.rank(query, depth)?));
+            return Ok((None, dense.rank_among(query, depth, allowed)?));
         }
         let (b, d) = rayon::join(
-            || self.bm25.rank(query, depth, None),
-            || dense.rank(query, depth),
+            || self.bm25.rank(query, depth, filters),
+            || dense.rank_among(query, depth, allowed),
         );
         // A question of stop words only has no BM25 terms; the dense half still answers it.
         let b = match b {

@@ -1,7 +1,8 @@
 //! The query syntax a PubMed user types, as far as BM25 search supports it: "quoted phrases"
 //! (required), and `NOT word`, `-word` or `NOT "a phrase"` (excluded). Every other word is
-//! ranked as usual. What PubMed means and this search does not do — field tags
-//! (`asthma[mh]`, `mesh:asthma`), `AND`/`OR` — is searched as words, with a warning saying so.
+//! ranked as usual. PubMed's bracketed field tags (`asthma[mh]`) are read before this, as
+//! filters (see [`super::filter`]); what this search does not do — prefix tags
+//! (`mesh:asthma`), `AND`/`OR` — is searched as words, with a warning saying so.
 
 /// A query split into what BM25 ranks, requires and excludes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,7 +124,7 @@ pub fn parse(q: &str) -> QueryParts {
     }
     if tagged {
         parts.warnings.push(
-            "field tags ([mh], [au], mesh:…) are not supported yet: they are searched as words"
+            "prefix field tags (mesh:…, au:…) are searched as words: write PubMed's brackets, asthma[mh], or use --mesh/--author"
                 .into(),
         );
     }

@@ -59,12 +59,78 @@ fn years(y: Option<&str>) -> Result<Option<crate::retrieve::YearRange>, ApiError
     }
 }
 
+/// The field filters a request may name (`;` separates several values: MeSH names and
+/// journal titles hold commas).
+#[derive(Debug, Default, Deserialize)]
+pub struct FilterParams {
+    year: Option<String>,
+    journal: Option<String>,
+    author: Option<String>,
+    mesh: Option<String>,
+    mesh_major: Option<String>,
+    pub_type: Option<String>,
+    lang: Option<String>,
+    #[serde(default)]
+    has_abstract: bool,
+}
+
+impl FilterParams {
+    pub fn filters(&self) -> Result<crate::retrieve::Filters, ApiError> {
+        let list = |v: &Option<String>| -> Vec<String> {
+            v.as_deref()
+                .unwrap_or_default()
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        Ok(crate::retrieve::Filters {
+            years: years(self.year.as_deref())?,
+            journals: list(&self.journal),
+            authors: list(&self.author),
+            mesh: list(&self.mesh),
+            mesh_major: list(&self.mesh_major),
+            pub_types: list(&self.pub_type),
+            langs: list(&self.lang)
+                .iter()
+                .map(|l| crate::retrieve::filter::language_code(l))
+                .collect(),
+            has_abstract: self.has_abstract,
+        })
+    }
+}
+
+/// A query string is read field by field (serde's flatten would read every value as text,
+/// and `k` would no longer parse as a number).
 #[derive(Debug, Deserialize)]
 pub struct SearchParams {
     q: String,
     k: Option<usize>,
     mode: Option<String>,
     year: Option<String>,
+    journal: Option<String>,
+    author: Option<String>,
+    mesh: Option<String>,
+    mesh_major: Option<String>,
+    pub_type: Option<String>,
+    lang: Option<String>,
+    has_abstract: Option<bool>,
+}
+
+impl SearchParams {
+    fn filter_params(&self) -> FilterParams {
+        FilterParams {
+            year: self.year.clone(),
+            journal: self.journal.clone(),
+            author: self.author.clone(),
+            mesh: self.mesh.clone(),
+            mesh_major: self.mesh_major.clone(),
+            pub_type: self.pub_type.clone(),
+            lang: self.lang.clone(),
+            has_abstract: self.has_abstract.unwrap_or(false),
+        }
+    }
 }
 
 /// `GET /api/search`: the JSON of `medlit search --json`. A query the safety policy refuses
@@ -77,7 +143,7 @@ pub async fn search(
     let query = s.check_question(&p.q)?;
     let k = s.check_k(p.k.unwrap_or(10))?;
     let mode = s.mode(p.mode.as_deref())?;
-    let years = years(p.year.as_deref())?;
+    let filters = p.filter_params().filters()?;
     let state = s.clone();
     // Serialised in the closure, as the CLI serialises it (an f32 score through a JSON value
     // would print its f64 widening).
@@ -99,7 +165,7 @@ pub async fn search(
         }
         let hits = state
             .retriever
-            .search(&query, k, mode, years)
+            .search(&query, k, mode, &filters)
             .map_err(|e| ApiError::from(&e))?;
         serde_json::to_string(&SearchJson {
             query: &query,
@@ -119,8 +185,9 @@ pub struct AskBody {
     k: Option<usize>,
     mode: Option<String>,
     max_tokens: Option<usize>,
-    /// Only evidence of these years: "2021", "1980..1990".
-    year: Option<String>,
+    /// Only evidence these filters let through: "year": "1980..1990", "mesh": "Brucellosis"…
+    #[serde(flatten)]
+    filters: FilterParams,
     #[serde(default)]
     stream: bool,
 }
@@ -137,7 +204,7 @@ pub async fn ask(
         k: b.k.map(|k| s.check_k(k)).transpose()?,
         mode: s.mode(b.mode.as_deref())?,
         max_tokens: b.max_tokens.map(|t| s.check_max_tokens(t)).transpose()?,
-        years: years(b.year.as_deref())?,
+        filters: b.filters.filters()?,
     };
     let ticket = s.submit(request)?;
     let deadline = Instant::now() + s.limits.timeout;

@@ -137,6 +137,8 @@ impl From<&RetrieveError> for ApiError {
             RetrieveError::Bm25(SearchError::ZeroK) => {
                 ApiError::bad_request(message).with_param("k")
             }
+            RetrieveError::Filter(_) => ApiError::bad_request(message).with_param("q"),
+            RetrieveError::Bm25(SearchError::NoFilterFields(_)) => ApiError::bad_request(message),
             _ => ApiError::internal(message),
         }
     }

@@ -126,7 +126,7 @@ pub async fn chat_completions(
             .or(b.max_tokens)
             .map(|t| s.check_max_tokens(t.min(s.limits.max_tokens)))
             .transpose()?,
-        years: None,
+        filters: Default::default(),
     };
     let ticket = s.submit(request)?;
     let deadline = Instant::now() + s.limits.timeout;

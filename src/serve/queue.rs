@@ -24,8 +24,8 @@ pub struct AskRequest {
     pub k: Option<usize>,
     pub mode: Mode,
     pub max_tokens: Option<usize>,
-    /// Only evidence from articles of these years.
-    pub years: Option<crate::retrieve::YearRange>,
+    /// Only evidence from articles these filters let through.
+    pub filters: crate::retrieve::Filters,
 }
 
 /// What a waiting request hears from the worker.
@@ -177,7 +177,7 @@ fn answer_one(
     job: &Job,
 ) -> Event {
     let r = &job.request;
-    let opts = defaults.options(r.mode, r.k, r.max_tokens, r.years);
+    let opts = defaults.options(r.mode, r.k, r.max_tokens, r.filters.clone());
     let cancel = &job.claim.cancel;
     let events = &job.events;
     // A panic in generation must not take the worker (and every later request) down.
