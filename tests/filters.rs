@@ -250,3 +250,26 @@ fn hybrid_search_filters_the_dense_half_before_fusion() {
         );
     }
 }
+
+#[test]
+fn similar_on_a_hybrid_index_fuses_the_passages_vectors_with_the_words() {
+    let idx = hybrid_subset().join("index");
+    let idx = idx.to_str().unwrap();
+    let first = search(
+        &["treatment of patients", "-k", "1", "--mode", "hybrid"],
+        idx,
+    );
+    let pmid = first[0]["pmid"].as_str().unwrap();
+    let v = ok_json(&["similar", pmid, "-k", "6", "--index", idx, "--json"]);
+    assert_eq!(v["mode"], "hybrid");
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 6, "{v}");
+    assert!(hits.iter().all(|h| h["pmid"] != pmid), "{v}");
+    assert!(hits.iter().any(|h| h["dense_rank"].is_u64()), "{v}");
+    assert!(hits.iter().any(|h| h["bm25_rank"].is_u64()), "{v}");
+    let sims: Vec<f64> = hits
+        .iter()
+        .filter_map(|h| h["similarity"].as_f64())
+        .collect();
+    assert!(sims.iter().all(|s| (-1.0..=1.0).contains(s)), "{sims:?}");
+}

@@ -346,3 +346,36 @@ fn the_parser_agrees_with_pubmed_parser_on_every_field_of_the_sample() {
         assert!(text.as_str().unwrap().len() > 40, "{cause}");
     }
 }
+
+#[test]
+fn similar_finds_articles_on_the_same_subject_and_leaves_the_article_out() {
+    let idx = index_arg();
+    // An ivermectin trial for COVID-19 in the sample.
+    let v = ok_json(&["similar", "34076901", "-k", "5", "--index", &idx, "--json"]);
+    assert_eq!(v["pmid"], "34076901");
+    assert_eq!(v["mode"], "bm25");
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 5);
+    assert!(hits.iter().all(|h| h["pmid"] != "34076901"), "{v}");
+    let on_subject = hits
+        .iter()
+        .filter(|h| {
+            h["title"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("ivermectin")
+        })
+        .count();
+    assert!(
+        on_subject >= 3,
+        "most similar articles are about ivermectin: {v}"
+    );
+    let out = medlit(&["similar", "999999999", "--index", &idx]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("PMID 999999999 is not in the index"),
+        "{}",
+        stderr(&out)
+    );
+}

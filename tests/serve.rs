@@ -371,6 +371,12 @@ fn api_article_and_export_serve_the_records_show_prints() {
     };
     assert_eq!(pmids(&v), pmids(&cli));
     assert_eq!(pmids(&v).len(), 4);
+    let (status, v) = get(&server.url("/api/similar/34076901?k=3"));
+    assert_eq!(status, 200, "{v}");
+    let cli = ok_json(&["similar", "34076901", "-k", "3", "--index", &idx, "--json"]);
+    assert_eq!(pmids(&v), pmids(&cli));
+    let (status, v) = get(&server.url("/api/similar/999999999"));
+    assert_json_error(status, &v, 404);
     let (status, v) = get(&server.url("/api/search?q=asthma%5Bxyz%5D"));
     assert_json_error(status, &v, 400);
     assert!(

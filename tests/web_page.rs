@@ -260,6 +260,46 @@ fn a_question_typed_into_the_page_gets_an_answer_citing_the_source_article() {
         .unwrap();
     assert!(body.starts_with("TY  - JOUR"), "{body}");
     assert!(body.contains(&format!("AN  - {SOURCE_PMID}\n")), "{body}");
+    // Every reference links "similar articles": clicking lists articles like it, on the page.
+    browser.script("document.querySelector('#references a.similar').click(); return null");
+    let t = Instant::now();
+    let similar = loop {
+        let v = browser.script(
+            "const h = document.querySelector('#results-heading'); \
+             return !document.querySelector('#results-section').hidden && \
+               [h.textContent, [...document.querySelectorAll('#results a.citation')].map(a => a.dataset.pmid)]",
+        );
+        if v.is_array() && v[1].as_array().is_some_and(|l| !l.is_empty()) {
+            break v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no similar articles listed: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let first_ref =
+        browser.script("return document.querySelector('#references a.similar').dataset.pmid");
+    assert_eq!(
+        similar[0],
+        json!(format!(
+            "Articles like PMID {}",
+            first_ref.as_str().unwrap()
+        ))
+    );
+    let listed = similar[1].as_array().unwrap();
+    assert!(
+        !listed.contains(&first_ref),
+        "the article itself is listed: {similar}"
+    );
+    let (_, api) = get(&server.url(&format!("/api/similar/{}", first_ref.as_str().unwrap())));
+    let api: Vec<Value> = api["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["pmid"].clone())
+        .collect();
+    assert_eq!(listed, &api);
     let notice = browser.script("return document.querySelector('#notice').textContent");
     assert!(notice.as_str().unwrap().contains("not medical advice"));
     // The page says what the corpus covers, from /api/stats.

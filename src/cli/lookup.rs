@@ -1,4 +1,4 @@
-//! Flags of the PMID lookups: `show`.
+//! Flags of the PMID lookups: `show`, `similar`.
 use clap::Args;
 
 use super::common::*;
@@ -24,6 +24,32 @@ pub struct ShowArgs {
     pub index: IndexDirArg,
     /// Print JSON (an `articles` list and the `missing` PMIDs) instead of --format
     #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "On a hybrid index: the article's own passages against the dense index (each \
+article scored by its closest passage), fused with BM25 \"more like this\" on the article's \
+distinctive words; on a keyword-only index, BM25 alone. The article itself is left out.\n\n\
+Examples:\n  medlit similar 34076901\n  medlit similar 34076901 -k 20 --json\n  \
+medlit similar 34076901 --export ris similar.ris"
+)]
+pub struct SimilarArgs {
+    /// The PubMed identifier of the article
+    #[arg(value_name = "PMID", value_parser = parse_pmid)]
+    pub pmid: u64,
+    /// Number of articles
+    #[arg(long, short, default_value_t = 10, value_parser = at_least_one)]
+    pub k: usize,
+    #[command(flatten)]
+    pub export: ExportRefsArgs,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of text
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -6,7 +6,7 @@
 //!   fusion) and the value parsers;
 //! - [`data`]: fetch, index, verify, compact, synth, export, policy train;
 //! - [`query`]: search, ask, serve, demo, and the bench launcher;
-//! - [`lookup`]: show (a PMID's record);
+//! - [`lookup`]: show (a PMID's record), similar (articles like one);
 //! - [`eval`]: eval retrieval / qa / safety;
 //! - [`setup`]: flags turned into the engine's parts (the `Pipeline`);
 //! - [`jobs`]: the long jobs commands share (fetching, building an index), with progress.
@@ -80,6 +80,8 @@ pub enum Command {
     /// Print the stored record of PMIDs: abstract by section, authors, MeSH, DOI… as text,
     /// JSON, MEDLINE, RIS, BibTeX or CSL-JSON
     Show(ShowArgs),
+    /// Articles like a given one (its passages' vectors, fused with its distinctive words)
+    Similar(SimilarArgs),
     /// Run the whole pipeline on the embedded default: fetch, index, query
     Demo(DemoArgs),
     /// Serve search and cited answers over HTTP: JSON API, OpenAI-compatible chat, web page

@@ -77,6 +77,7 @@ POST /api/ask {\"question\",\"k\",\"mode\",\"max_tokens\",\"stream\"} (as `medli
 with \"stream\": true, server-sent events: token…, then answer), \
 GET /api/article/{pmid}[?format=ris|bibtex|csl-json|medline] (as `medlit show --json`, or a download), \
 GET /api/export?pmids=1,2&format=ris (the records as one download), \
+GET /api/similar/{pmid}?k=… (as `medlit similar --json`), \
 GET /v1/models, POST /v1/chat/completions (OpenAI-compatible; the last user message is the \
 question). One model answers one question at a time; up to --queue more wait, beyond that \
 503 with Retry-After. Every error is JSON. The safety policy applies to every route."

@@ -17,6 +17,7 @@ pub mod references;
 pub mod search;
 pub mod serve;
 pub mod show;
+pub mod similar;
 pub mod synth;
 pub mod verify;
 

@@ -560,6 +560,70 @@ impl Bm25Searcher {
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
+    /// Articles like `pmid` by its distinctive words (BM25 "more like this"): the terms of its
+    /// title and abstract weighted by frequency × idf, the best `MLT_TERMS` as one weighted
+    /// query; the article itself left out. `None` when the index does not hold `pmid`.
+    pub fn more_like_this(&self, pmid: u64, k: usize) -> Result<Option<MoreLikeThis>, SearchError> {
+        const MLT_TERMS: usize = 25;
+        let Some((title, abstract_text)) = self.abstract_of(pmid)? else {
+            return Ok(None);
+        };
+        let mut tf: std::collections::HashMap<String, f32> = std::collections::HashMap::new();
+        for t in self.analyse(&format!("{title} {abstract_text}")) {
+            // Numbers and single letters say little about what an article is about.
+            if t.len() > 2 && !t.chars().all(|c| c.is_ascii_digit()) {
+                *tf.entry(t).or_default() += 1.0;
+            }
+        }
+        let mut weighted: Vec<(String, f32)> = tf
+            .into_iter()
+            .map(|(t, f)| {
+                let w = f.sqrt() * self.idf(&t);
+                (t, w)
+            })
+            .collect();
+        weighted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        weighted.truncate(MLT_TERMS);
+        if weighted.is_empty() {
+            return Ok(Some(MoreLikeThis::default()));
+        }
+        let query = BooleanQuery::new(
+            weighted
+                .iter()
+                .map(|(t, w)| {
+                    let q: Box<dyn Query> = Box::new(tantivy::query::BoostQuery::new(
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(self.fields.text, t),
+                            IndexRecordOption::WithFreqs,
+                        )),
+                        *w,
+                    ));
+                    (Occur::Should, q)
+                })
+                .collect(),
+        );
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(k + 1).order_by_score())?;
+        let mut out = Vec::with_capacity(k);
+        for (score, addr) in top {
+            let col = searcher
+                .segment_reader(addr.segment_ord)
+                .fast_fields()
+                .u64(bm25::PMID_FAST)?;
+            if let Some(p) = col.first(addr.doc_id) {
+                if p != pmid && out.len() < k {
+                    out.push((p, score));
+                }
+            }
+        }
+        let terms = weighted
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Some(MoreLikeThis { terms, scored: out }))
+    }
+
     /// Live articles in the index.
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
@@ -646,6 +710,14 @@ impl Bm25Searcher {
             passage: None,
         }
     }
+}
+
+/// An article's distinctive terms and the articles they find, best first.
+#[derive(Debug, Clone, Default)]
+pub struct MoreLikeThis {
+    /// The weighted terms, best first, space-separated (what snippets highlight).
+    pub terms: String,
+    pub scored: Vec<(u64, f32)>,
 }
 
 /// A PMID's record as the index holds it.

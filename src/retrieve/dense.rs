@@ -92,6 +92,44 @@ impl DenseSearcher {
         self.rank_among(query, k, None)
     }
 
+    /// The `k` articles whose passages are closest to any passage of `pmid` (each scored by
+    /// its best pair), the article itself left out; empty when `pmid` has no passage here.
+    pub fn similar_to(&self, pmid: u64, k: usize) -> Vec<DenseHit> {
+        let own: Vec<usize> = (0..self.index.rows())
+            .filter(|&i| {
+                !self.index.is_dead(i) && self.index.row(i).is_some_and(|r| r.pmid == pmid)
+            })
+            .collect();
+        let mut best: std::collections::HashMap<u64, DenseHit> = std::collections::HashMap::new();
+        for &row in &own {
+            let v = self.index.vector(row).to_vec();
+            for (id, score) in self.index.search(&v, k * 3 + own.len(), None) {
+                let Some(r) = self.index.row(id) else {
+                    continue;
+                };
+                if r.pmid == pmid {
+                    continue;
+                }
+                let e = best.entry(r.pmid).or_insert(DenseHit {
+                    pmid: r.pmid,
+                    score,
+                    passage_no: r.passage_no,
+                });
+                if score > e.score {
+                    *e = DenseHit {
+                        pmid: r.pmid,
+                        score,
+                        passage_no: r.passage_no,
+                    };
+                }
+            }
+        }
+        let mut out: Vec<DenseHit> = best.into_values().collect();
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.pmid.cmp(&b.pmid)));
+        out.truncate(k);
+        out
+    }
+
     /// The `k` best articles for `query` among `allowed` PMIDs (all when `None`), filtered
     /// inside the search so that `k` come back when that many are allowed: few allowed rows
     /// are scored exactly; otherwise the graph search keeps only allowed rows, its width

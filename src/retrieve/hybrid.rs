@@ -148,6 +148,45 @@ impl Retriever {
         Ok(hits)
     }
 
+    /// Articles like `pmid`: its passages' vectors against the dense index fused with BM25
+    /// more-like-this on its distinctive words (BM25 alone on a keyword-only index); the
+    /// article itself left out. `None` when the index does not hold `pmid`.
+    pub fn similar(&self, pmid: u64, k: usize) -> Result<Option<Vec<Hit>>, RetrieveError> {
+        if k == 0 {
+            return Err(SearchError::ZeroK.into());
+        }
+        let depth = self.fusion.depth.max(k);
+        let Some(super::bm25::MoreLikeThis { terms, scored: mlt }) =
+            self.bm25.more_like_this(pmid, depth)?
+        else {
+            return Ok(None);
+        };
+        let bm25: Vec<u64> = mlt.iter().map(|m| m.0).collect();
+        let dense = self.dense.as_ref().map(|d| (d, d.similar_to(pmid, depth)));
+        let scored: Vec<(u64, f32)> = match &dense {
+            Some((_, d)) if !d.is_empty() => self
+                .fuse(&bm25, d)
+                .into_iter()
+                .map(|f| (f.pmid, f.score))
+                .collect(),
+            _ => mlt.clone(),
+        };
+        let mut hits = self.bm25.hits_for(&terms, &scored)?;
+        hits.truncate(k);
+        for (i, h) in hits.iter_mut().enumerate() {
+            h.rank = i + 1;
+            h.bm25_rank = bm25.iter().position(|&p| p == h.pmid).map(|r| r + 1);
+            if let Some((searcher, d)) = &dense {
+                if let Some((r, dh)) = d.iter().enumerate().find(|(_, x)| x.pmid == h.pmid) {
+                    h.dense_rank = Some(r + 1);
+                    h.similarity = Some(dh.score);
+                    h.passage = self.passage_text(searcher, h.pmid, dh.passage_no)?;
+                }
+            }
+        }
+        Ok(Some(hits))
+    }
+
     /// The `k` best PMIDs for `query`, best first: ranking only, no snippets or stored
     /// documents. What evaluation and benchmarks measure.
     pub fn rank(&self, query: &str, k: usize, mode: Mode) -> Result<Vec<u64>, RetrieveError> {

@@ -1,7 +1,8 @@
 //! `medlit serve`: one process holds the index and the model and serves them over HTTP.
 //!
 //! - [`api`]: `/healthz`, `/api/stats`, `/api/search`, `/api/ask` (JSON or server-sent events).
-//! - [`records`]: `/api/article/{pmid}` (a record as JSON or a download), `/api/export`.
+//! - [`records`]: `/api/article/{pmid}` (a record as JSON or a download), `/api/export`,
+//!   `/api/similar/{pmid}`.
 //! - [`openai`]: `/v1/models`, `/v1/chat/completions`, OpenAI-compatible.
 //! - [`queue`]: the generation worker that owns the model, and its bounded queue.
 //! - [`page`]: the web page at `/`, embedded in the binary.
@@ -81,6 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/ask", post(api::ask))
         .route("/api/article/{pmid}", get(records::article))
         .route("/api/export", get(records::export))
+        .route("/api/similar/{pmid}", get(records::similar))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions))

@@ -1,6 +1,7 @@
 //! The PMID lookups over HTTP: `GET /api/article/{pmid}` (the JSON of `medlit show --json`,
 //! or a download with `?format=ris|bibtex|csl-json|medline`) and `GET /api/export?pmids=…`
-//! (the web page's "download references").
+//! (the web page's "download references"), `GET /api/similar/{pmid}` (as `medlit similar
+//! --json`).
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -83,6 +84,45 @@ pub async fn article(
             reference::write_records(f, std::slice::from_ref(&record.article)),
         )),
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SimilarParams {
+    k: Option<usize>,
+}
+
+/// `GET /api/similar/{pmid}?k=10`.
+pub async fn similar(
+    State(s): State<Arc<AppState>>,
+    Path(pmid): Path<String>,
+    params: Result<Query<SimilarParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params?;
+    let pmid = parse_pmid(&pmid).map_err(|e| ApiError::bad_request(e).with_param("pmid"))?;
+    let k = s.check_k(p.k.unwrap_or(10))?;
+    let state = s.clone();
+    let body = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let hits = state
+            .retriever
+            .similar(pmid, k)
+            .map_err(|e| ApiError::from(&e))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("PMID {pmid} is not in the index"),
+                )
+                .with_param("pmid")
+            })?;
+        serde_json::to_string(&crate::commands::similar::SimilarJson {
+            pmid,
+            mode: state.retriever.default_mode(),
+            hits: &hits,
+        })
+        .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await
+    .map_err(|_| ApiError::internal("internal error while finding similar articles"))??;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Debug, Deserialize)]

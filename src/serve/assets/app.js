@@ -72,9 +72,33 @@ function refItem(n, pmid, title, journal, year) {
   const li = el("li");
   const a = el("a", `PMID ${pmid}`, { href: pubmed(pmid), target: "_blank", rel: "noopener",
     "data-pmid": pmid, class: "citation" });
+  // "Similar articles", as on PubMed: listed under Articles without leaving the page.
+  const like = el("a", "similar articles", { href: `#similar-${pmid}`, class: "similar",
+    "data-pmid": pmid });
+  like.addEventListener("click", (ev) => {
+    ev.preventDefault();
+    showSimilar(pmid).catch((e) => showError(e.message));
+  });
   li.append(a, " ", el("span", title || ""), " ",
-            el("span", `(${journal || ""}${year ? ", " + year : ""})`, { class: "meta" }));
+            el("span", `(${journal || ""}${year ? ", " + year : ""})`, { class: "meta" }),
+            " ", like);
   return li;
+}
+
+async function showSimilar(pmid) {
+  $("status").textContent = `Finding articles like PMID ${pmid}…`;
+  $("status").className = "";
+  const res = await fetch(`/api/similar/${encodeURIComponent(pmid)}?k=10`);
+  const body = await res.json();
+  if (!res.ok) throw new Error((body.error && body.error.message) || `HTTP ${res.status}`);
+  $("results").replaceChildren();
+  $("results-heading").textContent = `Articles like PMID ${pmid}`;
+  $("results-section").hidden = false;
+  for (const h of body.hits) {
+    $("results").append(refItem(h.rank, h.pmid, h.title, h.journal, h.year));
+  }
+  $("status").textContent = `${body.hits.length} articles like PMID ${pmid} (${body.mode})`;
+  $("results-section").scrollIntoView();
 }
 
 // The passage with the sentence that supports the answer marked: the quoted sentence when the
@@ -222,6 +246,7 @@ async function search(question) {
   const res = await fetch(`/api/search?${params}`);
   const body = await res.json();
   if (!res.ok) throw new Error((body.error && body.error.message) || `HTTP ${res.status}`);
+  $("results-heading").textContent = "Articles";
   $("results-section").hidden = false;
   if (body.message) {
     $("answer-section").hidden = false;
