@@ -26,6 +26,7 @@
 //! - [`progress`]: progress bars that show on a terminal and stay quiet for `--json`.
 //! - [`safety`]: the medical safety policy: the learned request screen (classifier heads over
 //!   the MiniLM vector, its training and cross-validation by family), rules, draft check.
+//! - [`mcp`]: the Model Context Protocol server (`medlit mcp`): search, ask, show, similar.
 //! - [`serve`]: the HTTP server (JSON API, OpenAI-compatible chat, web page).
 
 pub mod answer;
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod commands;
 pub mod eval;
 pub mod evidence;
+pub mod mcp;
 pub mod progress;
 pub mod prompt;
 pub mod reference;

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Ask(a) => commands::ask::run(a),
         Command::Show(a) => commands::show::run(a),
         Command::Similar(a) => commands::similar::run(a),
+        Command::Mcp(a) => commands::mcp::run(a),
         Command::Demo(a) => commands::demo::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Verify(a) => commands::verify::run(a),

@@ -10,6 +10,7 @@
 //! - [`filters`]: field filters and PubMed field tags, the dense half filtered before fusion.
 //! - [`lookup`]: `show`, citation export read back by other readers, the parser against
 //!   pubmed_parser.
+//! - [`mcp`]: `medlit mcp` driven by the official Python MCP client.
 //! - [`model_folder`]: `ask --model FOLDER` on the tiny Gemma 4 fixture.
 //! - [`prompt_fuzz_corpus`]: the prompt filler's fuzz corpus replayed.
 mod common;
@@ -18,6 +19,7 @@ mod cli;
 mod crash;
 mod filters;
 mod lookup;
+mod mcp;
 mod model_folder;
 mod prompt_fuzz_corpus;
 mod serve;

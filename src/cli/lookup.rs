@@ -53,6 +53,27 @@ pub struct SimilarArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Model Context Protocol over stdio, for AI assistants: the tools search (with \
+the filters and field tags), ask (the verified, cited answer and its safety decision), show \
+and similar, each returning the JSON of the command of the same name. Every call goes through \
+the same safety policy and citation verification as the CLI.\n\n\
+An assistant's configuration names the command, e.g.:\n  \
+{\"mcpServers\": {\"medlit\": {\"command\": \"medlit\", \"args\": [\"mcp\"]}}}"
+)]
+pub struct McpArgs {
+    /// Retrieval mode (auto: hybrid when the index has a dense part, else bm25)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: SearchModeArg,
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+}
+
 /// A PMID as users paste it: "31452104", "PMID:31452104" or "PMID 31452104".
 pub fn parse_pmid(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -6,7 +6,8 @@
 //!   fusion) and the value parsers;
 //! - [`data`]: fetch, index, verify, compact, synth, export, policy train;
 //! - [`query`]: search, ask, serve, demo, and the bench launcher;
-//! - [`lookup`]: show (a PMID's record), similar (articles like one);
+//! - [`lookup`]: show (a PMID's record), similar (articles like one), mcp (the tools for AI
+//!   assistants);
 //! - [`eval`]: eval retrieval / qa / safety;
 //! - [`setup`]: flags turned into the engine's parts (the `Pipeline`);
 //! - [`jobs`]: the long jobs commands share (fetching, building an index), with progress.
@@ -82,6 +83,9 @@ pub enum Command {
     Show(ShowArgs),
     /// Articles like a given one (its passages' vectors, fused with its distinctive words)
     Similar(SimilarArgs),
+    /// Serve search, ask, show and similar as Model Context Protocol tools on stdio (for AI
+    /// assistants)
+    Mcp(McpArgs),
     /// Run the whole pipeline on the embedded default: fetch, index, query
     Demo(DemoArgs),
     /// Serve search and cited answers over HTTP: JSON API, OpenAI-compatible chat, web page

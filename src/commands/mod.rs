@@ -12,6 +12,7 @@ pub mod eval_answerability;
 pub mod export;
 pub mod fetch;
 pub mod index;
+pub mod mcp;
 pub mod policy;
 pub mod references;
 pub mod search;
