@@ -8,6 +8,7 @@
 //! - [`serve`]: the HTTP API, the OpenAI-compatible route (with the official client), limits.
 //! - [`web_page`]: the page in a real Chromium.
 //! - [`filters`]: field filters and PubMed field tags, the dense half filtered before fusion.
+//! - [`llama_server`]: the remote backend against llama.cpp's llama-server.
 //! - [`lookup`]: `show`, citation export read back by other readers, the parser against
 //!   pubmed_parser.
 //! - [`mcp`]: `medlit mcp` driven by the official Python MCP client.
@@ -18,6 +19,7 @@ mod common;
 mod cli;
 mod crash;
 mod filters;
+mod llama_server;
 mod lookup;
 mod mcp;
 mod model_folder;

@@ -28,6 +28,10 @@ pub struct Cli {
 pub enum BenchCommand {
     /// PubMed parsing and BM25 indexing throughput, against Python's pubmed_parser
     Ingest(BenchIngestArgs),
+    /// Build llama.cpp's llama-server once (from the source distribution `bench generate`
+    /// builds llama-bench from) and print its path: the third-party OpenAI-compatible server
+    /// the remote backend's tests run against
+    LlamaServer(BenchLlamaServerArgs),
     /// Passage embedding throughput, against Python onnxruntime + tokenizers on the same model
     Embed(BenchEmbedArgs),
     /// Per-query latency (p50/p95) of each search mode against Python peers: bm25s for BM25,
@@ -42,6 +46,16 @@ pub enum BenchCommand {
     /// Index time per phase, disk per component, memory and search latency at growing
     /// synthetic corpus sizes, plotted (PNG), with the extrapolation to all of PubMed
     Scale(BenchScaleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchLlamaServerArgs {
+    /// Python interpreter used to create the build tools' virtual environment
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Print JSON ({"path": …}) instead of the path alone
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A count with an optional k/M suffix: 50k, 1M, 2500.

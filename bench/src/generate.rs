@@ -395,6 +395,17 @@ fn run_llama_bench(
 /// option off for the portable path), so a forced medlit path is compared with llama.cpp on
 /// the same instructions. One build folder per level.
 fn llama_bench(python: &str, quiet: bool, kernel: Kernel) -> Result<PathBuf> {
+    llama_tool(python, quiet, kernel, "llama-bench")
+}
+
+/// llama.cpp's `llama-server`, built as `llama-bench` is (the machine's best instruction
+/// set): the third-party OpenAI-compatible server the remote backend is tested against.
+pub fn llama_server(python: &str, quiet: bool) -> Result<PathBuf> {
+    llama_tool(python, quiet, Kernel::available()[0], "llama-server")
+}
+
+/// A llama.cpp tool (`target`: llama-bench, llama-server), built once per instruction-set level.
+fn llama_tool(python: &str, quiet: bool, kernel: Kernel, target: &str) -> Result<PathBuf> {
     let root = medlit::cli::setup::home()?
         .root()
         .join("bench")
@@ -405,13 +416,13 @@ fn llama_bench(python: &str, quiet: bool, kernel: Kernel) -> Result<PathBuf> {
     } else {
         format!("build-{}", kernel.name())
     };
-    let bin = root.join(&build_name).join("bin").join("llama-bench");
+    let bin = root.join(&build_name).join("bin").join(target);
     if bin.is_file() {
         return Ok(bin);
     }
     if !quiet {
         eprintln!(
-            "building llama.cpp's llama-bench once into {} (several minutes)…",
+            "building llama.cpp's {target} once into {} (several minutes)…",
             root.display()
         );
     }
@@ -465,7 +476,7 @@ fn llama_bench(python: &str, quiet: bool, kernel: Kernel) -> Result<PathBuf> {
                 "-DLLAMA_CURL=OFF",
                 "-DGGML_NATIVE=OFF",
                 "-DLLAMA_BUILD_TESTS=OFF",
-                "-DLLAMA_BUILD_SERVER=OFF",
+                "-DLLAMA_BUILD_SERVER=ON",
             ])
             .args(cpu_options(kernel)),
         "configuring llama.cpp with cmake",
@@ -474,8 +485,8 @@ fn llama_bench(python: &str, quiet: bool, kernel: Kernel) -> Result<PathBuf> {
         Command::new(venv_bin.join("ninja"))
             .arg("-C")
             .arg(&build)
-            .arg("llama-bench"),
-        "building llama-bench with ninja",
+            .arg(target),
+        &format!("building {target} with ninja"),
     )?;
     if !bin.is_file() {
         bail!("the llama.cpp build finished without {}", bin.display());

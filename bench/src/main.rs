@@ -35,6 +35,15 @@ fn main() -> ExitCode {
     medlit::cli::init_logging(cli.verbose);
     let result = match &cli.command {
         BenchCommand::Ingest(a) => ingest::run(a),
+        BenchCommand::LlamaServer(a) => {
+            generate::llama_server(&a.python, a.json).and_then(|path| {
+                if a.json {
+                    medlit::commands::print_json(&serde_json::json!({ "path": path }))
+                } else {
+                    medlit::commands::emit(&format!("{}\n", path.display()))
+                }
+            })
+        }
         BenchCommand::Embed(a) => embed::run(a),
         BenchCommand::Search(a) => search::run(a),
         BenchCommand::Generate(a) => generate::run(a),

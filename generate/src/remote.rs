@@ -21,6 +21,8 @@ pub struct RemoteChat {
     name: String,
     context: usize,
     agent: ureq::Agent,
+    /// Ask for the reply as server-sent events (tokens as they come) or in one piece.
+    stream: bool,
 }
 
 impl RemoteChat {
@@ -47,7 +49,15 @@ impl RemoteChat {
             model: model.to_string(),
             context,
             agent,
+            stream: true,
         }
+    }
+
+    /// The same backend asking for whole replies (`"stream": false`), for servers or proxies
+    /// that do not pass server-sent events through.
+    pub fn whole_replies(mut self) -> Self {
+        self.stream = false;
+        self
     }
 
     fn error(&self, reason: impl Into<String>) -> GenerateError {
@@ -122,7 +132,7 @@ impl Generator for RemoteChat {
             "messages": [{"role": "user", "content": user}],
             "max_tokens": opts.max_tokens,
             "temperature": opts.sampling.temperature,
-            "stream": true,
+            "stream": self.stream,
         });
         if opts.sampling.temperature > 0.0 {
             body["top_p"] = json!(opts.sampling.top_p);
@@ -137,13 +147,51 @@ impl Generator for RemoteChat {
             prefill_ms: first_byte_ms,
             ..Generated::default()
         };
+        if !self.stream {
+            let text = response
+                .into_body()
+                .read_to_string()
+                .map_err(|e| self.error(format!("reading the reply: {e}")))?;
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| self.error(format!("the reply is not JSON ({e}): {text}")))?;
+            let choice = &v["choices"][0];
+            let content = choice["message"]["content"]
+                .as_str()
+                .ok_or_else(|| self.error(format!("the reply has no message content: {text}")))?;
+            out.text = content.to_string();
+            out.tokens = v["usage"]["completion_tokens"]
+                .as_u64()
+                .map_or_else(|| self.count_tokens(content), |n| n as usize);
+            if let Some(n) = v["usage"]["prompt_tokens"].as_u64() {
+                out.prompt_tokens = n as usize;
+            }
+            out.stop = if choice["finish_reason"].as_str() == Some("length") {
+                "max_tokens"
+            } else {
+                "eos"
+            };
+            if !content.is_empty() {
+                on_text(content);
+            }
+            out.decode_ms = 0.0;
+            return Ok(out);
+        }
         let reader = BufReader::new(response.into_body().into_reader());
+        // A reply is whole when the server said so ([DONE] or a finish reason); a stream that
+        // ends before is a server that went away mid-answer, and half an answer is not one.
+        let mut finished = false;
         for line in reader.lines() {
-            let line = line.map_err(|e| self.error(format!("reading the reply: {e}")))?;
+            let line = line.map_err(|e| {
+                self.error(format!(
+                    "the reply broke off after {} pieces: {e}",
+                    out.tokens
+                ))
+            })?;
             let Some(data) = line.strip_prefix("data:").map(str::trim) else {
                 continue;
             };
             if data == "[DONE]" {
+                finished = true;
                 break;
             }
             let chunk: Value = serde_json::from_str(data)
@@ -158,17 +206,25 @@ impl Generator for RemoteChat {
                     out.tokens += 1;
                     if !on_text(piece) {
                         out.stop = "stopped";
+                        finished = true;
                         break;
                     }
                 }
             }
             if let Some(reason) = choice["finish_reason"].as_str() {
+                finished = true;
                 out.stop = if reason == "length" {
                     "max_tokens"
                 } else {
                     "eos"
                 };
             }
+        }
+        if !finished {
+            return Err(self.error(format!(
+                "the server closed the reply before it finished ({} pieces received); no answer is made from half a reply",
+                out.tokens
+            )));
         }
         out.decode_ms = t.elapsed().as_secs_f64() * 1000.0 - first_byte_ms;
         Ok(out)

@@ -156,6 +156,10 @@ pub struct GenerateArgs {
     /// The model's name on that server
     #[arg(long, value_name = "NAME")]
     pub llm_model: Option<String>,
+    /// Ask the server for whole replies instead of a stream (for proxies that do not pass
+    /// server-sent events through)
+    #[arg(long, requires = "llm_endpoint")]
+    pub llm_no_stream: bool,
     /// Context of the remote model, in tokens (prompt + answer)
     #[arg(long, default_value_t = 8192)]
     pub llm_context: usize,

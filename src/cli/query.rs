@@ -16,21 +16,21 @@ pub struct SearchArgs {
     /// Number of results
     #[arg(long, short, default_value_t = 10, value_parser = at_least_one)]
     pub k: usize,
-    #[command(flatten)]
-    pub filters: FilterArgs,
     /// bm25 (keywords), dense (meaning), hybrid (both, fused); auto: hybrid when the index has
     /// a dense part, else bm25
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: SearchModeArg,
     #[command(flatten)]
-    pub export: ExportRefsArgs,
-    #[command(flatten)]
-    pub fusion: FusionArgs,
-    #[command(flatten)]
     pub index: IndexDirArg,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub export: ExportRefsArgs,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -48,8 +48,6 @@ pub struct AskArgs {
     /// Passages given to the model as evidence [default: 3 for a span answer, 5 for free text]
     #[arg(long, short, value_parser = at_least_one)]
     pub k: Option<usize>,
-    #[command(flatten)]
-    pub filters: FilterArgs,
     /// Retrieval mode (auto: hybrid when the index has a dense part, else bm25)
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: SearchModeArg,
@@ -57,16 +55,18 @@ pub struct AskArgs {
     #[arg(long)]
     pub show_evidence: bool,
     #[command(flatten)]
-    pub generate: GenerateArgs,
-    #[command(flatten)]
-    pub export: ExportRefsArgs,
-    #[command(flatten)]
-    pub fusion: FusionArgs,
-    #[command(flatten)]
     pub index: IndexDirArg,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub export: ExportRefsArgs,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
 }
 
 #[derive(Debug, Args)]

@@ -421,12 +421,17 @@ pub fn load_generator(args: &GenerateArgs) -> Result<Box<dyn Generator + Send>> 
             .llm_model
             .as_deref()
             .context("--llm-model names the model on the server")?;
-        return Ok(Box::new(crate::generate::remote::RemoteChat::new(
+        let remote = crate::generate::remote::RemoteChat::new(
             endpoint,
             model,
             args.llm_context,
             std::time::Duration::from_secs(args.llm_timeout.max(1)),
-        )));
+        );
+        return Ok(Box::new(if args.llm_no_stream {
+            remote.whole_replies()
+        } else {
+            remote
+        }));
     }
     let device = crate::generate::device::parse(&args.device)?;
     if let Some(dir) = args.model.as_deref().filter(|p| HfChat::is_folder(p)) {
