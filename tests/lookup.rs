@@ -379,3 +379,64 @@ fn similar_finds_articles_on_the_same_subject_and_leaves_the_article_out() {
         stderr(&out)
     );
 }
+
+#[test]
+fn ask_filters_its_evidence_and_exports_the_references_it_cites() {
+    let idx = index_path();
+    let idx = idx.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cited.json");
+    let a = ok_json(&[
+        "ask",
+        BRUCELLA,
+        "--index",
+        idx,
+        "--mesh",
+        "Brucellosis",
+        "--export",
+        "csl-json",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    let evidence: Vec<&str> = a["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pmid"].as_str().unwrap())
+        .collect();
+    assert!(!evidence.is_empty(), "{a}");
+    let idx_s = idx.to_string();
+    let mut show = vec!["show", "--index", &idx_s, "--json"];
+    show.extend_from_slice(&evidence);
+    for r in ok_json(&show)["articles"].as_array().unwrap() {
+        assert!(
+            r["mesh"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["descriptor"] == "Brucellosis"),
+            "evidence outside the filter: {r}"
+        );
+    }
+    let cited: Vec<String> = a["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("pmid:{}", c["pmid"].as_str().unwrap()))
+        .collect();
+    let items: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let ids: Vec<String> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids, cited,
+        "the export holds exactly the cited references: {a}"
+    );
+    assert!(
+        !cited.is_empty(),
+        "the sample answers this question with a citation: {a}"
+    );
+}
