@@ -1656,9 +1656,26 @@ fn quoted_phrases_are_required_and_not_excludes() {
         "--json",
     ]);
     assert!(v["hits"].as_array().unwrap().len() < plain.len(), "{v}");
-    // Field tags and AND are named, not silently taken.
+    // Prefix tags and AND are named, not silently taken; a bracketed tag is a filter, said so.
+    let out = medlit(&[
+        "search",
+        "mesh:asthma",
+        "AND",
+        "children",
+        "--index",
+        &index,
+    ]);
+    assert!(out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("prefix field tags") && e.contains("AND and OR"),
+        "{e}"
+    );
     let out = medlit(&["search", "asthma[mh]", "AND", "children", "--index", &index]);
     assert!(out.status.success());
     let e = stderr(&out);
-    assert!(e.contains("field tags") && e.contains("AND and OR"), "{e}");
+    assert!(
+        e.contains("filtered by MeSH \"asthma\"") && !e.contains("AND and OR"),
+        "{e}"
+    );
 }

@@ -122,8 +122,8 @@ fn readers_python() -> PathBuf {
     }
     let ready = Command::new(&py)
         .args(["-c", "import rispy, bibtexparser, citeproc, Bio"])
-        .status()
-        .is_ok_and(|s| s.success());
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ready {
         run(
             Command::new(&py).args([

@@ -31,8 +31,8 @@ fn mcp_python() -> PathBuf {
     }
     let ready = Command::new(&py)
         .args(["-c", "import mcp.client.stdio"])
-        .status()
-        .is_ok_and(|s| s.success());
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ready {
         run(
             Command::new(&py).args([
