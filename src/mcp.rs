@@ -61,20 +61,17 @@ impl FilterParams {
                     .map_err(|e: String| ErrorData::invalid_params(format!("year: {e}"), None))?,
             ),
         };
-        Ok(Filters {
-            years,
-            journals: self.journal.clone(),
-            authors: self.author.clone(),
+        Ok(crate::cli::FilterArgs {
+            year: years,
+            journal: self.journal.clone(),
+            author: self.author.clone(),
             mesh: self.mesh.clone(),
             mesh_major: self.mesh_major.clone(),
-            pub_types: self.pub_type.clone(),
-            langs: self
-                .lang
-                .iter()
-                .map(|l| crate::retrieve::filter::language_code(l))
-                .collect(),
+            pub_type: self.pub_type.clone(),
             has_abstract: self.has_abstract,
-        })
+            lang: self.lang.clone(),
+        }
+        .filters())
     }
 }
 

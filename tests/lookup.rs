@@ -101,46 +101,16 @@ fn show_prints_the_whole_record_and_names_a_missing_pmid() {
 
 /// A Python with the readers, in a virtual environment of the tests' own.
 fn readers_python() -> PathBuf {
-    let venv = medlit_corpus::MedlitHome::from_env()
-        .unwrap()
-        .root()
-        .join("test-venvs/reference-readers-1");
-    let py = venv.join("bin/python");
-    let run = |cmd: &mut Command, what: &str| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    if !py.exists() {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating the readers' virtual environment",
-        );
-    }
-    let ready = Command::new(&py)
-        .args(["-c", "import rispy, bibtexparser, citeproc, Bio"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ready {
-        run(
-            Command::new(&py).args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "rispy==0.9.0",
-                "bibtexparser==1.4.3",
-                "citeproc-py==0.8.2",
-                "biopython==1.85",
-            ]),
-            "installing rispy, bibtexparser, citeproc-py and biopython",
-        );
-    }
-    py
+    test_python(
+        "reference-readers-1",
+        &[
+            "rispy==0.9.0",
+            "bibtexparser==1.4.3",
+            "citeproc-py==0.8.2",
+            "biopython==1.85",
+        ],
+        "rispy, bibtexparser, citeproc, Bio",
+    )
 }
 
 #[test]

@@ -10,43 +10,7 @@ use crate::common::*;
 const MCP_PACKAGE: &str = "mcp==2.3.0";
 
 fn mcp_python() -> PathBuf {
-    let venv = medlit_corpus::MedlitHome::from_env()
-        .unwrap()
-        .root()
-        .join("test-venvs/mcp-2.3.0");
-    let py = venv.join("bin/python");
-    let run = |cmd: &mut Command, what: &str| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    if !py.exists() {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating the MCP client's virtual environment",
-        );
-    }
-    let ready = Command::new(&py)
-        .args(["-c", "import mcp.client.stdio"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ready {
-        run(
-            Command::new(&py).args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                MCP_PACKAGE,
-            ]),
-            "installing the official MCP client (pip install mcp)",
-        );
-    }
-    py
+    test_python("mcp-2.3.0", &[MCP_PACKAGE], "mcp.client.stdio")
 }
 
 #[test]

@@ -272,29 +272,20 @@ impl Bm25Searcher {
         };
         let key = bm25::filter_key(value);
         let searcher = self.reader.searcher();
+        let exact = |field| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, &key),
+                IndexRecordOption::Basic,
+            ))
+        };
         let q: Box<dyn Query> = match field {
             T::Author => author_query(k.author, value),
             T::Date => return true,
-            T::Mesh => Box::new(TermQuery::new(
-                Term::from_field_text(k.mesh, &key),
-                IndexRecordOption::Basic,
-            )),
-            T::MeshMajor => Box::new(TermQuery::new(
-                Term::from_field_text(k.mesh_major, &key),
-                IndexRecordOption::Basic,
-            )),
-            T::Journal => Box::new(TermQuery::new(
-                Term::from_field_text(k.journal, &key),
-                IndexRecordOption::Basic,
-            )),
-            T::PubType => Box::new(TermQuery::new(
-                Term::from_field_text(k.pub_type, &key),
-                IndexRecordOption::Basic,
-            )),
-            T::Lang => Box::new(TermQuery::new(
-                Term::from_field_text(k.lang, &key),
-                IndexRecordOption::Basic,
-            )),
+            T::Mesh => exact(k.mesh),
+            T::MeshMajor => exact(k.mesh_major),
+            T::Journal => exact(k.journal),
+            T::PubType => exact(k.pub_type),
+            T::Lang => exact(k.lang),
         };
         searcher
             .search(&*q, &tantivy::collector::Count)
@@ -312,21 +303,10 @@ impl Bm25Searcher {
         };
         let searcher = self.reader.searcher();
         let docs = searcher.search(&*q, &tantivy::collector::DocSetCollector)?;
-        let mut columns = std::collections::HashMap::new();
+        let mut pmids = PmidColumns::new(&searcher);
         let mut out = std::collections::HashSet::with_capacity(docs.len());
         for addr in docs {
-            let col = match columns.entry(addr.segment_ord) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                    searcher
-                        .segment_reader(addr.segment_ord)
-                        .fast_fields()
-                        .u64(bm25::PMID_FAST)?,
-                ),
-            };
-            if let Some(pmid) = col.first(addr.doc_id) {
-                out.insert(pmid);
-            }
+            out.extend(pmids.of(addr)?);
         }
         Ok(Some(out))
     }
@@ -384,19 +364,10 @@ impl Bm25Searcher {
     ) -> Result<Vec<(u64, f32)>, SearchError> {
         let (_, top) = self.top(query, k, filters)?;
         let searcher = self.reader.searcher();
-        let mut columns = std::collections::HashMap::new();
+        let mut pmids = PmidColumns::new(&searcher);
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
-            let col = match columns.entry(addr.segment_ord) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                    searcher
-                        .segment_reader(addr.segment_ord)
-                        .fast_fields()
-                        .u64(bm25::PMID_FAST)?,
-                ),
-            };
-            if let Some(pmid) = col.first(addr.doc_id) {
+            if let Some(pmid) = pmids.of(addr)? {
                 out.push((pmid, score));
             }
         }
@@ -605,12 +576,9 @@ impl Bm25Searcher {
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(k + 1).order_by_score())?;
         let mut out = Vec::with_capacity(k);
+        let mut pmids = PmidColumns::new(&searcher);
         for (score, addr) in top {
-            let col = searcher
-                .segment_reader(addr.segment_ord)
-                .fast_fields()
-                .u64(bm25::PMID_FAST)?;
-            if let Some(p) = col.first(addr.doc_id) {
+            if let Some(p) = pmids.of(addr)? {
                 if p != pmid && out.len() < k {
                     out.push((p, score));
                 }
@@ -709,6 +677,34 @@ impl Bm25Searcher {
             similarity: None,
             passage: None,
         }
+    }
+}
+
+/// The PMID of a document from the fast column, each segment's column opened once.
+struct PmidColumns<'a> {
+    searcher: &'a tantivy::Searcher,
+    columns: std::collections::HashMap<u32, tantivy::columnar::Column<u64>>,
+}
+
+impl<'a> PmidColumns<'a> {
+    fn new(searcher: &'a tantivy::Searcher) -> Self {
+        PmidColumns {
+            searcher,
+            columns: std::collections::HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, addr: tantivy::DocAddress) -> Result<Option<u64>, SearchError> {
+        let col = match self.columns.entry(addr.segment_ord) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                self.searcher
+                    .segment_reader(addr.segment_ord)
+                    .fast_fields()
+                    .u64(bm25::PMID_FAST)?,
+            ),
+        };
+        Ok(col.first(addr.doc_id))
     }
 }
 

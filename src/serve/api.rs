@@ -85,19 +85,17 @@ impl FilterParams {
                 .map(str::to_string)
                 .collect()
         };
-        Ok(crate::retrieve::Filters {
-            years: years(self.year.as_deref())?,
-            journals: list(&self.journal),
-            authors: list(&self.author),
+        Ok(crate::cli::FilterArgs {
+            year: years(self.year.as_deref())?,
+            journal: list(&self.journal),
+            author: list(&self.author),
             mesh: list(&self.mesh),
             mesh_major: list(&self.mesh_major),
-            pub_types: list(&self.pub_type),
-            langs: list(&self.lang)
-                .iter()
-                .map(|l| crate::retrieve::filter::language_code(l))
-                .collect(),
+            pub_type: list(&self.pub_type),
             has_abstract: self.has_abstract,
-        })
+            lang: list(&self.lang),
+        }
+        .filters())
     }
 }
 

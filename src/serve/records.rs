@@ -40,6 +40,15 @@ fn format_of(f: Option<&str>, json_allowed: bool) -> Result<Option<Format>, ApiE
     }
 }
 
+/// A 404 for a PMID the index does not hold.
+fn not_held(pmid: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("PMID {pmid} is not in the index"),
+    )
+    .with_param("pmid")
+}
+
 /// The file a download is saved as.
 fn download(format: Format, stem: &str, body: String) -> Response {
     (
@@ -69,13 +78,7 @@ pub async fn article(
         .await
         .map_err(|_| ApiError::internal("internal error while reading the record"))?
         .map_err(|e| ApiError::from(&e))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("PMID {pmid} is not in the index"),
-            )
-            .with_param("pmid")
-        })?;
+        .ok_or_else(|| not_held(pmid))?;
     match format {
         None => Ok(axum::Json(RecordJson::new(&record.article, record.complete)).into_response()),
         Some(f) => Ok(download(
@@ -106,13 +109,7 @@ pub async fn similar(
             .retriever
             .similar(pmid, k)
             .map_err(|e| ApiError::from(&e))?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("PMID {pmid} is not in the index"),
-                )
-                .with_param("pmid")
-            })?;
+            .ok_or_else(|| not_held(pmid))?;
         serde_json::to_string(&crate::commands::similar::SimilarJson {
             pmid,
             mode: state.retriever.default_mode(),

@@ -205,3 +205,41 @@ pub fn evidence_cited_only(a: &Value) -> Vec<String> {
     }
     evidence
 }
+
+/// A Python with `packages` installed, in a virtual environment of the tests' own under
+/// `$MEDLIT_HOME/test-venvs/NAME`; `probe` is an import that shows the install is done.
+pub fn test_python(name: &str, packages: &[&str], probe: &str) -> PathBuf {
+    let venv = medlit_corpus::MedlitHome::from_env()
+        .unwrap()
+        .root()
+        .join("test-venvs")
+        .join(name);
+    let py = venv.join("bin/python");
+    let run = |cmd: &mut Command, what: &str| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    if !py.exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            &format!("creating the virtual environment {}", venv.display()),
+        );
+    }
+    let ready = Command::new(&py)
+        .args(["-c", &format!("import {probe}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        run(
+            Command::new(&py)
+                .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+                .args(packages),
+            &format!("installing {} with pip", packages.join(" ")),
+        );
+    }
+    py
+}
