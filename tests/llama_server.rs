@@ -32,16 +32,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// llama-server, built once for the test binary (the tests share one build folder, so two
+/// builds at once would race in it).
+fn llama_server_bin() -> &'static PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = ok_json(&["bench", "llama-server", "--json"]);
+        PathBuf::from(built["path"].as_str().unwrap())
+    })
+}
+
 fn start_llama_server() -> LlamaServer {
-    let built = ok_json(&["bench", "llama-server", "--json"]);
-    let bin = PathBuf::from(built["path"].as_str().unwrap());
+    let bin = llama_server_bin();
     let gguf = medlit_corpus::MedlitHome::from_env()
         .unwrap()
         .assets()
         .join("models/gemma-3-270m-q4_k_m.gguf");
     assert!(gguf.is_file(), "{}", gguf.display());
     let port = free_port();
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .arg("-m")
         .arg(&gguf)
         .args([
