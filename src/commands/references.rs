@@ -45,6 +45,18 @@ impl ExportTarget {
         Ok(Some(ExportTarget { format, path }))
     }
 
+    /// Writes the records of a list of results, in rank order, and says so on stderr.
+    pub fn write_hits(&self, bm25: &Bm25Searcher, hits: &[crate::retrieve::Hit]) -> Result<()> {
+        let pmids: Vec<u64> = hits.iter().map(|h| h.pmid).collect();
+        let n = self.write(bm25, &pmids)?;
+        eprintln!(
+            "exported {n} references ({}) to {}",
+            self.format.name(),
+            self.path.display()
+        );
+        Ok(())
+    }
+
     /// Writes the records of `pmids` (in order, each once); returns how many were written.
     pub fn write(&self, bm25: &Bm25Searcher, pmids: &[u64]) -> Result<usize> {
         let mut seen = std::collections::HashSet::new();

@@ -40,13 +40,7 @@ pub fn run(args: &SearchArgs) -> Result<()> {
         .search(&args.query(), args.k, mode, &filters)
         .context("searching")?;
     if let Some(t) = &export {
-        let pmids: Vec<u64> = hits.iter().map(|h| h.pmid).collect();
-        let n = t.write(&retriever.bm25, &pmids)?;
-        eprintln!(
-            "exported {n} references ({}) to {}",
-            t.format.name(),
-            t.path.display()
-        );
+        t.write_hits(&retriever.bm25, &hits)?;
     }
     if args.json {
         return print_json(&SearchJson {

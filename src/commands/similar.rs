@@ -32,13 +32,7 @@ pub fn run(args: &SimilarArgs) -> Result<()> {
         );
     };
     if let Some(t) = &export {
-        let pmids: Vec<u64> = hits.iter().map(|h| h.pmid).collect();
-        let n = t.write(&retriever.bm25, &pmids)?;
-        eprintln!(
-            "exported {n} references ({}) to {}",
-            t.format.name(),
-            t.path.display()
-        );
+        t.write_hits(&retriever.bm25, &hits)?;
     }
     if args.json {
         return print_json(&SimilarJson {
