@@ -117,6 +117,15 @@ impl Article {
             .collect()
     }
 
+    /// The journal's title, else its ISO abbreviation (some records carry only one).
+    pub fn journal_name(&self) -> &str {
+        if self.journal.is_empty() {
+            &self.journal_iso
+        } else {
+            &self.journal
+        }
+    }
+
     /// The article's page on PubMed.
     pub fn pubmed_url(&self) -> String {
         format!("https://pubmed.ncbi.nlm.nih.gov/{}/", self.pmid)

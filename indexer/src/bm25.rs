@@ -197,11 +197,7 @@ pub fn document(f: &Fields, a: &Article) -> TantivyDocument {
     if let Some(y) = a.year {
         d.add_i64(f.year, i64::from(y));
     }
-    let journal = if a.journal.is_empty() {
-        &a.journal_iso
-    } else {
-        &a.journal
-    };
+    let journal = a.journal_name();
     d.add_text(f.journal, journal);
     for m in &a.mesh {
         d.add_text(f.mesh, &m.descriptor);

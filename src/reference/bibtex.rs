@@ -26,11 +26,7 @@ pub fn entry(a: &Article) -> String {
         })
         .collect();
     field("author", &authors.join(" and "));
-    let journal = if a.journal.is_empty() {
-        &a.journal_iso
-    } else {
-        &a.journal
-    };
+    let journal = a.journal_name();
     field("journal", &escape(journal));
     field("year", &a.year.map(|y| y.to_string()).unwrap_or_default());
     field("volume", &escape(&a.volume));

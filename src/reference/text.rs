@@ -58,11 +58,7 @@ pub fn record(a: &Article) -> String {
 
 /// "Journal. Year;Volume(Issue):Pages."
 pub fn source_line(a: &Article) -> String {
-    let journal = if a.journal.is_empty() {
-        &a.journal_iso
-    } else {
-        &a.journal
-    };
+    let journal = a.journal_name();
     let mut s = journal.trim_end_matches('.').to_string();
     s.push('.');
     if let Some(y) = a.year {
