@@ -256,6 +256,34 @@ fn search_exports_its_results_and_never_replaces_a_file_unasked() {
         "{}",
         stderr(&out)
     );
+    // A folder, or a file in a folder that does not exist: refused before searching.
+    let out = medlit(&[
+        "search",
+        "brucella",
+        "--index",
+        &idx,
+        "--export",
+        "ris",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("is a folder, not a file"),
+        "{}",
+        stderr(&out)
+    );
+    let nowhere = dir.path().join("missing/refs.ris");
+    let out = medlit(&[
+        "search",
+        "brucella",
+        "--index",
+        &idx,
+        "--export",
+        "ris",
+        nowhere.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(!nowhere.exists());
     // With --overwrite it is replaced.
     let out = medlit(&[
         "search",

@@ -344,6 +344,21 @@ fn api_article_and_export_serve_the_records_show_prints() {
     let (status, v) = get(&server.url("/api/export?pmids=403714&format=endnote"));
     assert_json_error(status, &v, 400);
     assert_eq!(v["error"]["param"], "format", "{v}");
+    for bad in ["pmids=", "pmids=403714,12ab"] {
+        let (status, v) = get(&server.url(&format!("/api/export?{bad}&format=ris")));
+        assert_json_error(status, &v, 400);
+        assert_eq!(v["error"]["param"], "pmids", "{bad}: {v}");
+    }
+    let many: Vec<String> = (1..=201).map(|n| n.to_string()).collect();
+    let (status, v) = get(&server.url(&format!("/api/export?pmids={}&format=ris", many.join(","))));
+    assert_json_error(status, &v, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 200"),
+        "{v}"
+    );
 
     // Field filters on /api/search, as flags on the CLI: the same articles.
     let (status, v) =

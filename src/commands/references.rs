@@ -36,6 +36,11 @@ impl ExportTarget {
         if path.is_dir() {
             bail!("--export: {} is a folder, not a file", path.display());
         }
+        // Checked now: the temporary file the export is written through goes beside it.
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+            bail!("--export: the folder {} does not exist", dir.display());
+        }
         if path.exists() && !args.overwrite {
             bail!(
                 "--export: {} exists; pass --overwrite to replace it",
