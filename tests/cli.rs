@@ -1679,3 +1679,64 @@ fn quoted_phrases_are_required_and_not_excludes() {
         "{e}"
     );
 }
+
+/// `--encoder f32` (the GPU encoder's arithmetic, here on the CPU) builds a dense index that
+/// records it, and dense search on that index embeds the question with the same encoder.
+#[test]
+fn an_index_of_the_f32_encoder_is_searched_with_it() {
+    fetch_embedder();
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("index");
+    let built = ok_json(&[
+        "index",
+        "--encoder",
+        "f32",
+        "--index",
+        idx.to_str().unwrap(),
+        fixture("good.xml").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(built["passages"].as_u64().unwrap() > 0, "{built}");
+    let dense = std::fs::read_to_string(idx.join(format!(
+        "gen-{:06}/dense/dense.json",
+        built["generation"].as_u64().unwrap()
+    )))
+    .unwrap();
+    assert!(dense.contains("all-minilm-l6-v2/medlit-f32"), "{dense}");
+    let v = ok_json(&[
+        "search",
+        "which protein is missing in a muscle-wasting disease of boys",
+        "--mode",
+        "dense",
+        "--index",
+        idx.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["hits"][0]["pmid"], "900001", "{v}");
+}
+
+/// A GPU asked of a build without CUDA, or a device that does not exist, is refused before
+/// anything is written.
+#[test]
+fn an_embedding_device_this_build_lacks_is_refused_before_any_work() {
+    fetch_embedder();
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("index");
+    for (device, says) in [
+        ("cuda", "built without CUDA"),
+        ("cuda:1", "built without CUDA"),
+        ("tpu", "unknown device `tpu`"),
+    ] {
+        let out = medlit(&[
+            "index",
+            "--embed-device",
+            device,
+            "--index",
+            idx.to_str().unwrap(),
+            fixture("good.xml").to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{device}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{device}: {}", stderr(&out));
+        assert!(!idx.exists(), "{device}: an index folder was written");
+    }
+}

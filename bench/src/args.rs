@@ -200,12 +200,16 @@ pub struct BenchEmbedArgs {
     /// export on ONNX Runtime, or auto (as `medlit index` picks: int8 on the VNNI paths)
     #[arg(long, value_enum, default_value_t = medlit::cli::EncoderArg::Int8)]
     pub encoder: medlit::cli::EncoderArg,
+    /// Where medlit's encoder runs: cpu, or cuda / cuda:N (a `--features cuda` build; the f32
+    /// encoder, as `index --embed-device` runs it)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// medlit's ONNX Runtime sessions side by side, sharing --threads (the peer runs one
     /// session on all its threads; --encoder onnx)
     #[arg(long, default_value_t = 2)]
     pub sessions: usize,
     /// Passages per call, for both sides [default: 16 with --encoder int8 (its batches carry no
-    /// padding), 1 with onnx]
+    /// padding) and f32 on the CPU, 128 with f32 on a GPU, 1 with onnx]
     #[arg(long)]
     pub batch: Option<usize>,
     /// Skip the Python peer

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use medlit_indexer::embed::EncoderConfig;
 use medlit_indexer::pubmed::{parse_file, Record};
 use serde::{Deserialize, Serialize};
@@ -19,8 +19,10 @@ const PEER_PACKAGES: [&str; 3] = ["onnxruntime==1.24.1", "tokenizers", "numpy"];
 
 #[derive(Debug, Serialize)]
 struct EmbedBench {
-    /// `int8` (medlit's encoder) or `onnx`.
+    /// `int8` (medlit's encoder), `onnx` or `f32` (candle, with its device).
     encoder: &'static str,
+    /// Where medlit's encoder ran (`cpu`, `cuda:N`).
+    device: String,
     /// The int8 kernel path (`MEDLIT_KERNEL` forces one), for the int8 encoder.
     kernel: Option<&'static str>,
     cpu_features: Vec<&'static str>,
@@ -44,22 +46,40 @@ struct PeerOut {
 
 pub fn run(args: &BenchEmbedArgs) -> Result<()> {
     let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
-    let int8 = args.encoder.resolve() == medlit::cli::EncoderArg::Int8;
-    let batch = args.batch.unwrap_or(if int8 { 16 } else { 1 }).max(1);
+    use medlit::cli::EncoderArg;
+    let device = medlit::generate::device::parse(&args.device)
+        .with_context(|| format!("--device {}", args.device))?;
+    let kind = if device.is_cpu() {
+        args.encoder.resolve()
+    } else {
+        EncoderArg::F32
+    };
+    let batch = args
+        .batch
+        .unwrap_or(match kind {
+            EncoderArg::Onnx => 1,
+            EncoderArg::F32 if !device.is_cpu() => 128,
+            _ => 16,
+        })
+        .max(1);
     // The peer runs the ONNX export with the batch size it measures fastest at: 1 (padding).
     let peer_batch = args.batch.unwrap_or(1).max(1);
     let cfg = medlit::cli::setup::onnx_config(&manifest, args.threads, args.sessions, 1, 256)?;
-    let encoder = if int8 {
-        EncoderConfig::Int8(medlit::cli::setup::int8_config(
+    let encoder = match kind {
+        EncoderArg::Int8 => EncoderConfig::Int8(medlit::cli::setup::int8_config(
             &manifest,
             args.threads,
             batch,
             256,
-        )?)
-    } else {
-        let mut c = cfg.clone();
-        c.batch_size = batch;
-        EncoderConfig::Onnx(c)
+        )?),
+        EncoderArg::F32 => EncoderConfig::Candle(medlit::cli::setup::candle_config(
+            &manifest, batch, 256, device,
+        )?),
+        _ => {
+            let mut c = cfg.clone();
+            c.batch_size = batch;
+            EncoderConfig::Onnx(c)
+        }
     };
     let mut embedder = encoder.load()?;
     let budget = cfg.max_tokens - 2;
@@ -126,7 +146,8 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
     };
     let out = EmbedBench {
         encoder: encoder.kind(),
-        kernel: int8.then(|| Kernel::selected().name()),
+        device: args.device.clone(),
+        kernel: matches!(kind, EncoderArg::Int8).then(|| Kernel::selected().name()),
         cpu_features: medlit::generate::int8_matmul::cpu_features(),
         passages: texts.len(),
         tokens,
@@ -146,16 +167,18 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         out.passages, out.tokens, out.threads, out.batch, out.sessions
     );
     println!(
-        "CPU features: {}; medlit encoder {}{}",
+        "CPU features: {}; medlit encoder {} on {}{}",
         out.cpu_features.join(" "),
         out.encoder,
+        out.device,
         out.kernel
             .map(|k| format!(" (int8 kernel {k})"))
             .unwrap_or_default()
     );
     println!(
-        "medlit ({:>4})                   {:>8.1} passages/s",
-        out.encoder, out.medlit_passages_per_s
+        "{:<36} {:>8.1} passages/s",
+        format!("medlit ({}, {})", out.encoder, out.device),
+        out.medlit_passages_per_s
     );
     if let (Some(p), Some(r)) = (out.peer_passages_per_s, out.ratio_vs_peer) {
         println!("Python onnxruntime+tokenizers   {p:>8.1} passages/s");

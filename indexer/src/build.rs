@@ -606,7 +606,7 @@ fn embed_articles<'a>(
     work.sort_by_key(|w| w.0);
     let mut rows = Vec::with_capacity(work.len());
     let mut vectors = Vec::with_capacity(work.len());
-    for chunk in work.chunks(64) {
+    for chunk in work.chunks(d.embedder.call_size().max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|w| w.1.as_str()).collect();
         let vecs = d.embedder.embed(&texts)?;
         for (w, v) in chunk.iter().zip(vecs) {

@@ -49,6 +49,11 @@ pub trait Embedder: Send {
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
     /// Tokens `text` takes (special tokens excluded), without truncation: for passage splitting.
     fn count_tokens(&self, text: &str) -> usize;
+    /// How many texts a bulk caller (indexing) should pass per call: enough for the encoder's
+    /// own batching to fill its device.
+    fn call_size(&self) -> usize {
+        64
+    }
 }
 
 /// Where the MiniLM backend finds its files.
@@ -80,6 +85,8 @@ pub struct OnnxConfig {
 pub enum EncoderConfig {
     Int8(crate::minilm::Int8Config),
     Onnx(OnnxConfig),
+    /// f32 on candle, on the CPU or a GPU.
+    Candle(crate::minilm_candle::CandleConfig),
 }
 
 impl EncoderConfig {
@@ -87,6 +94,7 @@ impl EncoderConfig {
         Ok(match self {
             EncoderConfig::Int8(c) => Box::new(crate::minilm::MiniLmInt8::load(c)?),
             EncoderConfig::Onnx(c) => Box::new(OnnxEmbedder::load(c)?),
+            EncoderConfig::Candle(c) => Box::new(crate::minilm_candle::MiniLmCandle::load(c)?),
         })
     }
 
@@ -95,6 +103,7 @@ impl EncoderConfig {
         match self {
             EncoderConfig::Int8(c) => &c.id,
             EncoderConfig::Onnx(c) => &c.id,
+            EncoderConfig::Candle(c) => &c.id,
         }
     }
 
@@ -103,13 +112,21 @@ impl EncoderConfig {
         match self {
             EncoderConfig::Int8(c) => &c.sha256,
             EncoderConfig::Onnx(c) => &c.sha256,
+            EncoderConfig::Candle(c) => &c.sha256,
         }
+    }
+
+    /// Whether this encoder made vectors that `model` describes (one weights file serves two
+    /// encoders, so the id counts as well as the sha256).
+    pub fn made(&self, model: &ModelInfo) -> bool {
+        self.id() == model.id && self.sha256() == model.sha256
     }
 
     pub fn max_tokens(&self) -> usize {
         match self {
             EncoderConfig::Int8(c) => c.max_tokens,
             EncoderConfig::Onnx(c) => c.max_tokens,
+            EncoderConfig::Candle(c) => c.max_tokens,
         }
     }
 
@@ -117,14 +134,16 @@ impl EncoderConfig {
         match self {
             EncoderConfig::Int8(c) => c.max_tokens = n,
             EncoderConfig::Onnx(c) => c.max_tokens = n,
+            EncoderConfig::Candle(c) => c.max_tokens = n,
         }
     }
 
-    /// Short name for reports: `int8` or `onnx`.
+    /// Short name for reports: `int8`, `onnx` or `f32`.
     pub fn kind(&self) -> &'static str {
         match self {
             EncoderConfig::Int8(_) => "int8",
             EncoderConfig::Onnx(_) => "onnx",
+            EncoderConfig::Candle(_) => "f32",
         }
     }
 }

@@ -13,6 +13,8 @@
 //!   loaded at run time), and `SharedEmbedder`, one query embedder per process.
 //! - [`minilm`]: medlit's own MiniLM encoder: safetensors weights quantised to int8 blocks at
 //!   load, every product on the int8 kernels, no padding, one batch per worker thread.
+//! - [`minilm_candle`]: the same model in f32 on candle's tensor operations, on any candle
+//!   device: the GPU encoder (`cuda` build), length-sorted padded batches.
 //! - [`dense`]: passage vectors (f32 and int8), docmap, tombstones and the HNSW graph (write,
 //!   extend, open, search, exact).
 //! - [`links`]: the graph's links written flat and searched memory-mapped.
@@ -38,6 +40,7 @@ pub mod error;
 pub mod layout;
 pub mod links;
 pub mod minilm;
+pub mod minilm_candle;
 pub mod passages;
 pub mod plan;
 pub mod pubmed;

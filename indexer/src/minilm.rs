@@ -18,13 +18,13 @@ use medlit_kernels::int8_matmul::{Int8Matrix, Kernel};
 
 use crate::embed::{count_with, in_order, joined, read, EmbedError, Embedder, ModelInfo, Numbered};
 
-const HIDDEN: usize = 384;
-const HEADS: usize = 12;
-const HEAD_DIM: usize = HIDDEN / HEADS;
-const FFN: usize = 1536;
-const LAYERS: usize = 6;
-const MAX_POSITIONS: usize = 512;
-const LN_EPS: f32 = 1e-12;
+pub(crate) const HIDDEN: usize = 384;
+pub(crate) const HEADS: usize = 12;
+pub(crate) const HEAD_DIM: usize = HIDDEN / HEADS;
+pub(crate) const FFN: usize = 1536;
+pub(crate) const LAYERS: usize = 6;
+pub(crate) const MAX_POSITIONS: usize = 512;
+pub(crate) const LN_EPS: f32 = 1e-12;
 
 /// Where the encoder finds its files and how it runs.
 #[derive(Debug, Clone)]
@@ -178,6 +178,34 @@ fn keep_freed_buffers() {
     }
 }
 
+/// The passage tokenizer (truncating at `max_tokens`, never padding: the shipped file pads to
+/// 128) and an untruncated copy for counting, from `tokenizer.json`'s bytes.
+pub(crate) fn tokenizers_for(
+    json: &[u8],
+    max_tokens: usize,
+) -> Result<(tokenizers::Tokenizer, tokenizers::Tokenizer), EmbedError> {
+    let mut tokenizer = tokenizers::Tokenizer::from_bytes(json).map_err(model_error)?;
+    // Its own rayon pool would spin beside the encoder's threads.
+    tokenizers::utils::parallelism::set_parallelism(false);
+    tokenizer.with_padding(None);
+    let mut counter = tokenizer.clone();
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: max_tokens,
+            ..Default::default()
+        }))
+        .map_err(model_error)?;
+    counter.with_truncation(None).map_err(model_error)?;
+    Ok((tokenizer, counter))
+}
+
+/// Rows of the word-embedding table in `model.safetensors`' bytes.
+pub(crate) fn vocabulary(bytes: &[u8]) -> Result<usize, EmbedError> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| model_error(format!("model.safetensors: {e}")))?;
+    st_rows(&st, "embeddings.word_embeddings")
+}
+
 fn model_error(what: impl std::fmt::Display) -> EmbedError {
     EmbedError::Model(what.to_string())
 }
@@ -275,18 +303,8 @@ impl MiniLmInt8 {
             layers,
         };
         let json = read(&cfg.model_dir, "tokenizer.json")?;
-        let mut tokenizer = tokenizers::Tokenizer::from_bytes(&json).map_err(model_error)?;
-        tokenizers::utils::parallelism::set_parallelism(false);
         let max_tokens = cfg.max_tokens.clamp(2, MAX_POSITIONS);
-        tokenizer.with_padding(None);
-        let mut counter = tokenizer.clone();
-        tokenizer
-            .with_truncation(Some(tokenizers::TruncationParams {
-                max_length: max_tokens,
-                ..Default::default()
-            }))
-            .map_err(model_error)?;
-        counter.with_truncation(None).map_err(model_error)?;
+        let (tokenizer, counter) = tokenizers_for(&json, max_tokens)?;
         Ok(MiniLmInt8 {
             weights: Arc::new(weights),
             tokenizer,

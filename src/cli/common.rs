@@ -45,6 +45,9 @@ pub enum EncoderArg {
     Int8,
     /// ONNX Runtime on the int8 ONNX export (f32 arithmetic)
     Onnx,
+    /// medlit's MiniLM in f32 on candle's tensor operations: the GPU encoder (--embed-device
+    /// cuda); on a CPU it is slower than int8 and onnx
+    F32,
 }
 
 impl EncoderArg {
@@ -191,6 +194,11 @@ pub struct EmbedArgs {
     /// on AVX2). The index records which; queries use the same one
     #[arg(long, value_enum, default_value_t = EncoderArg::Auto)]
     pub encoder: EncoderArg,
+    /// Where passages are embedded: cpu, or cuda / cuda:N for an NVIDIA GPU (a build with
+    /// `--features cuda`; runs the f32 encoder in length-sorted padded batches of
+    /// --embed-batch, default 128 there)
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub embed_device: String,
     /// CPU threads for embedding
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub embed_threads: usize,

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use medlit_corpus::{fetch::assets_present, AssetKind, DataManifest, MedlitHome};
 use medlit_indexer::embed::EncoderConfig;
 use medlit_indexer::minilm::Int8Config;
+use medlit_indexer::minilm_candle::CandleConfig;
 
 use super::{AnswerStyle, FusionArgs, GenerateArgs, IndexDirArg, ManifestArg, SearchModeArg};
 use crate::answer::{Choices, Defaults};
@@ -186,7 +187,27 @@ pub fn dense_options(
     manifest: &DataManifest,
     args: &crate::cli::EmbedArgs,
 ) -> Result<medlit_indexer::DenseOptions> {
-    let embedder = match args.encoder.resolve() {
+    let device = crate::generate::device::parse(&args.embed_device)
+        .with_context(|| format!("--embed-device {}", args.embed_device))?;
+    let encoder = match (device.is_cpu(), args.encoder) {
+        (true, e) => e.resolve(),
+        (false, crate::cli::EncoderArg::Auto | crate::cli::EncoderArg::F32) => {
+            crate::cli::EncoderArg::F32
+        }
+        (false, other) => bail!(
+            "--embed-device {} runs the f32 encoder; --encoder {} runs on the CPU only (drop --encoder, or say --encoder f32)",
+            args.embed_device,
+            format!("{other:?}").to_lowercase()
+        ),
+    };
+    let embedder = match encoder {
+        crate::cli::EncoderArg::F32 => EncoderConfig::Candle(candle_config(
+            manifest,
+            args.embed_batch
+                .unwrap_or(if device.is_cpu() { 16 } else { 128 }),
+            args.max_tokens,
+            device,
+        )?),
         crate::cli::EncoderArg::Int8 | crate::cli::EncoderArg::Auto => {
             EncoderConfig::Int8(int8_config(
                 manifest,
@@ -251,12 +272,36 @@ pub fn int8_config(
     })
 }
 
+/// The id an index built by the f32 candle encoder (CPU or GPU) records.
+pub const F32_ENCODER_ID: &str = "all-minilm-l6-v2/medlit-f32";
+
+/// The f32 encoder on candle: the same weights and tokenizer as the int8 one, on `device`.
+pub fn candle_config(
+    manifest: &DataManifest,
+    batch_size: usize,
+    max_tokens: usize,
+    device: crate::generate::Device,
+) -> Result<CandleConfig> {
+    let int8 = int8_config(manifest, 1, batch_size, max_tokens)?;
+    Ok(CandleConfig {
+        model_dir: int8.model_dir,
+        id: F32_ENCODER_ID.to_string(),
+        sha256: int8.sha256,
+        max_tokens,
+        batch_size,
+        device,
+    })
+}
+
 /// Every encoder this build can load, for `max_tokens` and `threads`: an index is opened with
-/// the one it records.
+/// the one it records (one a GPU built is queried with the same f32 encoder on the CPU).
 pub fn encoders(manifest: &DataManifest, threads: usize, max_tokens: usize) -> Vec<EncoderConfig> {
     let mut out = Vec::new();
     if let Ok(c) = int8_config(manifest, threads, 16, max_tokens) {
         out.push(EncoderConfig::Int8(c));
+    }
+    if let Ok(c) = candle_config(manifest, 16, max_tokens, crate::generate::Device::Cpu) {
+        out.push(EncoderConfig::Candle(c));
     }
     if let Ok(c) = onnx_config(manifest, threads, 1, 1, max_tokens) {
         out.push(EncoderConfig::Onnx(c));

@@ -74,13 +74,16 @@ pub fn run(args: &IndexArgs) -> Result<()> {
         (Some(d), true) => {
             let manifest = setup::manifest(&args.manifest)?;
             let mut o = setup::dense_options(&manifest, &args.embed)?;
-            // The encoder the index records, whichever `--encoder` says.
-            if let Some(e) =
-                setup::encoders(&manifest, args.embed.embed_threads, d.model.max_tokens)
-                    .into_iter()
-                    .find(|e| e.sha256() == d.model.sha256)
-            {
-                o.embedder = e;
+            // The encoder the index records, whichever `--encoder` says (on the asked device
+            // when it is that encoder).
+            if !o.embedder.made(&d.model) {
+                if let Some(e) =
+                    setup::encoders(&manifest, args.embed.embed_threads, d.model.max_tokens)
+                        .into_iter()
+                        .find(|e| e.made(&d.model))
+                {
+                    o.embedder = e;
+                }
             }
             o.embedder.set_max_tokens(d.model.max_tokens);
             o.params = d.params;

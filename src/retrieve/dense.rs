@@ -39,8 +39,8 @@ pub struct DenseSearcher {
 
 impl DenseSearcher {
     /// Opens the dense half of the index in `dir` with the encoder it was built with: the one
-    /// of `candidates` whose weights' sha256 the index records (else the index's model check
-    /// refuses, naming both).
+    /// of `candidates` whose id and weights' sha256 the index records (else the index's model
+    /// check refuses, naming both).
     pub fn open(dir: &Path, candidates: &[EncoderConfig]) -> Result<Self, DenseSearchError> {
         let layout = IndexDir::new(dir);
         let manifest = layout.manifest()?;
@@ -48,9 +48,15 @@ impl DenseSearcher {
             .dense
             .as_ref()
             .ok_or_else(|| DenseSearchError::NoDense(dir.display().to_string()))?;
+        // The int8 and f32 encoders read one weights file: the id tells them apart.
         let mut cfg = candidates
             .iter()
-            .find(|c| c.sha256() == summary.model.sha256)
+            .find(|c| c.made(&summary.model))
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .find(|c| c.sha256() == summary.model.sha256)
+            })
             .or(candidates.first())
             .cloned()
             .ok_or(DenseSearchError::NoEncoder)?;
