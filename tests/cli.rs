@@ -312,6 +312,30 @@ fn demo_runs_end_to_end() {
     answers_on_the_hybrid_index(&idx);
 }
 
+/// The keyword-only demo: the whole path (fetch, index, search, answer with a verified
+/// citation) in a minute or two on any CPU. It stands for the hybrid demo on CPUs too slow to
+/// embed the sample within CI's time (see .ci/run).
+#[test]
+fn keyword_only_demo_answers_from_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("index");
+    let idx_s = idx.to_str().unwrap();
+    let v = ok_json(&["demo", "--bm25-only", "--index", idx_s, "--json"]);
+    assert_eq!(v["indexed_now"], true);
+    assert_eq!(v["mode"], "bm25", "{v}");
+    assert!(medlit_indexer::IndexDir::new(&idx)
+        .manifest()
+        .unwrap()
+        .dense
+        .is_none());
+    assert_eq!(v["hits"][0]["pmid"], "409786", "{v}");
+    let answer = v["ask"]["answer"].as_str().unwrap();
+    assert!(answer.to_lowercase().contains("rifampin"), "{v}");
+    assert_eq!(v["ask"]["citations"][0]["pmid"], "409786", "{v}");
+    let again = ok_json(&["demo", "--bm25-only", "--index", idx_s, "--json"]);
+    assert_eq!(again["indexed_now"], false);
+}
+
 /// On the sample's hybrid index (the demo's): the span answer is quoted with the sentence it
 /// was copied from; the answerability model decides, answering a reworded question and
 /// abstaining on a drug the corpus never names; and `eval answerability --fit` refits it.

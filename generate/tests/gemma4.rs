@@ -10,6 +10,15 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma4_tiny")
 }
 
+/// Where the decoder runs: the CPU, or `MEDLIT_TEST_DEVICE=cuda` on a GPU (a `cuda` build;
+/// `scripts/gpu-check.sh` runs these tests so), at the same tolerances.
+fn device() -> Device {
+    match std::env::var("MEDLIT_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("MEDLIT_TEST_DEVICE=cuda: no GPU"),
+        _ => Device::Cpu,
+    }
+}
+
 fn expected() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap())
         .unwrap()
@@ -33,7 +42,7 @@ fn argmax(v: &[f32]) -> u32 {
 
 #[test]
 fn config_reads_every_e4b_feature_of_the_fixture() {
-    let m = Gemma4::load(&fixture().join("model"), 64, DType::F32, &Device::Cpu).unwrap();
+    let m = Gemma4::load(&fixture().join("model"), 64, DType::F32, &device()).unwrap();
     let cfg = &m.cfg;
     assert_eq!(cfg.head_dim(0), 16, "sliding layers");
     assert_eq!(cfg.head_dim(2), 32, "full layers have their own head size");
@@ -81,7 +90,7 @@ fn logits_match_transformers_in_one_pass_in_chunks_and_token_by_token() {
                 .collect()
         })
         .collect();
-    let m = Gemma4::load(&fixture().join("model"), 64, DType::F32, &Device::Cpu).unwrap();
+    let m = Gemma4::load(&fixture().join("model"), 64, DType::F32, &device()).unwrap();
     let check = |got: &[Vec<f32>], how: &str| {
         let mut worst = 0f32;
         for (g, w) in got.iter().zip(&want) {
@@ -120,7 +129,7 @@ fn greedy_continuation_equals_transformers_token_for_token() {
     let e = expected();
     let prompt = ids(&e["prompt_ids"]);
     let want = ids(&e["greedy"]);
-    let m = Gemma4::load(&fixture().join("model"), 64, DType::F32, &Device::Cpu).unwrap();
+    let m = Gemma4::load(&fixture().join("model"), 64, DType::F32, &device()).unwrap();
     let mut cache = m.new_cache().unwrap();
     let mut logits = m.forward(&prompt, &mut cache).unwrap();
     let mut got = Vec::new();
@@ -138,7 +147,7 @@ fn greedy_continuation_equals_transformers_token_for_token() {
 fn chat_turns_render_and_tokenize_as_transformers_does() {
     use medlit_generate::hf::HfChat;
     let e = expected();
-    let chat = HfChat::load(&fixture().join("model"), 64, DType::F32, &Device::Cpu).unwrap();
+    let chat = HfChat::load(&fixture().join("model"), 64, DType::F32, &device()).unwrap();
     let text = chat.render(e["chat_question"].as_str().unwrap()).unwrap();
     assert_eq!(text, e["chat_text"].as_str().unwrap());
     assert_eq!(chat.encode(&text).unwrap(), ids(&e["chat_ids"]));
@@ -150,7 +159,7 @@ fn chat_turns_render_and_tokenize_as_transformers_does() {
 fn bf16_runs_on_the_cpu_as_close_to_f32_as_transformers_bf16_is() {
     let e = expected();
     let prompt = ids(&e["prompt_ids"]);
-    let m = Gemma4::load(&fixture().join("model"), 64, DType::BF16, &Device::Cpu).unwrap();
+    let m = Gemma4::load(&fixture().join("model"), 64, DType::BF16, &device()).unwrap();
     let mut cache = m.new_cache().unwrap();
     let got: Vec<f32> = m.forward(&prompt, &mut cache).unwrap().to_vec1().unwrap();
     let row = |v: &Value| -> Vec<f32> {
@@ -222,7 +231,7 @@ fn a_sharded_checkpoint_loads_through_its_index() {
 
     let e = expected();
     let prompt = ids(&e["prompt_ids"]);
-    let m = Gemma4::load(dir.path(), 64, DType::F32, &Device::Cpu).unwrap();
+    let m = Gemma4::load(dir.path(), 64, DType::F32, &device()).unwrap();
     let mut cache = m.new_cache().unwrap();
     let got: Vec<f32> = m.forward(&prompt, &mut cache).unwrap().to_vec1().unwrap();
     let want = e["logits"]
@@ -247,7 +256,7 @@ fn keys_as_values_on_full_layers_match_transformers() {
     )
     .unwrap();
     let dir = fixture().join("model_keqv");
-    let m = Gemma4::load(&dir, 64, DType::F32, &Device::Cpu).unwrap();
+    let m = Gemma4::load(&dir, 64, DType::F32, &device()).unwrap();
     assert_eq!(m.cfg.kv_heads(2), 1);
     let tensors =
         candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
