@@ -931,6 +931,71 @@ fn bench_generate_measures_each_thread_count_in_its_own_process() {
 }
 
 #[test]
+fn bench_generate_measures_a_synthetic_gemma4_and_removes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("tiny");
+    let v = ok_json(&[
+        "bench",
+        "generate",
+        "--synthetic",
+        "gemma4-tiny",
+        "--synthetic-dir",
+        folder.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--prompt-tokens",
+        "24",
+        "--gen-tokens",
+        "4",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(v["synthetic"]["name"], "gemma4-tiny", "{v}");
+    assert_eq!(v["dtype"], "bf16", "measured in bf16 unless asked: {v}");
+    assert_eq!(v["device"], "cpu", "{v}");
+    assert!(v["parameters"].as_u64().unwrap() > 100_000, "{v}");
+    // bf16: two bytes a parameter.
+    assert_eq!(
+        v["synthetic"]["bytes"].as_u64(),
+        v["parameters"].as_u64().map(|p| 2 * p),
+        "{v}"
+    );
+    let row = &v["rows"][0];
+    assert!(
+        row["medlit"]["prefill_tok_s"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    assert!(row["medlit"]["decode_tok_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(row["rss_anon_mb"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(row["peer"].is_null(), "no llama.cpp peer for a folder: {v}");
+    // The files it wrote are removed; the folder, named by the user, stays.
+    assert!(folder.is_dir());
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
+
+    // A folder holding anything is refused, and keeps what it held.
+    std::fs::write(folder.join("mine.txt"), "mine").unwrap();
+    let out = medlit(&[
+        "bench",
+        "generate",
+        "--synthetic",
+        "gemma4-tiny",
+        "--synthetic-dir",
+        folder.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(folder.join("mine.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
+    let out = medlit(&["bench", "generate", "--synthetic", "gemma4-99b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("gemma4-e4b"), "{}", stderr(&out));
+}
+
+#[test]
 fn eval_safety_decides_each_class_on_our_own_and_adversarial_prompts() {
     fetch_embedder();
     let v = ok_json(&[

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use medlit::cli::{EmbedArgs, FusionArgs, IndexDirArg, ManifestArg};
+use medlit::cli::{DTypeArg, EmbedArgs, FusionArgs, IndexDirArg, ManifestArg};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -170,9 +170,29 @@ pub struct BenchGenerateArgs {
     /// Repetitions; the best run is reported, for medlit and for llama-bench alike
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// GGUF file [default: the fetched default model]
-    #[arg(long, value_name = "PATH")]
+    /// GGUF file or Hugging Face (Gemma 4) folder [default: the fetched default model]
+    #[arg(long, value_name = "PATH", conflicts_with = "synthetic")]
     pub model: Option<PathBuf>,
+    /// Measure a random-weight Gemma 4 at a published size instead of a real model:
+    /// gemma4-e4b (7.5 B parameters; written as a 15 GB bf16 safetensors folder first) or
+    /// gemma4-tiny (the parity fixture's shape, seconds)
+    #[arg(long, value_name = "NAME")]
+    pub synthetic: Option<String>,
+    /// Folder the synthetic model is written into; must be new or empty [default: a new folder
+    /// under $MEDLIT_HOME/bench/synthetic, removed after the run]
+    #[arg(long, value_name = "DIR", requires = "synthetic")]
+    pub synthetic_dir: Option<PathBuf>,
+    /// Keep the synthetic model folder after the run (its path is printed)
+    #[arg(long, requires = "synthetic")]
+    pub keep: bool,
+    /// Where a Hugging Face folder's model runs: cpu, cuda or cuda:N (a GGUF file runs on the
+    /// CPU's int8 kernels)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Precision of a Hugging Face folder's computation [default: bf16 for --synthetic; else
+    /// f32 on the CPU, bf16 on a GPU]
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
     /// Skip llama.cpp
     #[arg(long)]
     pub no_peer: bool,

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::BenchGenerateArgs;
 use crate::peer::{peer_python, run_ok};
+use clap::ValueEnum;
+use medlit::cli::DTypeArg;
 use medlit::commands::print_json;
 use medlit::generate::hf::HfChat;
 use medlit::generate::int8_matmul::{self, Kernel, KERNEL_ENV};
@@ -39,6 +41,21 @@ struct WorkerReport {
     kernel: String,
     load_s: f64,
     peak_rss_mb: f64,
+    /// Resident memory of the process's own allocations after the runs (the weights it copied
+    /// out of the file), and of mapped file pages (the checkpoint as read, which the kernel
+    /// can drop): together they make up `peak_rss_mb`.
+    #[serde(default)]
+    rss_anon_mb: f64,
+    #[serde(default)]
+    rss_file_mb: f64,
+    /// Where the model ran and in which precision (a GGUF file: cpu, its own int8 types).
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    dtype: String,
+    /// Parameters of a Hugging Face folder's text model.
+    #[serde(default)]
+    parameters: Option<usize>,
     #[serde(flatten)]
     speed: Speed,
 }
@@ -49,6 +66,8 @@ struct Row {
     medlit: Speed,
     load_s: f64,
     peak_rss_mb: f64,
+    rss_anon_mb: f64,
+    rss_file_mb: f64,
     peer: Option<Speed>,
     prefill_ratio: Option<f64>,
     decode_ratio: Option<f64>,
@@ -71,25 +90,56 @@ struct Report {
     /// for the same instruction sets.
     kernel: String,
     model: String,
+    /// Where the model ran (cpu, cuda:N) and the precision of its computation.
+    device: String,
+    dtype: String,
+    parameters: Option<usize>,
+    /// The random-weight checkpoint measured, when `--synthetic` made one.
+    synthetic: Option<SyntheticReport>,
     prompt_tokens: usize,
     gen_tokens: usize,
     runs: usize,
     rows: Vec<Row>,
 }
 
+#[derive(Debug, Serialize)]
+struct SyntheticReport {
+    name: String,
+    /// Where it was written; removed after the run unless `--keep`.
+    folder: String,
+    kept: bool,
+    bytes: u64,
+    write_s: f64,
+}
+
 pub fn run(args: &BenchGenerateArgs) -> Result<()> {
-    let folder = args.model.as_deref().filter(|p| HfChat::is_folder(p));
+    let synthetic = match &args.synthetic {
+        Some(name) if !args.worker => Some(SyntheticModel::write(name, args)?),
+        _ => None,
+    };
+    let model_arg = synthetic
+        .as_ref()
+        .map(|s| s.dir.clone())
+        .or_else(|| args.model.clone());
+    let folder = model_arg.as_deref().filter(|p| HfChat::is_folder(p));
     let model = match folder {
         Some(dir) => dir.to_path_buf(),
-        None => medlit::cli::setup::generator_path(args.model.as_deref())?,
+        None => medlit::cli::setup::generator_path(model_arg.as_deref())?,
     };
+    // A synthetic checkpoint is bf16, and is measured in bf16 unless asked otherwise.
+    let dtype = args.dtype.or(synthetic.as_ref().map(|_| DTypeArg::Bf16));
     // A forced path this CPU cannot run is refused here, not silently replaced.
     let forced = Kernel::check_env()?;
     if args.worker {
         let threads = args.threads.first().copied().unwrap_or(1);
         let report = match folder {
             Some(dir) => measure_folder(dir, args, threads)?,
-            None => measure(&model, args, threads)?,
+            None => {
+                if args.device != "cpu" {
+                    bail!("--device {}: a GGUF file runs on the CPU's int8 kernels; --device applies to a Hugging Face folder", args.device);
+                }
+                measure(&model, args, threads)?
+            }
         };
         return print_json(&report);
     }
@@ -113,12 +163,14 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
     };
     let mut rows = Vec::new();
     let mut kernel = forced.unwrap_or_else(Kernel::selected).name().to_string();
+    let mut ran = (String::new(), String::new(), None);
     for &threads in &args.threads {
         if !args.json {
             eprintln!("medlit, {threads} thread(s)…");
         }
-        let ours = worker(&model, args, threads)?;
+        let ours = worker(&model, args, dtype, threads)?;
         kernel = ours.kernel.clone();
+        ran = (ours.device.clone(), ours.dtype.clone(), ours.parameters);
         let peer = match &llama_bench {
             None => None,
             Some(bin) => {
@@ -139,6 +191,8 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
             medlit: ours.speed,
             load_s: ours.load_s,
             peak_rss_mb: ours.peak_rss_mb,
+            rss_anon_mb: ours.rss_anon_mb,
+            rss_file_mb: ours.rss_file_mb,
             peer,
         });
     }
@@ -150,11 +204,16 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
         },
         kernel,
         model: model.display().to_string(),
+        device: ran.0,
+        dtype: ran.1,
+        parameters: ran.2,
+        synthetic: synthetic.as_ref().map(SyntheticModel::report),
         prompt_tokens: args.prompt_tokens,
         gen_tokens: args.gen_tokens,
         runs: args.runs.max(1),
         rows,
     };
+    drop(synthetic);
     if args.json {
         return print_json(&report);
     }
@@ -162,6 +221,30 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
         "{} — prefill {} tokens, decode {} tokens, best of {} runs",
         report.model, report.prompt_tokens, report.gen_tokens, report.runs
     );
+    if let Some(s) = &report.synthetic {
+        println!(
+            "synthetic {} (random weights): {:.2} GB written in {:.0} s{}",
+            s.name,
+            s.bytes as f64 / 1e9,
+            s.write_s,
+            if s.kept {
+                format!(", kept in {}", s.folder)
+            } else {
+                ", removed after the run".to_string()
+            }
+        );
+    }
+    if let Some(p) = report.parameters {
+        let count = if p >= 1_000_000_000 {
+            format!("{:.2} B", p as f64 / 1e9)
+        } else {
+            format!("{:.2} M", p as f64 / 1e6)
+        };
+        println!(
+            "{count} parameters, computed in {} on {} (candle's matrix products; the int8 kernel below is for GGUF files)",
+            report.dtype, report.device
+        );
+    }
     println!(
         "CPU {} ({}); int8 kernel {} (this CPU runs: {}; {}=NAME forces one)",
         report.cpu.model,
@@ -170,11 +253,19 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
         report.cpu.kernels.join(", "),
         KERNEL_ENV
     );
-    println!("threads  side       prefill tok/s  decode tok/s  load s  peak RSS MB");
+    println!(
+        "threads  side       prefill tok/s  decode tok/s  load s  peak RSS MB  (own + file pages)"
+    );
     for r in &report.rows {
         println!(
-            "{:>7}  medlit     {:>13.1} {:>13.1} {:>7.2} {:>12.0}",
-            r.threads, r.medlit.prefill_tok_s, r.medlit.decode_tok_s, r.load_s, r.peak_rss_mb
+            "{:>7}  medlit     {:>13.2} {:>13.2} {:>7.2} {:>12.0}  ({:.0} + {:.0})",
+            r.threads,
+            r.medlit.prefill_tok_s,
+            r.medlit.decode_tok_s,
+            r.load_s,
+            r.peak_rss_mb,
+            r.rss_anon_mb,
+            r.rss_file_mb
         );
         if let (Some(p), Some(pr), Some(dr)) = (&r.peer, r.prefill_ratio, r.decode_ratio) {
             println!(
@@ -191,7 +282,12 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
 }
 
 /// Runs the measurement in a child process with `threads` worker threads.
-fn worker(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
+fn worker(
+    model: &Path,
+    args: &BenchGenerateArgs,
+    dtype: Option<DTypeArg>,
+    threads: usize,
+) -> Result<WorkerReport> {
     let exe = std::env::current_exe().context("finding the medlit-bench executable")?;
     let mut cmd = Command::new(exe);
     cmd.env("RAYON_NUM_THREADS", threads.to_string())
@@ -204,8 +300,13 @@ fn worker(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Work
         .arg(args.gen_tokens.to_string())
         .arg("--runs")
         .arg(args.runs.to_string())
+        .arg("--device")
+        .arg(&args.device)
         .arg("--model")
         .arg(model);
+    if let Some(d) = dtype.and_then(|d| d.to_possible_value()) {
+        cmd.arg("--dtype").arg(d.get_name());
+    }
     let out = cmd
         .output()
         .context("running the measuring medlit process")?;
@@ -291,31 +392,186 @@ fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Wor
         kernel: Kernel::selected().name().to_string(),
         load_s,
         speed: speeds(&gen.model, &prompt, gen.prefill_chunk, g, args.runs)?,
-        peak_rss_mb: peak_rss_mb(),
+        peak_rss_mb: rss_mb("VmHWM:"),
+        rss_anon_mb: rss_mb("RssAnon:"),
+        rss_file_mb: rss_mb("RssFile:"),
+        device: "cpu".into(),
+        dtype: "gguf".into(),
+        parameters: None,
     })
 }
 
-/// As [`measure`], for a Hugging Face (Gemma 4) folder, in f32 on the CPU.
+/// As [`measure`], for a Hugging Face (Gemma 4) folder on `--device` in `--dtype`. A folder
+/// without a tokenizer (a synthetic checkpoint) is fed token ids spread over its vocabulary.
 fn measure_folder(dir: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
+    use medlit::generate::device;
+    use medlit::generate::gemma4::{Config, Gemma4};
     let (p, g) = (args.prompt_tokens.max(1), args.gen_tokens.max(1));
+    let dev = device::parse(&args.device)?;
+    let dtype = device::dtype_for(&dev, args.dtype.map(Into::into));
+    let context = p.max(g) + 8;
+    let cfg = Config::load(&dir.join("config.json"))?;
+    // Refused before loading when the machine cannot hold it.
+    device::check_fits(&cfg, dtype, context, &dev)?;
     let t = Instant::now();
-    let chat = HfChat::load(
-        dir,
-        p.max(g) + 8,
-        medlit::generate::DType::F32,
-        &Device::Cpu,
-    )
-    .with_context(|| format!("loading {}", dir.display()))?;
-    let load_s = t.elapsed().as_secs_f64();
-    let body = chat.encode(PROMPT_TEXT)?;
-    let prompt = repeat_to(chat.model.cfg.bos_token_id.unwrap_or(2), &body, p);
+    // The memory figures are read while the model is still held.
+    let (speed, load_s, memory) = if dir.join("tokenizer.json").is_file() {
+        let chat = HfChat::load(dir, context, dtype, &dev)
+            .with_context(|| format!("loading {}", dir.display()))?;
+        let load_s = t.elapsed().as_secs_f64();
+        let body = chat.encode(PROMPT_TEXT)?;
+        let prompt = repeat_to(chat.model.cfg.bos_token_id.unwrap_or(2), &body, p);
+        let speed = speeds(&chat.model, &prompt, 256, g, args.runs)?;
+        (speed, load_s, Memory::now())
+    } else {
+        let model = Gemma4::load(dir, context, dtype, &dev)
+            .with_context(|| format!("loading {}", dir.display()))?;
+        let load_s = t.elapsed().as_secs_f64();
+        let prompt = medlit::generate::synthetic::prompt_ids(&cfg, p);
+        let speed = speeds(&model, &prompt, 256, g, args.runs)?;
+        (speed, load_s, Memory::now())
+    };
     Ok(WorkerReport {
         threads,
         kernel: Kernel::selected().name().to_string(),
         load_s,
-        speed: speeds(&chat.model, &prompt, 256, g, args.runs)?,
-        peak_rss_mb: peak_rss_mb(),
+        speed,
+        peak_rss_mb: memory.peak,
+        rss_anon_mb: memory.anon,
+        rss_file_mb: memory.file,
+        device: device_name(&dev),
+        dtype: format!("{dtype:?}").to_lowercase(),
+        parameters: Some(cfg.parameters()),
     })
+}
+
+/// The process's memory while it holds the model, in MB.
+struct Memory {
+    peak: f64,
+    anon: f64,
+    file: f64,
+}
+
+impl Memory {
+    fn now() -> Self {
+        Memory {
+            peak: rss_mb("VmHWM:"),
+            anon: rss_mb("RssAnon:"),
+            file: rss_mb("RssFile:"),
+        }
+    }
+}
+
+fn device_name(dev: &Device) -> String {
+    match dev.location() {
+        medlit::generate::DeviceLocation::Cpu => "cpu".into(),
+        medlit::generate::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// A random-weight checkpoint written for this run, removed when dropped unless `--keep`.
+struct SyntheticModel {
+    name: String,
+    dir: PathBuf,
+    keep: bool,
+    /// The folder was made by this run (not named by `--synthetic-dir`).
+    own_dir: bool,
+    bytes: u64,
+    write_s: f64,
+}
+
+impl SyntheticModel {
+    fn write(name: &str, args: &BenchGenerateArgs) -> Result<Self> {
+        use medlit::generate::synthetic;
+        let config = synthetic::config(name)?;
+        let dir = match &args.synthetic_dir {
+            Some(d) => d.clone(),
+            None => {
+                let root = medlit::cli::setup::home()?
+                    .root()
+                    .join("bench")
+                    .join("synthetic");
+                std::fs::create_dir_all(&root)
+                    .with_context(|| format!("creating {}", root.display()))?;
+                tempfile::Builder::new()
+                    .prefix(&format!("{name}-"))
+                    .tempdir_in(&root)
+                    .with_context(|| format!("creating a folder in {}", root.display()))?
+                    .keep()
+            }
+        };
+        if !args.json {
+            eprintln!(
+                "writing the synthetic {name} (random weights, bf16) into {}…",
+                dir.display()
+            );
+        }
+        let t = Instant::now();
+        let mut shown = 0u64;
+        let quiet = args.json;
+        let written = synthetic::write(
+            &dir,
+            &config,
+            synthetic::StoredDType::BF16,
+            0x6d65_646c_6974,
+            |done, total| {
+                // A line per tenth: the write takes a minute or more at real size.
+                let tenth = done * 10 / total.max(1);
+                if !quiet && tenth > shown {
+                    shown = tenth;
+                    eprintln!(
+                        "  {:>3}% of {:.1} GB ({:.0} s)",
+                        tenth * 10,
+                        total as f64 / 1e9,
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+            },
+        );
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                if args.synthetic_dir.is_none() {
+                    let _ = std::fs::remove_dir(&dir);
+                }
+                return Err(e).with_context(|| format!("writing the synthetic {name}"));
+            }
+        };
+        Ok(SyntheticModel {
+            name: name.to_string(),
+            dir,
+            keep: args.keep,
+            own_dir: args.synthetic_dir.is_none(),
+            bytes: written.bytes,
+            write_s: t.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn report(&self) -> SyntheticReport {
+        SyntheticReport {
+            name: self.name.clone(),
+            folder: self.dir.display().to_string(),
+            kept: self.keep,
+            bytes: self.bytes,
+            write_s: self.write_s,
+        }
+    }
+}
+
+impl Drop for SyntheticModel {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        // Only the two files this run wrote, and the folder only if this run made it.
+        for f in ["model.safetensors", "config.json"] {
+            let _ = std::fs::remove_file(self.dir.join(f));
+        }
+        if self.own_dir {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
 }
 
 /// BOS, then `body` repeated to `n` tokens in all.
@@ -333,11 +589,12 @@ progressive degeneration of skeletal and cardiac muscle, with loss of ambulation
 decade. Corticosteroids slow the decline; exon-skipping oligonucleotides restore a shortened \
 but partly functional protein in a subset of patients. ";
 
-/// Peak resident set size of this process (VmHWM), in MB.
-fn peak_rss_mb() -> f64 {
+/// A memory figure of this process from /proc/self/status (VmHWM: the peak resident set;
+/// RssAnon, RssFile: its parts now), in MB.
+fn rss_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| medlit::generate::device::proc_kb(&s, "VmHWM:"))
+        .and_then(|s| medlit::generate::device::proc_kb(&s, field))
         .map_or(0.0, |kb| kb as f64 / 1024.0)
 }
 

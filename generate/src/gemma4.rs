@@ -18,9 +18,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::linear::Linear;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::Linear;
 
 use crate::activation::gelu_mul;
 use serde::Deserialize;
@@ -392,7 +392,7 @@ impl Weights {
     }
 
     fn linear(&self, name: &str) -> Result<Linear, Gemma4Error> {
-        Ok(Linear::new(self.get(&format!("{name}.weight"))?, None))
+        Ok(Linear::new(self.get(&format!("{name}.weight"))?)?)
     }
 }
 
@@ -690,7 +690,7 @@ impl Gemma4 {
             _ => None,
         };
         let lm_head = if cfg.tie_word_embeddings {
-            Linear::new(embed.clone(), None)
+            Linear::new(embed.clone())?
         } else {
             // An untied head lives beside the language model, not under its prefix.
             let head = w
@@ -698,7 +698,7 @@ impl Gemma4 {
                 .load("lm_head.weight", device)
                 .map_err(|_| Gemma4Error::Missing("lm_head.weight".into()))?
                 .to_dtype(dtype)?;
-            Linear::new(head, None)
+            Linear::new(head)?
         };
         let kind = |k: &str| {
             cfg.rope_parameters

@@ -4,30 +4,36 @@
 //! Module map:
 //! - this file: [`Generator`], [`GemmaGguf`], generation options and errors.
 //! - [`tokenizer`]: SentencePiece tokenizer built from the GGUF metadata.
-//! - [`activation`], [`int8_matmul`]: re-exported from `medlit-kernels` (the fused
-//!   feed-forward GELU; the int8 products and their `MEDLIT_KERNEL` switch).
+//! - [`activation`], [`bf16_matmul`], [`int8_matmul`]: re-exported from `medlit-kernels` (the fused
+//!   feed-forward GELU; the bf16 and int8 products and their `MEDLIT_KERNEL` switch).
 //! - [`device`]: `--device`, the compute precision, and the memory estimate before loading.
 //! - [`gemma3`]: the decoder (quantized matrix products, KV cache, sliding-window attention).
 //! - [`gemma4`]: the Gemma 4 text decoder (E2B/E4B features) over Hugging Face safetensors.
+//! - [`linear`]: the Gemma 4 projections: candle's product, or the bf16 kernel for bf16 on
+//!   the CPU.
 //! - [`hf`]: a Hugging Face model folder (Gemma 4 weights, tokenizer.json, chat template) as a
 //!   [`Generator`].
 //! - [`remote`]: a model behind an OpenAI-compatible server, as a [`Generator`].
 //! - [`sampler`]: greedy, temperature and top-p sampling with a seeded generator.
 //! - [`span`]: span answers: decoding constrained to copy a stretch of the evidence.
+//! - [`synthetic`]: random-weight Gemma 4 checkpoints at a published size (E4B), written as a
+//!   model folder, for measuring load, memory and speed without the real weights.
 pub mod device;
 pub mod gemma3;
 pub mod gemma4;
 pub mod hf;
+pub mod linear;
 pub mod remote;
 pub mod sampler;
 pub mod span;
+pub mod synthetic;
 pub mod tokenizer;
 
-pub use medlit_kernels::{activation, int8_matmul};
+pub use medlit_kernels::{activation, bf16_matmul, int8_matmul};
 
 /// The tensor types callers name (a device to load on, a precision), so that they need no
 /// candle dependency of their own.
-pub use candle_core::{DType, Device, Tensor};
+pub use candle_core::{DType, Device, DeviceLocation, Tensor};
 
 /// Whether this build can reach an NVIDIA GPU (the `cuda` feature and a device).
 pub fn cuda_is_available() -> bool {

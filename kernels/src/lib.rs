@@ -6,9 +6,13 @@
 //! - [`int8_matmul`]: int8 matrix products over 32-value blocks with f16 scales (GGUF Q8_0 and
 //!   Q5_0 matrices, or f32 weights quantised at load): one tile layout, paths for AVX-512 VNNI,
 //!   AVX-VNNI, AVX2 and a portable one; the [`int8_matmul::Kernel`] switch.
+//! - [`bf16_matmul`]: products of bf16 weights with f32 activations, widened in registers
+//!   (candle's CPU backend widens every weight to f32 on every call); AVX2 and portable paths
+//!   under the same switch.
 //! - [`activation`]: GELU (tanh form, fused with the product of the gated layers; erf form for
 //!   BERT encoders) without a libm call per value.
 //! - [`attention`]: f32 self-attention of unpadded passages in register blocks (the encoder's).
 pub mod activation;
 pub mod attention;
+pub mod bf16_matmul;
 pub mod int8_matmul;
