@@ -990,6 +990,21 @@ fn bench_generate_measures_a_synthetic_gemma4_and_removes_it() {
         "mine"
     );
     assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 1);
+    // A device this build cannot use is refused before anything is written.
+    let fresh = tmp.path().join("never");
+    let out = medlit(&[
+        "bench",
+        "generate",
+        "--synthetic",
+        "gemma4-tiny",
+        "--synthetic-dir",
+        fresh.to_str().unwrap(),
+        "--device",
+        "tpu",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown device"), "{}", stderr(&out));
+    assert!(!fresh.exists(), "nothing written for a refused run");
     let out = medlit(&["bench", "generate", "--synthetic", "gemma4-99b"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("gemma4-e4b"), "{}", stderr(&out));

@@ -40,14 +40,8 @@ struct WorkerReport {
     /// The int8 path the worker's products ran on.
     kernel: String,
     load_s: f64,
-    peak_rss_mb: f64,
-    /// Resident memory of the process's own allocations after the runs (the weights it copied
-    /// out of the file), and of mapped file pages (the checkpoint as read, which the kernel
-    /// can drop): together they make up `peak_rss_mb`.
-    #[serde(default)]
-    rss_anon_mb: f64,
-    #[serde(default)]
-    rss_file_mb: f64,
+    #[serde(flatten)]
+    memory: Memory,
     /// Where the model ran and in which precision (a GGUF file: cpu, its own int8 types).
     #[serde(default)]
     device: String,
@@ -65,9 +59,8 @@ struct Row {
     threads: usize,
     medlit: Speed,
     load_s: f64,
-    peak_rss_mb: f64,
-    rss_anon_mb: f64,
-    rss_file_mb: f64,
+    #[serde(flatten)]
+    memory: Memory,
     peer: Option<Speed>,
     prefill_ratio: Option<f64>,
     decode_ratio: Option<f64>,
@@ -113,8 +106,23 @@ struct SyntheticReport {
 }
 
 pub fn run(args: &BenchGenerateArgs) -> Result<()> {
+    use medlit::generate::{device, gemma4::Config, synthetic};
+    // Refused before any work (a 15 GB synthetic write, a llama.cpp build): a device this build
+    // cannot use, a forced path this CPU cannot run, a synthetic model this machine cannot hold.
+    let dev = device::parse(&args.device)?;
+    let forced = Kernel::check_env()?;
+    // A synthetic checkpoint is bf16, and is measured in bf16 unless asked otherwise.
+    let dtype = args
+        .dtype
+        .or(args.synthetic.as_ref().map(|_| DTypeArg::Bf16));
     let synthetic = match &args.synthetic {
-        Some(name) if !args.worker => Some(SyntheticModel::write(name, args)?),
+        Some(name) if !args.worker => {
+            let config = synthetic::config(name)?;
+            let cfg = Config::from_value(config.clone()).map_err(anyhow::Error::msg)?;
+            let compute = device::dtype_for(&dev, dtype.map(Into::into));
+            device::check_fits(&cfg, compute, context_tokens(args), &dev)?;
+            Some(SyntheticModel::write(name, &config, args)?)
+        }
         _ => None,
     };
     let model_arg = synthetic
@@ -126,20 +134,17 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
         Some(dir) => dir.to_path_buf(),
         None => medlit::cli::setup::generator_path(model_arg.as_deref())?,
     };
-    // A synthetic checkpoint is bf16, and is measured in bf16 unless asked otherwise.
-    let dtype = args.dtype.or(synthetic.as_ref().map(|_| DTypeArg::Bf16));
-    // A forced path this CPU cannot run is refused here, not silently replaced.
-    let forced = Kernel::check_env()?;
+    if folder.is_none() && !dev.is_cpu() {
+        bail!(
+            "--device {}: a GGUF file runs on the CPU's int8 kernels; --device applies to a Hugging Face folder",
+            args.device
+        );
+    }
     if args.worker {
         let threads = args.threads.first().copied().unwrap_or(1);
         let report = match folder {
-            Some(dir) => measure_folder(dir, args, threads)?,
-            None => {
-                if args.device != "cpu" {
-                    bail!("--device {}: a GGUF file runs on the CPU's int8 kernels; --device applies to a Hugging Face folder", args.device);
-                }
-                measure(&model, args, threads)?
-            }
+            Some(dir) => measure_folder(dir, args, &dev, threads)?,
+            None => measure(&model, args, threads)?,
         };
         return print_json(&report);
     }
@@ -190,9 +195,7 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
                 .map(|p| ours.speed.decode_tok_s / p.decode_tok_s.max(1e-9)),
             medlit: ours.speed,
             load_s: ours.load_s,
-            peak_rss_mb: ours.peak_rss_mb,
-            rss_anon_mb: ours.rss_anon_mb,
-            rss_file_mb: ours.rss_file_mb,
+            memory: ours.memory,
             peer,
         });
     }
@@ -263,9 +266,9 @@ pub fn run(args: &BenchGenerateArgs) -> Result<()> {
             r.medlit.prefill_tok_s,
             r.medlit.decode_tok_s,
             r.load_s,
-            r.peak_rss_mb,
-            r.rss_anon_mb,
-            r.rss_file_mb
+            r.memory.peak_rss_mb,
+            r.memory.rss_anon_mb,
+            r.memory.rss_file_mb
         );
         if let (Some(p), Some(pr), Some(dr)) = (&r.peer, r.prefill_ratio, r.decode_ratio) {
             println!(
@@ -382,7 +385,7 @@ fn speeds<D: Decoder>(
 fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
     let (p, g) = (args.prompt_tokens.max(1), args.gen_tokens.max(1));
     let t = Instant::now();
-    let gen = GemmaGguf::load(model, p.max(g) + 8, &Device::Cpu)
+    let gen = GemmaGguf::load(model, context_tokens(args), &Device::Cpu)
         .with_context(|| format!("loading {}", model.display()))?;
     let load_s = t.elapsed().as_secs_f64();
     let body = gen.tokenizer.encode(PROMPT_TEXT);
@@ -392,9 +395,7 @@ fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Wor
         kernel: Kernel::selected().name().to_string(),
         load_s,
         speed: speeds(&gen.model, &prompt, gen.prefill_chunk, g, args.runs)?,
-        peak_rss_mb: rss_mb("VmHWM:"),
-        rss_anon_mb: rss_mb("RssAnon:"),
-        rss_file_mb: rss_mb("RssFile:"),
+        memory: Memory::now(),
         device: "cpu".into(),
         dtype: "gguf".into(),
         parameters: None,
@@ -403,61 +404,80 @@ fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Wor
 
 /// As [`measure`], for a Hugging Face (Gemma 4) folder on `--device` in `--dtype`. A folder
 /// without a tokenizer (a synthetic checkpoint) is fed token ids spread over its vocabulary.
-fn measure_folder(dir: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<WorkerReport> {
+fn measure_folder(
+    dir: &Path,
+    args: &BenchGenerateArgs,
+    dev: &Device,
+    threads: usize,
+) -> Result<WorkerReport> {
     use medlit::generate::device;
     use medlit::generate::gemma4::{Config, Gemma4};
     let (p, g) = (args.prompt_tokens.max(1), args.gen_tokens.max(1));
-    let dev = device::parse(&args.device)?;
-    let dtype = device::dtype_for(&dev, args.dtype.map(Into::into));
-    let context = p.max(g) + 8;
+    let dtype = device::dtype_for(dev, args.dtype.map(Into::into));
+    let context = context_tokens(args);
     let cfg = Config::load(&dir.join("config.json"))?;
     // Refused before loading when the machine cannot hold it.
-    device::check_fits(&cfg, dtype, context, &dev)?;
+    device::check_fits(&cfg, dtype, context, dev)?;
+    let loading = || format!("loading {}", dir.display());
     let t = Instant::now();
-    // The memory figures are read while the model is still held.
-    let (speed, load_s, memory) = if dir.join("tokenizer.json").is_file() {
-        let chat = HfChat::load(dir, context, dtype, &dev)
-            .with_context(|| format!("loading {}", dir.display()))?;
+    let (chat, bare);
+    let (model, load_s, prompt): (&Gemma4, f64, Vec<u32>) = if dir.join("tokenizer.json").is_file()
+    {
+        chat = HfChat::load(dir, context, dtype, dev).with_context(loading)?;
         let load_s = t.elapsed().as_secs_f64();
         let body = chat.encode(PROMPT_TEXT)?;
-        let prompt = repeat_to(chat.model.cfg.bos_token_id.unwrap_or(2), &body, p);
-        let speed = speeds(&chat.model, &prompt, 256, g, args.runs)?;
-        (speed, load_s, Memory::now())
+        let bos = cfg.bos_token_id.unwrap_or(2);
+        (&chat.model, load_s, repeat_to(bos, &body, p))
     } else {
-        let model = Gemma4::load(dir, context, dtype, &dev)
-            .with_context(|| format!("loading {}", dir.display()))?;
+        bare = Gemma4::load(dir, context, dtype, dev).with_context(loading)?;
         let load_s = t.elapsed().as_secs_f64();
-        let prompt = medlit::generate::synthetic::prompt_ids(&cfg, p);
-        let speed = speeds(&model, &prompt, 256, g, args.runs)?;
-        (speed, load_s, Memory::now())
+        (
+            &bare,
+            load_s,
+            medlit::generate::synthetic::prompt_ids(&cfg, p),
+        )
     };
     Ok(WorkerReport {
         threads,
         kernel: Kernel::selected().name().to_string(),
         load_s,
-        speed,
-        peak_rss_mb: memory.peak,
-        rss_anon_mb: memory.anon,
-        rss_file_mb: memory.file,
-        device: device_name(&dev),
+        speed: speeds(model, &prompt, 256, g, args.runs)?,
+        // Read while the model is still held.
+        memory: Memory::now(),
+        device: device_name(dev),
         dtype: format!("{dtype:?}").to_lowercase(),
         parameters: Some(cfg.parameters()),
     })
 }
 
-/// The process's memory while it holds the model, in MB.
+/// The context a measuring process loads for: the longer test, and a margin.
+fn context_tokens(args: &BenchGenerateArgs) -> usize {
+    args.prompt_tokens.max(1).max(args.gen_tokens.max(1)) + 8
+}
+
+/// A process's memory while it holds the model, in MB, from /proc/self/status.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Memory {
-    peak: f64,
-    anon: f64,
-    file: f64,
+    /// VmHWM: the peak resident set.
+    peak_rss_mb: f64,
+    /// RssAnon and RssFile now: the process's own allocations (the weights it copied out of
+    /// the file), and mapped file pages (the checkpoint as read, which the kernel can drop).
+    #[serde(default)]
+    rss_anon_mb: f64,
+    #[serde(default)]
+    rss_file_mb: f64,
 }
 
 impl Memory {
     fn now() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let mb = |field| {
+            medlit::generate::device::proc_kb(&status, field).map_or(0.0, |kb| kb as f64 / 1024.0)
+        };
         Memory {
-            peak: rss_mb("VmHWM:"),
-            anon: rss_mb("RssAnon:"),
-            file: rss_mb("RssFile:"),
+            peak_rss_mb: mb("VmHWM:"),
+            rss_anon_mb: mb("RssAnon:"),
+            rss_file_mb: mb("RssFile:"),
         }
     }
 }
@@ -482,9 +502,8 @@ struct SyntheticModel {
 }
 
 impl SyntheticModel {
-    fn write(name: &str, args: &BenchGenerateArgs) -> Result<Self> {
+    fn write(name: &str, config: &serde_json::Value, args: &BenchGenerateArgs) -> Result<Self> {
         use medlit::generate::synthetic;
-        let config = synthetic::config(name)?;
         let dir = match &args.synthetic_dir {
             Some(d) => d.clone(),
             None => {
@@ -512,7 +531,7 @@ impl SyntheticModel {
         let quiet = args.json;
         let written = synthetic::write(
             &dir,
-            &config,
+            config,
             synthetic::StoredDType::BF16,
             0x6d65_646c_6974,
             |done, total| {
@@ -588,15 +607,6 @@ by mutations in the dystrophin gene. The absence of dystrophin at the sarcolemma
 progressive degeneration of skeletal and cardiac muscle, with loss of ambulation in the second \
 decade. Corticosteroids slow the decline; exon-skipping oligonucleotides restore a shortened \
 but partly functional protein in a subset of patients. ";
-
-/// A memory figure of this process from /proc/self/status (VmHWM: the peak resident set;
-/// RssAnon, RssFile: its parts now), in MB.
-fn rss_mb(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| medlit::generate::device::proc_kb(&s, field))
-        .map_or(0.0, |kb| kb as f64 / 1024.0)
-}
 
 #[derive(Deserialize)]
 struct LlamaBenchRow {

@@ -155,18 +155,22 @@ impl Config {
             reason,
         };
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        Self::from_value(v).map_err(bad)
+    }
+
+    /// A config from parsed config.json (a multimodal config's `text_config` is taken), with
+    /// the same checks as [`Config::load`]; the error says why it is not a Gemma 4 text model.
+    pub fn from_value(v: serde_json::Value) -> Result<Self, String> {
         let text_config = match v.get("text_config") {
             Some(t) => t.clone(),
-            None => v.clone(),
+            None => v,
         };
         let model_type = text_config["model_type"].as_str().unwrap_or_default();
         if model_type != "gemma4_text" {
-            return Err(bad(format!(
-                "model_type is `{model_type}`, not gemma4_text"
-            )));
+            return Err(format!("model_type is `{model_type}`, not gemma4_text"));
         }
-        let cfg: Config = serde_json::from_value(text_config).map_err(|e| bad(e.to_string()))?;
-        cfg.check().map_err(bad)?;
+        let cfg: Config = serde_json::from_value(text_config).map_err(|e| e.to_string())?;
+        cfg.check()?;
         Ok(cfg)
     }
 

@@ -74,15 +74,19 @@ impl Sampler {
         probs[n.saturating_sub(1)].0
     }
 
-    /// A uniform float in [0, 1) from splitmix64.
+    /// A uniform float in [0, 1).
     fn uniform(&mut self) -> f32 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 24) as f32
+        (splitmix64(&mut self.state) >> 40) as f32 / (1u64 << 24) as f32
     }
+}
+
+/// The next value of a splitmix64 sequence: small, fast, the same on every platform.
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Index of the largest value (the first on ties).

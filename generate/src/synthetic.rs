@@ -283,8 +283,7 @@ pub fn write(
             path: dir.to_path_buf(),
         });
     }
-    let cfg: Config = serde_json::from_value(config.clone())
-        .map_err(|e| SyntheticError::Config(e.to_string()))?;
+    let cfg = Config::from_value(config.clone()).map_err(SyntheticError::Config)?;
     let specs = tensors(&cfg)?;
     let parameters: usize = specs.iter().map(TensorSpec::len).sum();
     let total = (parameters * dtype.bytes()) as u64;
@@ -394,11 +393,7 @@ struct SplitMix64(u64);
 
 impl SplitMix64 {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        crate::sampler::splitmix64(&mut self.0)
     }
     /// Uniform on [-1, 1).
     fn uniform(&mut self) -> f32 {

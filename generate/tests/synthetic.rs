@@ -49,13 +49,12 @@ fn the_tensors_named_for_a_config_are_those_transformers_wrote() {
 #[test]
 fn e4b_has_the_decoders_parameter_count_and_its_published_shape() {
     for name in synthetic::NAMES {
-        let v = synthetic::config(name).unwrap();
-        let cfg: Config = serde_json::from_value(v).unwrap();
+        let cfg = Config::from_value(synthetic::config(name).unwrap()).unwrap();
         let specs = synthetic::tensors(&cfg).unwrap();
         let n: usize = specs.iter().map(|t| t.len()).sum();
         assert_eq!(n, cfg.parameters(), "{name}");
     }
-    let cfg: Config = serde_json::from_value(synthetic::config("gemma4-e4b").unwrap()).unwrap();
+    let cfg = Config::from_value(synthetic::config("gemma4-e4b").unwrap()).unwrap();
     // "8B with embeddings", of which the per-layer table is 2.8 B.
     let total = cfg.parameters() as f64 / 1e9;
     assert!((7.0..8.5).contains(&total), "{total}");

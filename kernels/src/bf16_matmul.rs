@@ -12,6 +12,7 @@
 use half::bf16;
 
 use crate::int8_matmul::Kernel;
+use crate::shared_out::SharedOut;
 
 /// Weight rows per task handed to a thread.
 const ROWS_PER_TASK: usize = 8;
@@ -34,25 +35,6 @@ pub struct Bf16Matrix {
     rows: usize,
     cols: usize,
     w: Vec<bf16>,
-}
-
-/// The output, written by several threads at disjoint columns.
-struct SharedOut {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: threads write only through `set`, whose contract keeps their positions disjoint.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// # Safety
-    /// No other thread may write position `i` concurrently.
-    unsafe fn set(&self, i: usize, v: f32) {
-        assert!(i < self.len, "write past the output");
-        // SAFETY: in bounds (checked above), not aliased (the caller's contract).
-        unsafe { *self.ptr.add(i) = v };
-    }
 }
 
 impl Bf16Matrix {
@@ -99,10 +81,7 @@ impl Bf16Matrix {
     ) {
         assert_eq!(x.len(), m * self.cols, "input is not m × cols");
         assert_eq!(out.len(), m * self.rows, "output is not m × rows");
-        let shared = SharedOut {
-            ptr: out.as_mut_ptr(),
-            len: out.len(),
-        };
+        let shared = SharedOut::new(out);
         let tasks = self.rows.div_ceil(ROWS_PER_TASK);
         let run = |range: std::ops::Range<usize>| {
             for t in range {
@@ -130,12 +109,12 @@ impl Bf16Matrix {
             if i + 4 <= m {
                 let dots = dot(kernel, w, [row(0), row(1), row(2), row(3)]);
                 for (j, d) in dots.iter().enumerate() {
-                    unsafe { out.set((i + j) * self.rows + r, *d) };
+                    unsafe { out.write((i + j) * self.rows + r, &[*d]) };
                 }
                 i += 4;
             } else {
                 let [d] = dot(kernel, w, [row(0)]);
-                unsafe { out.set(i * self.rows + r, d) };
+                unsafe { out.write(i * self.rows + r, &[d]) };
                 i += 1;
             }
         }

@@ -11,6 +11,8 @@
 //! by memory bandwidth, reads no more than the GGUF holds.
 use half::f16;
 
+use crate::shared_out::SharedOut;
+
 /// Rows per tile: one 512-bit register of i32 or f32 lanes.
 const TILE: usize = 16;
 /// Values per quantisation block (Q8_0 and Q5_0 alike).
@@ -54,27 +56,6 @@ pub struct Int8Matrix {
     qs: Vec<u8>,
     /// `[tile][block][row in tile]`.
     scales: Vec<f16>,
-}
-
-/// The output matrix, written by several threads at disjoint positions.
-struct SharedOut {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: threads only write through `write`, whose contract keeps their positions disjoint.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// # Safety
-    /// No other thread may write `offset..offset + values.len()` concurrently.
-    unsafe fn write(&self, offset: usize, values: &[f32]) {
-        assert!(offset + values.len() <= self.len, "write past the output");
-        // SAFETY: in bounds (checked above) and not aliased (the caller's contract).
-        unsafe {
-            std::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(offset), values.len())
-        };
-    }
 }
 
 /// Activations quantised per 32-value block.
@@ -228,10 +209,7 @@ impl Int8Matrix {
         assert_eq!(out.len(), m * self.rows, "output is not m × rows");
         let act = self.quantize(kernel, x, m);
         let tiles = self.rows.div_ceil(TILE);
-        let shared = SharedOut {
-            ptr: out.as_mut_ptr(),
-            len: out.len(),
-        };
+        let shared = SharedOut::new(out);
         let run = |range: std::ops::Range<usize>| {
             for t in range {
                 self.tile_all_rows(kernel, t, &act, m, &shared);

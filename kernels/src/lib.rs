@@ -11,8 +11,10 @@
 //!   under the same switch.
 //! - [`activation`]: GELU (tanh form, fused with the product of the gated layers; erf form for
 //!   BERT encoders) without a libm call per value.
+//! - `shared_out`: the output matrix the threads of one product write at disjoint positions.
 //! - [`attention`]: f32 self-attention of unpadded passages in register blocks (the encoder's).
 pub mod activation;
 pub mod attention;
 pub mod bf16_matmul;
 pub mod int8_matmul;
+mod shared_out;
