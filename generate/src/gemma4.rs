@@ -18,11 +18,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::linear::Linear;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::activation::gelu_mul;
+use crate::linear::Linear;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]

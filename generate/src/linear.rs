@@ -1,17 +1,14 @@
 //! The Gemma 4 decoder's bias-free projections: candle's matrix product, except for bf16
 //! weights on the CPU, which go through [`crate::bf16_matmul`] (candle would widen every weight
 //! to f32 on every call: 17 s a decoded token for E4B on 2 cores).
-use std::sync::Arc;
-
 use candle_core::{DType, Device, Module, Tensor};
 use half::bf16;
 
 use crate::bf16_matmul::Bf16Matrix;
 
-#[derive(Clone)]
 pub enum Linear {
     Candle(candle_nn::Linear),
-    Bf16Cpu(Arc<Bf16Matrix>),
+    Bf16Cpu(Bf16Matrix),
 }
 
 impl Linear {
@@ -22,7 +19,7 @@ impl Linear {
             let values: Vec<bf16> = weight.flatten_all()?.to_vec1()?;
             let m = Bf16Matrix::new(rows, cols, values)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            return Ok(Linear::Bf16Cpu(Arc::new(m)));
+            return Ok(Linear::Bf16Cpu(m));
         }
         Ok(Linear::Candle(candle_nn::Linear::new(weight, None)))
     }
