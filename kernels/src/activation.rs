@@ -89,12 +89,20 @@ pub fn softmax_row(row: &mut [f32]) {
 /// BERT's GELU, `½x(1 + erf(x/√2))`, in place: the encoder's feed-forward activation.
 pub fn gelu_erf_in_place(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if Kernel::selected() != Kernel::Portable {
-        // SAFETY: every path but the portable one requires AVX2 and FMA (Kernel::supported).
-        unsafe { gelu_erf_avx2(values) };
-        return;
+    match Kernel::selected() {
+        // SAFETY: the AVX-512 path requires AVX-512F (Kernel::supported), every other path
+        // but the portable one AVX2 and FMA.
+        Kernel::Avx512Vnni => return unsafe { gelu_erf_avx512(values) },
+        Kernel::AvxVnni | Kernel::Avx2 => return unsafe { gelu_erf_avx2(values) },
+        Kernel::Portable => {}
     }
     gelu_erf_plain(values);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gelu_erf_avx512(values: &mut [f32]) {
+    gelu_erf_plain(values)
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -27,4 +27,16 @@ impl SharedOut {
             std::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(offset), values.len())
         };
     }
+
+    /// [`SharedOut::write`] of one whole tile: a copy of known length is a few vector moves,
+    /// where a copy of run-time length is a `memcpy` call per 64 bytes (5% of the encoder).
+    ///
+    /// # Safety
+    /// As [`SharedOut::write`].
+    #[inline(always)]
+    pub(crate) unsafe fn write_tile<const N: usize>(&self, offset: usize, values: &[f32; N]) {
+        assert!(offset + N <= self.len, "write past the output");
+        // SAFETY: in bounds (checked above) and not aliased (the caller's contract).
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), self.ptr.add(offset), N) };
+    }
 }
