@@ -43,6 +43,22 @@ pub struct AskOptions {
     /// Decides whether the evidence covers the question when dense retrieval scored it;
     /// `None` (or keyword-only evidence) leaves it to the coverage rule of `thresholds`.
     pub answerability: Option<crate::answerable::Model>,
+    /// How a span answer is chosen.
+    pub span: SpanChoice,
+}
+
+/// How a span answer is chosen among what the model would copy.
+#[derive(Debug, Clone, Default)]
+pub enum SpanChoice {
+    /// The model's own greedy span, streamed as it is chosen.
+    #[default]
+    Greedy,
+    /// `n` candidate spans from one reading of the prompt, the best by `ranker` kept (the
+    /// greedy one without a ranker: how the ranker's training data is gathered).
+    Candidates {
+        n: usize,
+        ranker: Option<crate::span_rank::Ranker>,
+    },
 }
 
 /// Default answer lengths: a span is a name, a number or a short phrase (a few tokens, as
@@ -65,6 +81,7 @@ pub struct Defaults {
     pub generation: GenOptions,
     pub thresholds: Thresholds,
     pub answerability: Option<crate::answerable::Model>,
+    pub span: SpanChoice,
 }
 
 /// The choices `Defaults` are made from; `None` takes the engine's default for the answer
@@ -78,6 +95,7 @@ pub struct Choices<'a> {
     pub sampling: Sampling,
     pub thresholds: Thresholds,
     pub answerability: Option<crate::answerable::Model>,
+    pub span: SpanChoice,
 }
 
 impl Defaults {
@@ -106,6 +124,7 @@ impl Defaults {
             },
             thresholds: c.thresholds,
             answerability: c.answerability.clone(),
+            span: c.span.clone(),
         })
     }
 
@@ -130,6 +149,7 @@ impl Defaults {
             thresholds: self.thresholds,
             extract: self.extract,
             answerability: self.answerability.clone(),
+            span: self.span.clone(),
         }
     }
 }
@@ -162,6 +182,24 @@ pub struct Answer {
     /// The answerability model's probability and the signals it read (when it decided).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answerability: Option<Answerability>,
+    /// The candidate spans read and how each scored (when several were read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub span_candidates: Vec<SpanCandidate>,
+}
+
+/// One candidate span of [`SpanChoice::Candidates`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SpanCandidate {
+    /// The span as a whole unit of its passage.
+    pub text: String,
+    #[serde(serialize_with = "crate::prompt::pmid_string")]
+    pub pmid: u64,
+    /// [`crate::span_rank::FEATURES`] in order (`null` for a feature not computed).
+    pub features: Vec<Option<f32>>,
+    /// The ranker's score, when a ranker chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    pub chosen: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -412,6 +450,7 @@ pub fn ask(
     );
     let mut streamed = String::new();
     let mut span_quote = None;
+    let mut span_candidates = Vec::new();
     let decided = if !covered {
         Some(Generated {
             stop: "weak_evidence",
@@ -419,10 +458,12 @@ pub fn ask(
         })
     } else if opts.extract && !evidence.is_empty() {
         let span = extract_span(
+            retriever,
             generator,
+            question,
             &prompt,
             &evidence,
-            opts.generation.max_tokens,
+            opts,
             &mut |piece| {
                 streamed.push_str(piece);
                 on_text(piece)
@@ -431,8 +472,9 @@ pub fn ask(
         if !on_text("") {
             return Err(AnswerError::Cancelled);
         }
-        span.map(|(g, q)| {
+        span.map(|(g, q, c)| {
             span_quote = Some(q);
+            span_candidates = c;
             g
         })
     } else {
@@ -445,7 +487,11 @@ pub fn ask(
             let told = streamed.trim_start();
             match g.text.strip_prefix(told) {
                 Some(rest) if !told.is_empty() => on_text(rest),
-                _ => on_text(&g.text),
+                // A span chosen among candidates arrives whole, then its citation.
+                _ => match g.text.rfind(" [PMID ") {
+                    Some(at) => on_text(&g.text[..at]) && on_text(&g.text[at..]),
+                    None => on_text(&g.text),
+                },
             };
             g
         }
@@ -481,6 +527,7 @@ pub fn ask(
         prompt_template: opts.template.name.clone(),
         safety: verdict,
         answerability: judged,
+        span_candidates,
     };
     // Whatever the request looked like, a draft that instructs a dose or a harmful procedure
     // is not shown.
@@ -547,31 +594,105 @@ fn withheld(
         prompt_template: opts.template.name.clone(),
         safety: verdict,
         answerability: None,
+        span_candidates: Vec::new(),
     })
 }
 
 /// A span copied from the evidence, made a whole unit of its passage, as a draft that cites
-/// the passage it came from; with the sentence it was copied from.
+/// the passage it came from; with the sentence it was copied from, and the candidates read
+/// when several were.
+#[allow(clippy::too_many_arguments)]
 fn extract_span(
+    retriever: &Retriever,
     generator: &mut dyn Generator,
+    question: &str,
     prompt: &str,
     evidence: &[Evidence],
-    max_tokens: usize,
+    opts: &AskOptions,
     on_piece: &mut dyn FnMut(&str) -> bool,
-) -> Result<Option<(Generated, cite::Quote)>, AnswerError> {
+) -> Result<Option<(Generated, cite::Quote, Vec<SpanCandidate>)>, AnswerError> {
+    let max_tokens = opts.generation.max_tokens;
     // Titles and passage texts, in rank order; entry i belongs to evidence i / 2.
     let passages: Vec<&str> = evidence
         .iter()
         .flat_map(|e| [e.title.as_str(), e.text.as_str()])
         .collect();
     // The prompt ends at "Answer:"; the answer's first word follows after a space.
-    let Some(span) = generator.extract(prompt.trim_end(), &passages, max_tokens, on_piece)? else {
-        return Ok(None);
+    let prompt = prompt.trim_end();
+    let (spans, ranker) = match &opts.span {
+        SpanChoice::Greedy => (
+            generator
+                .extract(prompt, &passages, max_tokens, on_piece)?
+                .into_iter()
+                .collect::<Vec<_>>(),
+            None,
+        ),
+        SpanChoice::Candidates { n, ranker } => (
+            generator.extract_candidates(prompt, &passages, max_tokens, *n, on_piece)?,
+            ranker.as_ref(),
+        ),
     };
-    let Some(passage) = passages.get(span.source) else {
-        return Ok(None);
+    let several = spans.len() > 1 || !matches!(opts.span, SpanChoice::Greedy);
+    let embedder = retriever.dense.as_ref().map(|d| d.embedder());
+    let question_vector = match (&embedder, several) {
+        (Some(e), true) => e.embed_one(question).ok(),
+        _ => None,
     };
-    let Some(unit) = crate::span_unit::whole_unit(passage, &span.text, span.cut) else {
+    // Each span as a whole unit, with its article and features.
+    let mut units = Vec::new();
+    let mut rows = Vec::new();
+    for span in &spans {
+        let Some(passage) = passages.get(span.source) else {
+            continue;
+        };
+        let Some(unit) = crate::span_unit::whole_unit(passage, &span.text, span.cut) else {
+            continue;
+        };
+        if several {
+            let sentence_similarity = match (&embedder, &question_vector) {
+                (Some(e), Some(q)) => e
+                    .embed_one(&unit.sentence)
+                    .ok()
+                    .map(|v| v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>()),
+                _ => None,
+            };
+            rows.push(crate::span_rank::features(
+                question,
+                &crate::span_rank::CandidateSpan {
+                    text: &unit.text,
+                    sentence: &unit.sentence,
+                    first_logprob: span.first_logprob,
+                    mean_logprob: span.mean_logprob,
+                    rank: span.rank,
+                    source_rank: span.source / 2,
+                    sentence_similarity,
+                },
+                &retriever.bm25,
+            ));
+        }
+        units.push((span, unit));
+    }
+    let chosen = match ranker {
+        Some(r) if !rows.is_empty() => r.best(&rows).unwrap_or(0),
+        _ => 0,
+    };
+    let candidates: Vec<SpanCandidate> = if several {
+        units
+            .iter()
+            .zip(&rows)
+            .enumerate()
+            .map(|(i, ((span, unit), row))| SpanCandidate {
+                text: unit.text.clone(),
+                pmid: evidence[span.source / 2].pmid,
+                features: row.iter().map(|v| (!v.is_nan()).then_some(*v)).collect(),
+                score: ranker.map(|r| r.score(row)),
+                chosen: i == chosen,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let Some((span, unit)) = units.into_iter().nth(chosen) else {
         return Ok(None);
     };
     let e = &evidence[span.source / 2];
@@ -588,5 +709,6 @@ fn extract_span(
             pmid: e.pmid,
             sentence: unit.sentence,
         },
+        candidates,
     )))
 }

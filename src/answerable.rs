@@ -208,63 +208,28 @@ impl Model {
 
     /// P(the evidence answers the question).
     pub fn probability(&self, s: &Signals) -> f32 {
-        let x = s.vector();
-        let z = self.bias
-            + (0..x.len())
-                .map(|i| self.weights[i] * (x[i] - self.mean[i]) / self.scale[i])
-                .sum::<f32>();
-        1.0 / (1.0 + (-z).exp())
+        self.fitted().probability(&s.vector())
+    }
+
+    fn fitted(&self) -> crate::logistic::Fitted {
+        crate::logistic::Fitted {
+            mean: self.mean.clone(),
+            scale: self.scale.clone(),
+            weights: self.weights.clone(),
+            bias: self.bias,
+        }
     }
 
     /// Fits weights by gradient descent on the mean log-loss plus `l2 · |w|²` (the bias free).
     pub fn fit(xs: &[Signals], answerable: &[bool], l2: f32, trained_on: String) -> Model {
-        let n = FEATURES.len();
-        let rows: Vec<[f32; 7]> = xs.iter().map(Signals::vector).collect();
-        let count = rows.len().max(1) as f32;
-        let mut mean = vec![0f32; n];
-        for r in &rows {
-            for i in 0..n {
-                mean[i] += r[i] / count;
-            }
-        }
-        let mut scale = vec![0f32; n];
-        for r in &rows {
-            for i in 0..n {
-                scale[i] += (r[i] - mean[i]).powi(2) / count;
-            }
-        }
-        // A signal constant over the data carries nothing: scale 1 keeps it harmless.
-        let scale: Vec<f32> = scale
-            .iter()
-            .map(|v| if v.sqrt() > 1e-6 { v.sqrt() } else { 1.0 })
-            .collect();
-        let z: Vec<Vec<f32>> = rows
-            .iter()
-            .map(|r| (0..n).map(|i| (r[i] - mean[i]) / scale[i]).collect())
-            .collect();
-        let (mut w, mut b) = (vec![0f32; n], 0f32);
-        for _ in 0..4000 {
-            let (mut gw, mut gb) = (vec![0f32; n], 0f32);
-            for (x, &y) in z.iter().zip(answerable) {
-                let p =
-                    1.0 / (1.0 + (-(b + x.iter().zip(&w).map(|(a, c)| a * c).sum::<f32>())).exp());
-                let e = p - if y { 1.0 } else { 0.0 };
-                for i in 0..n {
-                    gw[i] += e * x[i] / count;
-                }
-                gb += e / count;
-            }
-            for i in 0..n {
-                w[i] -= 0.5 * (gw[i] + 2.0 * l2 * w[i]);
-            }
-            b -= 0.5 * gb;
-        }
+        let rows: Vec<Vec<f32>> = xs.iter().map(|s| s.vector().to_vec()).collect();
+        let f = crate::logistic::fit(&rows, answerable, l2);
         Model {
             features: FEATURES.iter().map(|f| f.to_string()).collect(),
-            mean,
-            scale,
-            weights: w,
-            bias: b,
+            mean: f.mean,
+            scale: f.scale,
+            weights: f.weights,
+            bias: f.bias,
             threshold: 0.5,
             trained_on,
             l2,

@@ -16,6 +16,11 @@
 //!   parenthesis, phrase, number with its unit), and the sentence it was copied from.
 //! - [`answerable`]: whether the evidence can answer a question: signals (coverage, rare and
 //!   unknown terms, cosine, rank agreement) and the calibrated logistic model over them.
+//! - [`span_rank`]: choosing among candidate answer spans: their features (the model's
+//!   log-probabilities, the match of their sentence to the question, the kind of answer) and
+//!   the logistic ranker over them.
+//! - [`logistic`]: logistic regression over standardised features (the answerability model's
+//!   and the span ranker's fit).
 //! - [`answer`]: the query path end to end (retrieve → prompt → generate → verify) and its
 //!   defaults.
 //! - [`reference`]: an article's record as text, JSON, MEDLINE, RIS, BibTeX and CSL-JSON (for
@@ -36,6 +41,7 @@ pub mod cli;
 pub mod commands;
 pub mod eval;
 pub mod evidence;
+pub mod logistic;
 pub mod mcp;
 pub mod progress;
 pub mod prompt;
@@ -44,6 +50,7 @@ pub mod render;
 pub mod retrieve;
 pub mod safety;
 pub mod serve;
+pub mod span_rank;
 pub mod span_unit;
 
 /// Generation lives in its own crate (`generate/`): it needs nothing of the rest, and the rest

@@ -387,6 +387,55 @@ fn answers_on_the_hybrid_index(idx: &Path) {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains(&format!("Supporting sentence (PMID {pmid})")));
 
+    // Candidate spans (the default): the built-in ranker picks one of several, each a whole
+    // unit of an evidence article, with every feature computed on a dense index.
+    let v = ok_json(&[
+        "ask",
+        "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?",
+        "--index",
+        index,
+        "--json",
+    ]);
+    let candidates = v["span_candidates"].as_array().unwrap();
+    assert!(candidates.len() > 1, "{v}");
+    let chosen: Vec<&Value> = candidates.iter().filter(|c| c["chosen"] == true).collect();
+    assert_eq!(chosen.len(), 1, "{v}");
+    let best = candidates
+        .iter()
+        .map(|c| c["score"].as_f64().unwrap())
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(chosen[0]["score"].as_f64().unwrap(), best, "{v}");
+    assert!(
+        v["answer"]
+            .as_str()
+            .unwrap()
+            .starts_with(chosen[0]["text"].as_str().unwrap()),
+        "{v}"
+    );
+    let evidence_pmids: Vec<&Value> = v["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["pmid"])
+        .collect();
+    for c in candidates {
+        assert!(evidence_pmids.contains(&&c["pmid"]), "{c}");
+        let f = c["features"].as_array().unwrap();
+        assert_eq!(f.len(), 8, "{c}");
+        assert!(f.iter().all(|x| x.is_number()), "{c}");
+    }
+    // The greedy choice streams one span and lists no candidates.
+    let v = ok_json(&[
+        "ask",
+        "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?",
+        "--index",
+        index,
+        "--span-choice",
+        "greedy",
+        "--json",
+    ]);
+    assert!(v.get("span_candidates").is_none(), "{v}");
+
     // A drug no article of the sample names: abstain, before generating, and cite nothing.
     let v = ask(
         "Which receptor does aprocitentan block to lower blood pressure in resistant hypertension?",
@@ -462,6 +511,62 @@ fn answers_on_the_hybrid_index(idx: &Path) {
         "--json",
     ]);
     assert_eq!(v["abstained"], true, "{v}");
+
+    // Fitting the span ranker: cross-validated figures and a file `ask` can load; an
+    // existing file is not replaced without --force, before any question is answered.
+    let ranker = dir.path().join("ranker.json");
+    let fit = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "qa",
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--index",
+            index,
+            "--limit",
+            "12",
+            "--fit-span-ranker",
+            ranker.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        medlit(&args)
+    };
+    let out = fit(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cv = &r["span_ranker"]["cross_validated"];
+    let answered = cv["questions"].as_u64().unwrap();
+    assert!(answered > 0 && answered <= 12, "{r}");
+    assert!(cv["candidates"].as_u64().unwrap() > answered, "{r}");
+    for n in ["greedy_right", "ranked_right"] {
+        assert!(
+            cv[n].as_u64().unwrap() <= cv["any_right"].as_u64().unwrap(),
+            "{r}"
+        );
+    }
+    let written = std::fs::read_to_string(&ranker).unwrap();
+    assert!(written.contains("cross-validated"), "{written}");
+    let again = fit(&[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&ranker).unwrap(), written);
+    let v = ok_json(&[
+        "ask",
+        "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?",
+        "--index",
+        index,
+        "--span-choice",
+        "ranked",
+        "--span-ranker",
+        ranker.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(v["span_candidates"].as_array().unwrap().len() > 1, "{v}");
 }
 
 #[test]
@@ -853,6 +958,32 @@ fn ask_names_a_bad_prompt_template_or_model_file() {
             err.contains("answerability.json") && err.contains(says),
             "{err}"
         );
+        assert!(out.stdout.is_empty(), "nothing is printed as an answer");
+    }
+
+    // So is a span ranker that is not JSON or names other features.
+    let ranker = dir.path().join("ranker.json");
+    for (text, says) in [
+        ("[1, 2", "not valid JSON"),
+        (
+            r#"{"features":["greedy"],"mean":[0],"scale":[1],"weights":[1],"bias":0}"#,
+            "names features",
+        ),
+    ] {
+        std::fs::write(&ranker, text).unwrap();
+        let out = medlit(&[
+            "ask",
+            "Which protein is absent in Duchenne muscular dystrophy?",
+            "--index",
+            &index_arg(),
+            "--span-choice",
+            "ranked",
+            "--span-ranker",
+            ranker.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(err.contains("ranker.json") && err.contains(says), "{err}");
         assert!(out.stdout.is_empty(), "nothing is printed as an answer");
     }
 }

@@ -93,8 +93,8 @@ fn api_search_and_ask_match_the_cli_and_cite_the_evidence() {
                 .to_string()
         })
         .collect();
-    // The span streams token by token as it is chosen, then its citation: the pieces make
-    // the draft.
+    // The span (chosen among candidates, so whole) streams, then its citation: the pieces
+    // make the draft.
     assert!(tokens.len() >= 2, "{text}");
     let (last, data) = events.last().unwrap();
     assert_eq!(last, "answer", "{text}");

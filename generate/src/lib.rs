@@ -118,6 +118,11 @@ pub struct Span {
     /// Mean log-probability of the chosen tokens under the whole vocabulary: how sure the
     /// model was of the copy (one of the answerability signals).
     pub mean_logprob: f32,
+    /// Log-probability of the first token: how much the model wanted to start copying here.
+    pub first_logprob: f32,
+    /// Rank of the span's first token among the candidates' first tokens (0: the model's
+    /// own greedy choice).
+    pub rank: usize,
     pub prefill_ms: f64,
     pub decode_ms: f64,
 }
@@ -160,6 +165,25 @@ pub trait Generator {
         _on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Option<Span>, GenerateError> {
         Ok(None)
+    }
+
+    /// Up to `n` spans from one reading of `prompt`: the greedy copy from each of the `n`
+    /// likeliest first tokens, best first (for a ranker that weighs more than the model's
+    /// preference). Nothing is streamed; `on_piece("")` is asked between tokens whether
+    /// anyone still waits (an empty list when not). Backends that cannot branch give their
+    /// one span.
+    fn extract_candidates(
+        &mut self,
+        prompt: &str,
+        passages: &[&str],
+        max_tokens: usize,
+        _n: usize,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Vec<Span>, GenerateError> {
+        Ok(self
+            .extract(prompt, passages, max_tokens, &mut |_| on_piece(""))?
+            .into_iter()
+            .collect())
     }
 }
 
@@ -247,6 +271,14 @@ impl GemmaGguf {
         }
         ids.extend(self.tokenizer.encode(text));
         ids
+    }
+
+    /// What ends a span: a new line, or the end of the text or of the turn.
+    fn span_stops(&self) -> Vec<u32> {
+        let sp = self.tokenizer.specials;
+        let mut stops = self.tokenizer.encode("\n");
+        stops.extend([sp.eos, sp.end_of_turn]);
+        stops
     }
 
     /// Runs `prompt` through a new KV cache in chunks, once it is known to leave room for at
@@ -399,13 +431,12 @@ impl Generator for GemmaGguf {
             .map(|p| self.tokenizer.encode(&format!(" {p}")))
             .collect();
         let mut constraint = span::SpanConstraint::new(encoded);
-        let sp = self.tokenizer.specials;
-        let mut stops = self.tokenizer.encode("\n");
-        stops.extend([sp.eos, sp.end_of_turn]);
+        let stops = self.span_stops();
         let budget = max_tokens.min(context - prompt.len()).max(1);
         let t1 = Instant::now();
         let mut chosen = Vec::new();
         let mut logprob_sum = 0f32;
+        let mut first_logprob = 0f32;
         let mut told = String::new();
         while let Some(l) = logits.take() {
             // What the chosen tokens add to the text so far (decoded whole, so a character
@@ -426,7 +457,11 @@ impl Generator for GemmaGguf {
             if stop || !constraint.push(token) {
                 break;
             }
-            logprob_sum += span::log_probability(&l, token);
+            let lp = span::log_probability(&l, token);
+            if chosen.is_empty() {
+                first_logprob = lp;
+            }
+            logprob_sum += lp;
             chosen.push(token);
             if chosen.len() < budget {
                 logits = Some(self.model.forward(&[token], &mut cache)?);
@@ -442,8 +477,91 @@ impl Generator for GemmaGguf {
             tokens: chosen.len(),
             cut: chosen.len() >= budget,
             mean_logprob: logprob_sum / chosen.len().max(1) as f32,
+            first_logprob,
+            rank: 0,
             prefill_ms,
             decode_ms: t1.elapsed().as_secs_f64() * 1000.0,
         }))
+    }
+
+    fn extract_candidates(
+        &mut self,
+        prompt: &str,
+        passages: &[&str],
+        max_tokens: usize,
+        n: usize,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Vec<Span>, GenerateError> {
+        let prompt = match self.format {
+            PromptFormat::Completion => self.completion_prompt(prompt),
+            PromptFormat::Chat => self.chat_prompt(prompt),
+        };
+        let (mut cache, logits, prefill_ms) = self.prefill(&prompt, max_tokens)?;
+        if !on_piece("") {
+            return Ok(Vec::new());
+        }
+        let first_logits: Vec<f32> = logits.to_vec1()?;
+        let base = span::SpanConstraint::new(
+            passages
+                .iter()
+                .map(|p| self.tokenizer.encode(&format!(" {p}")))
+                .collect(),
+        );
+        let stops = self.span_stops();
+        let budget = max_tokens.min(self.model.context - prompt.len()).max(1);
+        let score = |t: &u32| {
+            first_logits
+                .get(*t as usize)
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY)
+        };
+        let mut firsts = base.allowed();
+        firsts.sort_by(|a, b| score(b).total_cmp(&score(a)));
+        firsts.truncate(n.max(1));
+        let prompt_len = cache.len;
+        let mut spans = Vec::with_capacity(firsts.len());
+        for (rank, first) in firsts.into_iter().enumerate() {
+            let t1 = Instant::now();
+            // Each branch writes the positions after the prompt afresh: the cache is
+            // preallocated and attention reads only the first `len` positions.
+            cache.len = prompt_len;
+            let mut constraint = base.clone();
+            if !constraint.push(first) {
+                continue;
+            }
+            let first_logprob = span::log_probability(&first_logits, first);
+            let mut logprob_sum = first_logprob;
+            let mut chosen = vec![first];
+            while chosen.len() < budget {
+                if !on_piece("") {
+                    return Ok(Vec::new());
+                }
+                let last = chosen[chosen.len() - 1];
+                let l: Vec<f32> = self.model.forward(&[last], &mut cache)?.to_vec1()?;
+                match span::best_choice(&l, &constraint.allowed(), &stops) {
+                    Some((token, false)) if constraint.push(token) => {
+                        logprob_sum += span::log_probability(&l, token);
+                        chosen.push(token);
+                    }
+                    _ => break,
+                }
+            }
+            let Some(source) = constraint.source() else {
+                continue;
+            };
+            spans.push(Span {
+                text: self.tokenizer.decode(&chosen).trim().to_string(),
+                source,
+                prompt_tokens: prompt.len(),
+                tokens: chosen.len(),
+                cut: chosen.len() >= budget,
+                mean_logprob: logprob_sum / chosen.len() as f32,
+                first_logprob,
+                rank,
+                prefill_ms,
+                decode_ms: t1.elapsed().as_secs_f64() * 1000.0,
+            });
+        }
+        Ok(spans)
     }
 }

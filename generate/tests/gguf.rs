@@ -277,3 +277,54 @@ fn the_greedy_fixture_holds_on_every_kernel() {
         );
     }
 }
+
+#[test]
+fn candidate_spans_branch_on_the_likeliest_first_tokens_and_the_first_is_the_greedy_span() {
+    use medlit_generate::Generator;
+    let mut g = model(1024);
+    let passages = [
+        "Rifampin, a broad-spectrum antibiotic able to penetrate intracellularly, was used for treatment of infections with Brucella melitensis in mice.",
+        "Three weeks of rifampin cured nearly all mice, whereas tetracycline left 70% of them with spleen infections.",
+    ];
+    let prompt = format!(
+        "Evidence:\n{}\n{}\nQuestion: Which antibiotic left 70% of the mice infected?\nAnswer:",
+        passages[0], passages[1]
+    );
+    let greedy = g
+        .extract(&prompt, &passages, 16, &mut |_| true)
+        .unwrap()
+        .expect("a span");
+    let mut asked = 0;
+    let spans = g
+        .extract_candidates(&prompt, &passages, 16, 4, &mut |piece| {
+            assert_eq!(piece, "", "candidates stream nothing");
+            asked += 1;
+            true
+        })
+        .unwrap();
+    assert!(asked > 0, "cancellation is asked for");
+    assert_eq!(spans.len(), 4);
+    // The branch on the greedy first token is the greedy span, with the same scores.
+    assert_eq!(spans[0].text, greedy.text);
+    assert_eq!(spans[0].source, greedy.source);
+    assert!((spans[0].mean_logprob - greedy.mean_logprob).abs() < 1e-4);
+    assert!((spans[0].first_logprob - greedy.first_logprob).abs() < 1e-4);
+    for (i, s) in spans.iter().enumerate() {
+        assert_eq!(s.rank, i);
+        assert!(
+            passages[s.source].contains(&s.text),
+            "{:?} is not a run of passage {}",
+            s.text,
+            s.source
+        );
+        assert!(s.first_logprob <= 0.0 && s.mean_logprob <= 0.0);
+        if i > 0 {
+            assert!(s.first_logprob <= spans[i - 1].first_logprob);
+        }
+    }
+    // Stopping when asked gives nothing.
+    let none = g
+        .extract_candidates(&prompt, &passages, 16, 4, &mut |_| false)
+        .unwrap();
+    assert!(none.is_empty());
+}

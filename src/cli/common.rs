@@ -183,6 +183,23 @@ pub struct GenerateArgs {
     /// policy/answerability.json]
     #[arg(long, value_name = "FILE", conflicts_with_all = ["min_coverage", "min_similarity"])]
     pub answerability_model: Option<std::path::PathBuf>,
+    /// How a span answer is chosen: `ranked` reads 4 candidate spans from one reading of the
+    /// prompt and keeps the one the span ranker scores best (its sentence's match to the
+    /// question, the kind of answer asked, the model's probabilities; the answer then
+    /// appears whole, not token by token); `greedy` keeps the model's own span and streams
+    /// it as it is chosen
+    #[arg(long, value_enum, default_value_t = SpanChoiceArg::Ranked)]
+    pub span_choice: SpanChoiceArg,
+    /// Span ranker (JSON, as `medlit eval qa --fit-span-ranker` writes) [default: the
+    /// built-in policy/span_ranker.json]
+    #[arg(long, value_name = "FILE")]
+    pub span_ranker: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpanChoiceArg {
+    Ranked,
+    Greedy,
 }
 
 /// How passages are embedded and the HNSW graph is built.

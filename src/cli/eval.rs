@@ -135,6 +135,21 @@ pub struct EvalQaArgs {
     /// --min-coverage)
     #[arg(long)]
     pub retrieval_only: bool,
+    /// Fit the span ranker on the dataset's answerable questions and write it here (JSON):
+    /// each question's candidate spans are read (the greedy one answers), labelled right or
+    /// wrong by its golden answers, and a logistic model fitted after a cross-validation by
+    /// article whose figures are printed and recorded in the file. Needs a dense index
+    #[arg(long, value_name = "FILE", conflicts_with = "retrieval_only")]
+    pub fit_span_ranker: Option<PathBuf>,
+    /// Replace FILE if it exists (--fit-span-ranker)
+    #[arg(long, requires = "fit_span_ranker")]
+    pub force: bool,
+    /// Folds of the cross-validation with --fit-span-ranker
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=100))]
+    pub folds: u16,
+    /// L2 penalty of the --fit-span-ranker fit
+    #[arg(long, default_value_t = 0.05)]
+    pub l2: f32,
     #[command(flatten)]
     pub generate: GenerateArgs,
     #[command(flatten)]

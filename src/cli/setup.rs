@@ -126,8 +126,29 @@ pub fn defaults(
                 ..Thresholds::default()
             },
             answerability: answerability_model(args)?,
+            span: span_choice(args)?,
         },
     )?)
+}
+
+/// The span choice: the ranker named or the built-in one, or the model's greedy span.
+fn span_choice(args: &GenerateArgs) -> Result<crate::answer::SpanChoice> {
+    use crate::span_rank::Ranker;
+    if args.span_choice == super::common::SpanChoiceArg::Greedy {
+        return Ok(crate::answer::SpanChoice::Greedy);
+    }
+    let ranker = match &args.span_ranker {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the span ranker {}", path.display()))?;
+            Ranker::parse(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Ranker::builtin().context("the built-in span ranker")?,
+    };
+    Ok(crate::answer::SpanChoice::Candidates {
+        n: crate::span_rank::CANDIDATES,
+        ranker: Some(ranker),
+    })
 }
 
 /// The answerability model: the file named, the built-in one, or none when a coverage rule

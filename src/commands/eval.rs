@@ -1,14 +1,15 @@
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::setup;
 use medlit_corpus::datasets::{read_answer_set, read_qa, read_safety};
 
 use super::print_json;
-use crate::answer::{ask, gather_reranked};
+use crate::answer::{ask, gather_reranked, SpanChoice};
 use crate::cite::question_coverage;
 use crate::cli::{EvalCommand, EvalModeArg, EvalQaArgs, EvalRetrievalArgs, EvalSafetyArgs};
+use crate::eval::qa::SpanRankerFit;
 use crate::eval::qa::{exact_match, report, QaOutcome};
 use crate::eval::retrieval::{evaluate, RetrievalReport};
 use crate::eval::safety::{report as safety_report, SafetyOutcome, ScreenTime};
@@ -259,12 +260,32 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         Some(setup::load_generator(&args.generate)?)
     };
     let prefers_extraction = generator.as_ref().is_some_and(|g| g.prefers_extraction());
-    let opts = setup::defaults(&args.generate, args.k, prefers_extraction)?.options(
+    let mut opts = setup::defaults(&args.generate, args.k, prefers_extraction)?.options(
         mode,
         None,
         None,
         Default::default(),
     );
+    if let Some(out) = &args.fit_span_ranker {
+        if out.exists() && !args.force {
+            bail!(
+                "{} exists: give --force to replace it (the ranker in use may be that file)",
+                out.display()
+            );
+        }
+        if retriever.dense.is_none() || !opts.extract {
+            bail!(
+                "--fit-span-ranker needs span answers on an index with its dense half (one \
+                 feature is the question's cosine to the span's sentence)"
+            );
+        }
+        // The greedy span answers; every candidate is kept to learn from.
+        opts.span = SpanChoice::Candidates {
+            n: crate::span_rank::CANDIDATES,
+            ranker: None,
+        };
+    }
+    let mut span_questions = Vec::new();
     let screener = setup::screener(args.generate.safety_policy.as_deref(), Some(&retriever))?;
     let bar = crate::progress::items(args.json, items.len() as u64, "answering");
     let mut outcomes = Vec::with_capacity(items.len());
@@ -285,6 +306,22 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                     &mut |_| true,
                 )
                 .with_context(|| format!("answering {}", item.id))?;
+                if args.fit_span_ranker.is_some()
+                    && !item.unanswerable
+                    && !a.span_candidates.is_empty()
+                {
+                    span_questions.push(crate::span_rank::Question {
+                        key: item.pmid.clone().unwrap_or_else(|| item.id.clone()),
+                        candidates: a
+                            .span_candidates
+                            .iter()
+                            .map(|c| {
+                                let f = c.features.iter().map(|v| v.unwrap_or(0.0)).collect();
+                                (f, exact_match(&c.text, &item.golden_answers))
+                            })
+                            .collect(),
+                    });
+                }
                 QaOutcome {
                     id: item.id.clone(),
                     correct: if item.unanswerable {
@@ -360,7 +397,11 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
     bar.finish_and_clear();
     let answerable: Vec<bool> = items.iter().map(|i| !i.unanswerable).collect();
     let source: Vec<Option<String>> = items.iter().map(|i| i.pmid.clone()).collect();
-    let r = report(
+    let span_ranker = match &args.fit_span_ranker {
+        Some(out) => Some(fit_span_ranker(args, out, &span_questions)?),
+        None => None,
+    };
+    let mut r = report(
         args.dataset.display().to_string(),
         opts.k,
         generator
@@ -372,8 +413,22 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         &source,
         !args.retrieval_only,
     );
+    r.span_ranker = span_ranker;
     if args.json {
         return print_json(&r);
+    }
+    if let Some(f) = &r.span_ranker {
+        let cv = &f.cross_validated;
+        println!(
+            "span ranker: {} questions, {} candidates, {}-fold by article: right with the \
+             greedy span {}, with the ranker's choice {}, with some candidate {}",
+            cv.questions, cv.candidates, cv.folds, cv.greedy_right, cv.ranked_right, cv.any_right
+        );
+        println!("weights (standardised features):");
+        for (f, w) in f.ranker.features.iter().zip(&f.ranker.fitted.weights) {
+            println!("  {f:<20} {w:>7.3}");
+        }
+        println!("written to {}", f.written_to);
     }
     println!(
         "dataset {} ({} questions, k {}, {})",
@@ -407,4 +462,37 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
         r.p50_ms, r.p95_ms
     );
     Ok(())
+}
+
+/// Fits the span ranker on the gathered questions and writes it to `out` (replacing a file
+/// only as a whole).
+fn fit_span_ranker(
+    args: &EvalQaArgs,
+    out: &std::path::Path,
+    questions: &[crate::span_rank::Question],
+) -> Result<SpanRankerFit> {
+    if questions.is_empty() {
+        bail!("no answerable question was answered with candidate spans: nothing to fit");
+    }
+    let (cross_validated, mut ranker) =
+        crate::span_rank::cross_validate(questions, usize::from(args.folds), args.l2);
+    let cv = &cross_validated;
+    ranker.trained_on = format!(
+        "{} ({} answered questions, {} candidates); cross-validated {}-fold by article: right \
+         with the greedy span {}, with the ranker's choice {}, with some candidate {}",
+        args.dataset.display(),
+        cv.questions,
+        cv.candidates,
+        cv.folds,
+        cv.greedy_right,
+        cv.ranked_right,
+        cv.any_right
+    );
+    let text = serde_json::to_string_pretty(&ranker)? + "\n";
+    super::write_atomically(out, text.as_bytes())?;
+    Ok(SpanRankerFit {
+        cross_validated,
+        ranker,
+        written_to: out.display().to_string(),
+    })
 }

@@ -81,24 +81,11 @@ pub fn run(args: &EvalAnswerabilityArgs) -> Result<()> {
 
     let (probabilities, model, predictions, threshold) = match &args.fit {
         Some(_) => {
-            // Questions about one article (two wordings) share a fold: a model never predicts
-            // a question whose article it was fitted on.
-            let mut groups: Vec<String> = Vec::new();
-            let fold_of: Vec<usize> = items
+            let keys: Vec<String> = items
                 .iter()
-                .map(|i| {
-                    let key = i.pmid.clone().unwrap_or_else(|| i.id.clone());
-                    match groups.iter().position(|g| *g == key) {
-                        Some(g) => g,
-                        None => {
-                            groups.push(key);
-                            groups.len() - 1
-                        }
-                    }
-                })
+                .map(|i| i.pmid.clone().unwrap_or_else(|| i.id.clone()))
                 .collect();
-            let k = usize::from(args.folds).min(groups.len());
-            let fold_of: Vec<usize> = fold_of.iter().map(|g| g % k).collect();
+            let (fold_of, k) = crate::eval::folds_by_key(&keys, usize::from(args.folds));
             let mut p = vec![0f32; items.len()];
             for fold in 0..k {
                 let (train_x, train_y): (Vec<Signals>, Vec<bool>) = (0..items.len())

@@ -96,6 +96,9 @@ pub struct QaReport {
     /// (answerable or not), when it decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answerability_calibration: Option<crate::answerable::Calibration>,
+    /// With `--fit-span-ranker`: the ranker fitted and its cross-validated figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_ranker: Option<SpanRankerFit>,
     pub items: Vec<QaOutcome>,
 }
 
@@ -123,6 +126,14 @@ pub fn cut_inside_word(answer: &str, texts: &[&str]) -> bool {
         }
     }
     found
+}
+
+/// The span ranker fitted by `eval qa --fit-span-ranker`, with its cross-validated figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpanRankerFit {
+    pub cross_validated: crate::span_rank::CrossValidated,
+    pub ranker: crate::span_rank::Ranker,
+    pub written_to: String,
 }
 
 /// Aggregates outcomes; `answerable[i]` tells whether item i has a golden answer, `source[i]`
@@ -182,6 +193,7 @@ pub fn report(
         model,
         spans_cut_inside_word: items.iter().filter(|o| o.cut_inside_word).count(),
         answerability_calibration,
+        span_ranker: None,
         items,
     }
 }
