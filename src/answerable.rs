@@ -83,14 +83,7 @@ pub fn signals(
     sentence_similarity: f32,
     corpus: &dyn Corpus,
 ) -> Signals {
-    let terms: Vec<String> = {
-        let mut seen = HashSet::new();
-        corpus
-            .terms(question)
-            .into_iter()
-            .filter(|t| seen.insert(t.clone()))
-            .collect()
-    };
+    let terms = crate::cite::distinct_terms(corpus, question);
     let held: Vec<HashSet<String>> = articles
         .iter()
         .map(|a| corpus.terms(a).into_iter().collect())

@@ -31,6 +31,16 @@ pub trait Lexicon {
     fn idf(&self, term: &str) -> f32;
 }
 
+/// The analysed terms of `text`, each once, in order of first appearance.
+pub fn distinct_terms(lexicon: &(impl Lexicon + ?Sized), text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    lexicon
+        .terms(text)
+        .into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Citation {
     #[serde(serialize_with = "crate::prompt::pmid_string")]

@@ -82,14 +82,7 @@ pub fn asks_quantity(question: &str) -> bool {
 
 /// The feature vector of `span` for `question`.
 pub fn features(question: &str, span: &CandidateSpan<'_>, lexicon: &dyn Lexicon) -> Vec<f32> {
-    let question_terms: Vec<String> = {
-        let mut seen = HashSet::new();
-        lexicon
-            .terms(question)
-            .into_iter()
-            .filter(|t| seen.insert(t.clone()))
-            .collect()
-    };
+    let question_terms = crate::cite::distinct_terms(lexicon, question);
     let sentence: HashSet<String> = lexicon.terms(span.sentence).into_iter().collect();
     let weights: Vec<f32> = question_terms.iter().map(|t| lexicon.idf(t)).collect();
     let total: f32 = weights.iter().sum();

@@ -454,21 +454,19 @@ fn answers_on_the_hybrid_index(idx: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("model.json");
     let dataset = Path::new(env!("CARGO_MANIFEST_DIR")).join("policy/answerability_train.jsonl");
-    let fit = |extra: &[&str]| {
-        let mut args = vec![
-            "eval",
-            "answerability",
-            "--dataset",
-            dataset.to_str().unwrap(),
-            "--index",
-            index,
-            "--fit",
-            out_file.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        medlit(&args)
-    };
+    let dataset = dataset.to_str().unwrap();
+    let fit_args = [
+        "eval",
+        "answerability",
+        "--dataset",
+        dataset,
+        "--index",
+        index,
+        "--fit",
+        out_file.to_str().unwrap(),
+        "--json",
+    ];
+    let fit = |extra: &[&str]| medlit(&[&fit_args[..], extra].concat());
     let out = fit(&[]);
     assert!(
         out.status.success(),
@@ -515,30 +513,20 @@ fn answers_on_the_hybrid_index(idx: &Path) {
     // Fitting the span ranker: cross-validated figures and a file `ask` can load; an
     // existing file is not replaced without --force, before any question is answered.
     let ranker = dir.path().join("ranker.json");
-    let fit = |extra: &[&str]| {
-        let mut args = vec![
-            "eval",
-            "qa",
-            "--dataset",
-            dataset.to_str().unwrap(),
-            "--index",
-            index,
-            "--limit",
-            "12",
-            "--fit-span-ranker",
-            ranker.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        medlit(&args)
-    };
-    let out = fit(&[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ranker_args = [
+        "eval",
+        "qa",
+        "--dataset",
+        dataset,
+        "--index",
+        index,
+        "--limit",
+        "12",
+        "--fit-span-ranker",
+        ranker.to_str().unwrap(),
+        "--json",
+    ];
+    let r = ok_json(&ranker_args);
     let cv = &r["span_ranker"]["cross_validated"];
     let answered = cv["questions"].as_u64().unwrap();
     assert!(answered > 0 && answered <= 12, "{r}");
@@ -551,7 +539,7 @@ fn answers_on_the_hybrid_index(idx: &Path) {
     }
     let written = std::fs::read_to_string(&ranker).unwrap();
     assert!(written.contains("cross-validated"), "{written}");
-    let again = fit(&[]);
+    let again = medlit(&ranker_args);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     assert_eq!(std::fs::read_to_string(&ranker).unwrap(), written);
