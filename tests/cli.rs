@@ -336,6 +336,17 @@ fn keyword_only_demo_answers_from_the_sample() {
     assert_eq!(again["indexed_now"], false);
 }
 
+/// A run that would have replaced `file` failed, naming --force, and left it as `written`.
+fn refused_without_force(run: &std::process::Output, file: &Path, written: &str) {
+    assert!(
+        !run.status.success(),
+        "{} is not replaced without --force",
+        file.display()
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(file).unwrap(), written);
+}
+
 /// On the sample's hybrid index (the demo's): the span answer is quoted with the sentence it
 /// was copied from; the answerability model decides, answering a reworded question and
 /// abstaining on a drug the corpus never names; and `eval answerability --fit` refits it.
@@ -492,13 +503,7 @@ fn answers_on_the_hybrid_index(idx: &Path) {
         "{r}"
     );
     let written = std::fs::read_to_string(&out_file).unwrap();
-    let again = fit(&[]);
-    assert!(
-        !again.status.success(),
-        "an existing model is not replaced without --force"
-    );
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
-    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), written);
+    refused_without_force(&fit(&[]), &out_file, &written);
     let v = ok_json(&[
         "ask",
         "Which receptor does aprocitentan block to lower blood pressure in resistant hypertension?",
@@ -539,10 +544,7 @@ fn answers_on_the_hybrid_index(idx: &Path) {
     }
     let written = std::fs::read_to_string(&ranker).unwrap();
     assert!(written.contains("cross-validated"), "{written}");
-    let again = medlit(&ranker_args);
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
-    assert_eq!(std::fs::read_to_string(&ranker).unwrap(), written);
+    refused_without_force(&medlit(&ranker_args), &ranker, &written);
     let v = ok_json(&[
         "ask",
         "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?",

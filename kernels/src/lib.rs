@@ -7,8 +7,9 @@
 //!   Q5_0 matrices, or f32 weights quantised at load): one tile layout, paths for AVX-512 VNNI,
 //!   AVX-VNNI, AVX2 and a portable one; the [`int8_matmul::Kernel`] switch.
 //! - [`bf16_matmul`]: products of bf16 weights with f32 activations, widened in registers
-//!   (candle's CPU backend widens every weight to f32 on every call); AVX2 and portable paths
-//!   under the same switch.
+//!   (candle's CPU backend widens every weight to f32 on every call); register tiles for
+//!   prefill in AVX-512 and AVX2, rows streamed for decode, and a portable path, under the
+//!   same switch.
 //! - [`activation`]: GELU (tanh form, fused with the product of the gated layers; erf form for
 //!   BERT encoders) without a libm call per value.
 //! - `shared_out`: the output matrix the threads of one product write at disjoint positions.
