@@ -632,7 +632,7 @@ fn extract_span(
             ranker.as_ref(),
         ),
     };
-    let several = spans.len() > 1 || !matches!(opts.span, SpanChoice::Greedy);
+    let several = matches!(opts.span, SpanChoice::Candidates { .. });
     let embedder = retriever.dense.as_ref().map(|d| d.embedder());
     let question_vector = match (&embedder, several) {
         (Some(e), true) => e.embed_one(question).ok(),

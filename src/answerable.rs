@@ -148,10 +148,9 @@ pub fn signals(
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Model {
     pub features: Vec<String>,
-    pub mean: Vec<f32>,
-    pub scale: Vec<f32>,
-    pub weights: Vec<f32>,
-    pub bias: f32,
+    /// Means, scales, weights and bias, at the top level of the JSON.
+    #[serde(flatten)]
+    pub fitted: crate::logistic::Fitted,
     /// Answer from this probability up.
     pub threshold: f32,
     /// What it was fitted on, and its cross-validated figures there.
@@ -188,8 +187,7 @@ impl Model {
     pub fn parse(text: &str) -> Result<Self, ModelError> {
         let m: Model = serde_json::from_str(text)?;
         let n = FEATURES.len();
-        if m.features != FEATURES || m.mean.len() != n || m.scale.len() != n || m.weights.len() != n
-        {
+        if m.features != FEATURES || !m.fitted.has_features(n) {
             return Err(ModelError::Features { found: m.features });
         }
         Ok(m)
@@ -201,28 +199,15 @@ impl Model {
 
     /// P(the evidence answers the question).
     pub fn probability(&self, s: &Signals) -> f32 {
-        self.fitted().probability(&s.vector())
-    }
-
-    fn fitted(&self) -> crate::logistic::Fitted {
-        crate::logistic::Fitted {
-            mean: self.mean.clone(),
-            scale: self.scale.clone(),
-            weights: self.weights.clone(),
-            bias: self.bias,
-        }
+        self.fitted.probability(&s.vector())
     }
 
     /// Fits weights by gradient descent on the mean log-loss plus `l2 · |w|²` (the bias free).
     pub fn fit(xs: &[Signals], answerable: &[bool], l2: f32, trained_on: String) -> Model {
         let rows: Vec<Vec<f32>> = xs.iter().map(|s| s.vector().to_vec()).collect();
-        let f = crate::logistic::fit(&rows, answerable, l2);
         Model {
             features: FEATURES.iter().map(|f| f.to_string()).collect(),
-            mean: f.mean,
-            scale: f.scale,
-            weights: f.weights,
-            bias: f.bias,
+            fitted: crate::logistic::fit(&rows, answerable, l2),
             threshold: 0.5,
             trained_on,
             l2,

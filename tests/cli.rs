@@ -347,13 +347,17 @@ fn refused_without_force(run: &std::process::Output, file: &Path, written: &str)
     assert_eq!(std::fs::read_to_string(file).unwrap(), written);
 }
 
+/// A reworded question whose answer (rifampin, PMID 409786) the sample holds.
+const MALTA: &str =
+    "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?";
+
 /// On the sample's hybrid index (the demo's): the span answer is quoted with the sentence it
 /// was copied from; the answerability model decides, answering a reworded question and
 /// abstaining on a drug the corpus never names; and `eval answerability --fit` refits it.
 fn answers_on_the_hybrid_index(idx: &Path) {
     let index = idx.to_str().unwrap();
     let ask = |q: &str| ok_json(&["ask", q, "--index", index, "--json"]);
-    let v = ask("In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?");
+    let v = ask(MALTA);
     assert_eq!(v["abstained"], false, "{v}");
     let judged = &v["answerability"];
     assert!(
@@ -393,20 +397,14 @@ fn answers_on_the_hybrid_index(idx: &Path) {
         "{span:?} in {sentence:?}"
     );
     // The reader sees the quote too.
-    let out = medlit(&["ask", "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?", "--index", index]);
+    let out = medlit(&["ask", MALTA, "--index", index]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains(&format!("Supporting sentence (PMID {pmid})")));
 
     // Candidate spans (the default): the built-in ranker picks one of several, each a whole
     // unit of an evidence article, with every feature computed on a dense index.
-    let v = ok_json(&[
-        "ask",
-        "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?",
-        "--index",
-        index,
-        "--json",
-    ]);
+    let v = ok_json(&["ask", MALTA, "--index", index, "--json"]);
     let candidates = v["span_candidates"].as_array().unwrap();
     assert!(candidates.len() > 1, "{v}");
     let chosen: Vec<&Value> = candidates.iter().filter(|c| c["chosen"] == true).collect();
@@ -438,7 +436,7 @@ fn answers_on_the_hybrid_index(idx: &Path) {
     // The greedy choice streams one span and lists no candidates.
     let v = ok_json(&[
         "ask",
-        "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?",
+        MALTA,
         "--index",
         index,
         "--span-choice",
@@ -547,7 +545,7 @@ fn answers_on_the_hybrid_index(idx: &Path) {
     refused_without_force(&medlit(&ranker_args), &ranker, &written);
     let v = ok_json(&[
         "ask",
-        "In mice given Malta fever, three weeks of which rifamycin antibiotic cured nearly all of them?",
+        MALTA,
         "--index",
         index,
         "--span-choice",
@@ -976,6 +974,24 @@ fn ask_names_a_bad_prompt_template_or_model_file() {
         assert!(err.contains("ranker.json") && err.contains(says), "{err}");
         assert!(out.stdout.is_empty(), "nothing is printed as an answer");
     }
+
+    // Fitting a span ranker needs a dense half (the question–sentence cosine): refused on a
+    // keyword-only index, naming why, and no file is written.
+    let fitted = dir.path().join("fitted.json");
+    let dataset = Path::new(env!("CARGO_MANIFEST_DIR")).join("policy/answerability_train.jsonl");
+    let out = medlit(&[
+        "eval",
+        "qa",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--index",
+        &index_arg(),
+        "--fit-span-ranker",
+        fitted.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("dense half"), "{}", stderr(&out));
+    assert!(!fitted.exists());
 }
 
 #[test]

@@ -273,6 +273,25 @@ impl GemmaGguf {
         ids
     }
 
+    /// The prompt's token ids as this model reads a span prompt.
+    fn span_prompt(&self, prompt: &str) -> Vec<u32> {
+        match self.format {
+            PromptFormat::Completion => self.completion_prompt(prompt),
+            PromptFormat::Chat => self.chat_prompt(prompt),
+        }
+    }
+
+    /// The copy constraint over `passages`, each encoded after a space, as their words follow
+    /// "Answer:" in the prompt.
+    fn span_constraint(&self, passages: &[&str]) -> span::SpanConstraint {
+        span::SpanConstraint::new(
+            passages
+                .iter()
+                .map(|p| self.tokenizer.encode(&format!(" {p}")))
+                .collect(),
+        )
+    }
+
     /// What ends a span: a new line, or the end of the text or of the turn.
     fn span_stops(&self) -> Vec<u32> {
         let sp = self.tokenizer.specials;
@@ -418,19 +437,11 @@ impl Generator for GemmaGguf {
         max_tokens: usize,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Option<Span>, GenerateError> {
-        let prompt = match self.format {
-            PromptFormat::Completion => self.completion_prompt(prompt),
-            PromptFormat::Chat => self.chat_prompt(prompt),
-        };
+        let prompt = self.span_prompt(prompt);
         let context = self.model.context;
         let (mut cache, logits, prefill_ms) = self.prefill(&prompt, max_tokens)?;
         let mut logits = Some(logits);
-        // Passages are encoded after a space, as their words follow "Answer:" in the prompt.
-        let encoded: Vec<Vec<u32>> = passages
-            .iter()
-            .map(|p| self.tokenizer.encode(&format!(" {p}")))
-            .collect();
-        let mut constraint = span::SpanConstraint::new(encoded);
+        let mut constraint = self.span_constraint(passages);
         let stops = self.span_stops();
         let budget = max_tokens.min(context - prompt.len()).max(1);
         let t1 = Instant::now();
@@ -492,21 +503,13 @@ impl Generator for GemmaGguf {
         n: usize,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Vec<Span>, GenerateError> {
-        let prompt = match self.format {
-            PromptFormat::Completion => self.completion_prompt(prompt),
-            PromptFormat::Chat => self.chat_prompt(prompt),
-        };
+        let prompt = self.span_prompt(prompt);
         let (mut cache, logits, prefill_ms) = self.prefill(&prompt, max_tokens)?;
         if !on_piece("") {
             return Ok(Vec::new());
         }
         let first_logits: Vec<f32> = logits.to_vec1()?;
-        let base = span::SpanConstraint::new(
-            passages
-                .iter()
-                .map(|p| self.tokenizer.encode(&format!(" {p}")))
-                .collect(),
-        );
+        let base = self.span_constraint(passages);
         let stops = self.span_stops();
         let budget = max_tokens.min(self.model.context - prompt.len()).max(1);
         let score = |t: &u32| {

@@ -179,10 +179,10 @@ pub fn run(args: &EvalAnswerabilityArgs) -> Result<()> {
     }
     if let Some(m) = &report.model {
         println!("weights (standardised signals):");
-        for (f, w) in m.features.iter().zip(&m.weights) {
+        for (f, w) in m.features.iter().zip(&m.fitted.weights) {
             println!("  {f:<14} {w:>7.3}");
         }
-        println!("  {:<14} {:>7.3}", "bias", m.bias);
+        println!("  {:<14} {:>7.3}", "bias", m.fitted.bias);
         if let Some(out) = &args.fit {
             println!("written to {}", out.display());
         }
