@@ -46,6 +46,31 @@ pub enum BenchCommand {
     /// Index time per phase, disk per component, memory and search latency at growing
     /// synthetic corpus sizes, plotted (PNG), with the extrapolation to all of PubMed
     Scale(BenchScaleArgs),
+    /// `medlit export qdrant` loaded into Qdrant's own engine (qdrant-edge, in process) and
+    /// queried with the bodies medlit sends a Qdrant server: dense, sparse BM25 and hybrid
+    /// agreement with medlit's retrieval on the same questions
+    Qdrant(BenchQdrantArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchQdrantArgs {
+    /// Questions: JSON lines with `question` and `pmid` (as the dev sets); repeatable
+    #[arg(long, value_name = "FILE", required = true)]
+    pub dataset: Vec<PathBuf>,
+    /// Work folder for the export and the shard [default: $MEDLIT_HOME/bench/qdrant]; both
+    /// are reused while the index's generation is the same
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Python interpreter used to create the qdrant-edge virtual environment
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub index: IndexDirArg,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +132,7 @@ pub struct BenchScaleArgs {
     /// Keep the synthetic corpora and indexes (they are removed after each size)
     #[arg(long)]
     pub keep: bool,
+
     /// Internal: time the queries on this index in this (fresh) process and print JSON
     #[arg(long, value_name = "INDEX", hide = true)]
     pub search_child: Option<PathBuf>,

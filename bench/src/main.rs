@@ -24,6 +24,7 @@ mod ingest;
 mod ingest_compare;
 mod peer;
 mod plot;
+mod qdrant;
 mod scale;
 mod search;
 mod serve;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         BenchCommand::Generate(a) => generate::run(a),
         BenchCommand::Serve(a) => serve::run(a),
         BenchCommand::Scale(a) => scale::run(a),
+        BenchCommand::Qdrant(a) => qdrant::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

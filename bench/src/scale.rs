@@ -58,6 +58,10 @@ struct SizePoint {
     /// touched: page cache the system can evict).
     search_anon_mb: f64,
     search_file_mb: f64,
+    /// Graph segments the dense half was built in (rows per segment: `segment_rows`).
+    segments: usize,
+    /// Dense recall@10 of the graph search against exact search, over the query vectors.
+    dense_recall_at_10: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -106,6 +110,8 @@ struct ScaleBench {
 #[derive(Debug, Serialize, serde::Deserialize)]
 struct SearchChild {
     search: std::collections::BTreeMap<String, Latency>,
+    /// Graph search (ef as stored) against exact search: recall@10 over the queries.
+    dense_recall_at_10: f64,
     /// Resident memory at the end: anonymous, and mapped index files.
     anon_kb: u64,
     file_kb: u64,
@@ -133,8 +139,27 @@ fn search_child(args: &BenchScaleArgs, index: &Path) -> Result<()> {
             },
         );
     }
+    // Recall after the timings: the exact scans would otherwise warm the page cache for them.
+    let dense_recall_at_10 = match &retriever.dense {
+        None => 0.0,
+        Some(d) => {
+            let (mut found, mut total) = (0usize, 0usize);
+            for q in &queries {
+                let v = d.embedder().embed_one(q)?;
+                let want = d.index().exact(&v, 10);
+                let got = d.index().search(&v, 10, None);
+                total += want.len();
+                found += want
+                    .iter()
+                    .filter(|w| got.iter().any(|g| g.0 == w.0))
+                    .count();
+            }
+            found as f64 / total.max(1) as f64
+        }
+    };
     print_json(&SearchChild {
         search,
+        dense_recall_at_10,
         anon_kb: self_kb("RssAnon:"),
         file_kb: self_kb("RssFile:"),
     })
@@ -298,13 +323,21 @@ fn measure(
 
     eprintln!("size {n}: medlit index ({} files)", files.len());
     let mut cmd = std::process::Command::new(crate::medlit_exe()?);
-    cmd.args(["index", "--replace", "--json", "--writer-memory"])
-        .arg(args.writer_memory.to_string())
-        .arg("--index")
-        .arg(index)
-        .args(files)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit());
+    // Keyword-only: the dense half is built below from noisy copies (embedding the corpus
+    // for real would take days).
+    cmd.args([
+        "index",
+        "--bm25-only",
+        "--replace",
+        "--json",
+        "--writer-memory",
+    ])
+    .arg(args.writer_memory.to_string())
+    .arg("--index")
+    .arg(index)
+    .args(files)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::inherit());
     let started = Instant::now();
     let child = cmd.spawn().context("starting medlit index")?;
     let (out, peak_kb) = wait_with_peak(child)?;
@@ -333,15 +366,22 @@ fn measure(
             });
         }
     }
-    let vectors = noisy_copies(base, rows.len());
-    eprintln!("size {n}: HNSW over {} rows", rows.len());
-    reset_peak_rss();
+    eprintln!(
+        "size {n}: HNSW over {} rows in segments of at most {}",
+        rows.len(),
+        params.segment_rows
+    );
     let gen_dir = layout.generation_dir(m.generation);
     let dense_dir = gen_dir.join("dense");
-    let started = Instant::now();
+    // The vectors are written in slices, as an index build appends one file's at a time: the
+    // peak is the graph build's, not a copy of every vector.
     let mut w = DenseWriter::create(&dense_dir, model, params)?;
-    w.append(&rows, &vectors)?;
-    drop(vectors);
+    for (i, slice) in rows.chunks(VECTOR_SLICE).enumerate() {
+        let vectors = noisy_copies(base, i * VECTOR_SLICE, slice.len());
+        w.append(slice, &vectors)?;
+    }
+    reset_peak_rss();
+    let started = Instant::now();
     let meta = w.finish(true)?;
     let hnsw_s = started.elapsed().as_secs_f64();
     let hnsw_peak_rss_mb = self_kb("VmHWM:") as f64 / 1024.0;
@@ -353,6 +393,7 @@ fn measure(
         params: meta.params,
         dead: 0,
         graph_rows: meta.rows as u64,
+        graph_segments: meta.graphs.len() as u64,
     });
     m.files = medlit_indexer::layout::checksums(index, &gen_dir)?;
     layout.commit(&m)?;
@@ -376,7 +417,7 @@ fn measure(
     let child: SearchChild =
         serde_json::from_slice(&out.stdout).context("the search process's JSON")?;
     let (search, search_anon_mb, search_file_mb) = (
-        child.search,
+        child.search.clone(),
         child.anon_kb as f64 / 1024.0,
         child.file_kb as f64 / 1024.0,
     );
@@ -397,15 +438,21 @@ fn measure(
         search,
         search_anon_mb,
         search_file_mb,
+        segments: meta.graphs.len(),
+        dense_recall_at_10: child.dense_recall_at_10,
     })
 }
 
-/// `n` unit vectors, row `i` a copy of `base[i % len]` plus noise of a fifth of its length
-/// (cosine ≈ 0.98 to its original): clusters the size of the replication, not duplicates.
-fn noisy_copies(base: &[Vec<f32>], n: usize) -> Vec<Vec<f32>> {
+/// Rows of synthetic vectors generated and appended at a time.
+const VECTOR_SLICE: usize = 200_000;
+
+/// Unit vectors for rows `first..first + n`, row `i` a copy of `base[i % len]` plus noise of
+/// a fifth of its length (cosine ≈ 0.98 to its original): clusters the size of the
+/// replication, not duplicates.
+fn noisy_copies(base: &[Vec<f32>], first: usize, n: usize) -> Vec<Vec<f32>> {
     let dim = base.first().map_or(0, Vec::len);
     let sigma = 0.2 / (dim.max(1) as f32).sqrt();
-    (0..n)
+    (first..first + n)
         .into_par_iter()
         .map(|i| {
             let mut s = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
@@ -656,12 +703,15 @@ fn print_text(r: &ScaleBench) {
         r.cores, r.embed_rate_passages_per_s, r.passages_per_abstract, r.queries
     );
     println!(
-        "{:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8} {:>9} {:>9} {:>11} {:>11} {:>11} {:>11}",
+        "{:>9} {:>9} {:>8} {:>8} {:>8} {:>5} {:>10} {:>7} {:>10} {:>8} {:>9} {:>9} {:>11} {:>11} {:>11} {:>11}",
         "records",
         "indexed",
         "parse s",
         "bm25 s",
         "hnsw s",
+        "segs",
+        "hnsw MB",
+        "rec@10",
         "embed s*",
         "idx MB",
         "disk MB",
@@ -678,12 +728,15 @@ fn print_text(r: &ScaleBench) {
             })
         };
         println!(
-            "{:>9} {:>9} {:>8.1} {:>8.1} {:>8.1} {:>10.0} {:>8.0} {:>9.0} {:>9.0} {:>11} {:>11} {:>11} {:>11}",
+            "{:>9} {:>9} {:>8.1} {:>8.1} {:>8.1} {:>5} {:>10.0} {:>7.3} {:>10.0} {:>8.0} {:>9.0} {:>9.0} {:>11} {:>11} {:>11} {:>11}",
             p.records,
             p.indexed,
             p.parse_s,
             p.bm25_s,
             p.hnsw_s,
+            p.segments,
+            p.hnsw_peak_rss_mb,
+            p.dense_recall_at_10,
             p.embed_s_estimated,
             p.index_peak_rss_mb,
             p.disk_mb.total,

@@ -137,8 +137,8 @@ pub struct BuildReport {
 }
 
 /// Rows left out of the graph at a per-file commit are searched exactly; the graph takes them
-/// in when they reach this many, or a quarter of the graph (so a run rewrites the graph a
-/// logarithmic number of times), and always at the run's last file.
+/// in when they reach this many, or a quarter of the last segment (so a run rewrites a
+/// segment a logarithmic number of times), and always at the run's last file.
 const GRAPH_TAIL_MIN: usize = 50_000;
 
 /// Applies `opts.inputs` to the index, one committed generation per file. On error the index
@@ -525,16 +525,17 @@ impl<'a> Run<'a> {
                 run.passages_embedded += rows.len() as u64;
                 w.append(&rows, &vectors)
                     .map_err(|e| dense_error(&dense_dir, e))?;
-                let graph_rows = w.meta().graph.as_ref().map_or(0, |g| g.rows);
+                let graph_rows = w.meta().graphs.last().map_or(0, |g| g.len());
                 let extend = last || w.tail() >= GRAPH_TAIL_MIN.max(graph_rows / 4);
                 let meta = w.finish(extend).map_err(|e| dense_error(&dense_dir, e))?;
                 Some(DenseSummary {
                     dir: format!("{}/dense", generation_name_of(gen_dir)),
+                    graph_rows: meta.graph_rows() as u64,
+                    graph_segments: meta.graphs.len() as u64,
                     model: meta.model,
                     rows: meta.rows as u64,
                     params: meta.params,
                     dead: meta.dead as u64,
-                    graph_rows: meta.graph.map_or(0, |g| g.rows as u64),
                 })
             }
         };

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tantivy::{IndexWriter, TantivyDocument};
 
 use crate::build::{dense_error, generation_name_of, link_bm25};
-use crate::dense::{DenseIndex, DenseWriter, RowRef};
+use crate::dense::{DenseError, DenseIndex, DenseMeta, DenseWriter, RowRef};
 use crate::layout::{DenseSummary, IndexDir, IndexManifest};
 use crate::IndexError;
 
@@ -23,6 +23,10 @@ pub struct CompactReport {
     pub passages_after: u64,
     /// Tombstoned passages dropped.
     pub dead_dropped: u64,
+    /// Dense graph segments before and after (clean full segments are kept, the rest rebuilt
+    /// and merged).
+    pub graph_segments_before: usize,
+    pub graph_segments_after: usize,
     pub seconds: f64,
 }
 
@@ -75,39 +79,29 @@ fn write(
     let segments_after = index.searchable_segment_metas()?.len();
 
     let (mut passages_before, mut passages_after, mut dead_dropped) = (0, 0, 0);
+    let (mut graph_segments_before, mut graph_segments_after) = (0, 0);
     let dense = match &base.dense {
         None => None,
         Some(s) => {
             let from = dir.root().join(&s.dir);
             let old = DenseIndex::open(&from, &s.model).map_err(|e| dense_error(&from, e))?;
             let meta = old.meta().clone();
-            let (mut rows, mut vectors) = (Vec::new(), Vec::new());
-            for id in 0..meta.rows {
-                if old.is_dead(id) {
-                    continue;
-                }
-                let Some(r): Option<RowRef> = old.row(id) else {
-                    continue;
-                };
-                rows.push(r);
-                vectors.push(old.vector(id).to_vec());
-            }
-            drop(old);
             let to = gen_dir.join("dense");
-            let mut w = DenseWriter::create(&to, &meta.model, meta.params)
-                .map_err(|e| dense_error(&to, e))?;
-            w.append(&rows, &vectors).map_err(|e| dense_error(&to, e))?;
-            let new = w.finish(true).map_err(|e| dense_error(&to, e))?;
+            let new = rewrite_dense(&old, &from, &to).map_err(|e| dense_error(&to, e))?;
+            drop(old);
             passages_before = meta.rows as u64;
             passages_after = new.rows as u64;
             dead_dropped = meta.dead as u64;
+            graph_segments_before = meta.graphs.len();
+            graph_segments_after = new.graphs.len();
             Some(DenseSummary {
                 dir: format!("{}/dense", generation_name_of(gen_dir)),
+                graph_rows: new.graph_rows() as u64,
+                graph_segments: new.graphs.len() as u64,
                 model: new.model,
                 rows: new.rows as u64,
                 params: new.params,
                 dead: 0,
-                graph_rows: new.graph.map_or(0, |g| g.rows as u64),
             })
         }
     };
@@ -137,7 +131,46 @@ fn write(
         passages_before,
         passages_after,
         dead_dropped,
+        graph_segments_before,
+        graph_segments_after,
         seconds: 0.0,
     };
     Ok((manifest, report))
+}
+
+/// Rows copied per chunk of the compacted dense index: the copy holds this many vectors in
+/// memory at a time, whatever the index's size.
+const COPY_ROWS: usize = 1 << 18;
+
+/// Writes `old` without its tombstoned rows into `to`, segment by segment: a segment that
+/// lost no row and is at least half full keeps its graph (files hard-linked, start moved);
+/// the others' live rows are pooled with their neighbours' and built into new segments, so
+/// small segments merge.
+pub(crate) fn rewrite_dense(
+    old: &DenseIndex,
+    from: &std::path::Path,
+    to: &std::path::Path,
+) -> Result<DenseMeta, DenseError> {
+    let meta = old.meta();
+    let mut w = DenseWriter::create(to, &meta.model, meta.params)?;
+    let mut spans: Vec<(std::ops::Range<usize>, Option<&crate::dense::GraphInfo>)> = meta
+        .graphs
+        .iter()
+        .map(|g| (g.start..g.end, Some(g)))
+        .collect();
+    spans.push((meta.graph_rows()..meta.rows, None));
+    let half = meta.params.segment_rows.max(1).div_ceil(2);
+    for (range, graph) in spans {
+        let live: Vec<usize> = range.clone().filter(|&id| !old.is_dead(id)).collect();
+        let kept = graph.filter(|g| live.len() == range.len() && g.len() >= half);
+        for batch in live.chunks(COPY_ROWS) {
+            let rows: Vec<RowRef> = batch.iter().filter_map(|&id| old.row(id)).collect();
+            let vectors: Vec<Vec<f32>> = batch.iter().map(|&id| old.vector(id).to_vec()).collect();
+            w.append(&rows, &vectors)?;
+        }
+        if let Some(g) = kept {
+            w.adopt_segment(from, g)?;
+        }
+    }
+    w.finish(true)
 }

@@ -10,13 +10,17 @@
 //! - `dense.json`: the model, HNSW parameters, the chunks, the graph and the tombstone count;
 //! - `vectors-NNNNNN.i8`: the int8 copy of each vector (384 bytes a MiniLM passage;
 //!   [`quantize`]), what the graph is built and searched on;
-//! - `<graph>.hnsw.graph` / `.hnsw.data`: the hnsw_rs dump over rows `0..graph.rows` (kept to
-//!   extend the graph), and `links-NNNNNN.bin`: the same graph flat ([`crate::links`]), what
-//!   searches walk. Rows past the graph (the *tail*, added since it was last extended) are
-//!   searched exactly.
+//! - the graph, in **segments** of at most `params.segment_rows` consecutive rows, each an HNSW
+//!   graph of its own over local ids (row − segment start): `<graph>.hnsw.graph` / `.hnsw.data`,
+//!   the hnsw_rs dump (kept to extend the last segment), and `links-*.bin`, the same graph flat
+//!   ([`crate::links`]), what searches walk. hnsw_rs holds a graph in memory while it builds
+//!   it (about 5 KB a row at the peak), so the segment size, not the corpus, bounds the
+//!   build's memory. Rows past the last segment (the *tail*, added since the graph was last
+//!   extended) are searched exactly.
 //!
 //! Opened for search, everything large is memory-mapped: resident memory is the docmap and
-//! the pages queries touch. Graph candidates are re-scored on the exact f32 vectors.
+//! the pages queries touch. A search walks every segment (in parallel) and merges; graph
+//! candidates are re-scored on the exact f32 vectors.
 //!
 //! Chunk and graph files are never rewritten: a new generation hard-links them from the last
 //! one, adds its own chunk, and writes only `tombstones.bin` and `dense.json` anew.
@@ -139,6 +143,17 @@ pub struct HnswParams {
     pub ef_construction: usize,
     /// Candidate list length at query time (at least k).
     pub ef_search: usize,
+    /// Most rows in one graph segment (indexes from before segments: one segment).
+    #[serde(default = "default_segment_rows")]
+    pub segment_rows: usize,
+}
+
+/// Rows per graph segment by default: hnsw_rs peaks near 5 KB a row while building, so a
+/// 2M-row segment stays under 16 GB (see README, `bench scale`).
+pub const DEFAULT_SEGMENT_ROWS: usize = 2_000_000;
+
+fn default_segment_rows() -> usize {
+    DEFAULT_SEGMENT_ROWS
 }
 
 impl Default for HnswParams {
@@ -147,6 +162,7 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 200,
             ef_search: 96,
+            segment_rows: DEFAULT_SEGMENT_ROWS,
         }
     }
 }
@@ -181,16 +197,56 @@ fn io<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) 
 
 /// What `dense.json` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "MetaOnDisk")]
 pub struct DenseMeta {
     pub model: ModelInfo,
     /// Rows in all chunks, tombstoned ones included.
     pub rows: usize,
     pub params: HnswParams,
     pub chunks: Vec<Chunk>,
-    /// The HNSW graph, over the first `graph.rows` rows; `None` before the first is built.
-    pub graph: Option<GraphInfo>,
+    /// The graph segments, consecutive from row 0; empty before the first is built.
+    pub graphs: Vec<GraphInfo>,
     /// Rows listed in `tombstones.bin`.
     pub dead: usize,
+}
+
+impl DenseMeta {
+    /// Rows covered by the graph segments (the tail starts here).
+    pub fn graph_rows(&self) -> usize {
+        self.graphs.last().map_or(0, |g| g.end)
+    }
+}
+
+/// `dense.json` as read: indexes from before segments record one `graph` from row 0.
+#[derive(Deserialize)]
+struct MetaOnDisk {
+    model: ModelInfo,
+    rows: usize,
+    params: HnswParams,
+    chunks: Vec<Chunk>,
+    #[serde(default)]
+    graphs: Vec<GraphInfo>,
+    #[serde(default)]
+    graph: Option<GraphInfo>,
+    dead: usize,
+}
+
+impl From<MetaOnDisk> for DenseMeta {
+    fn from(m: MetaOnDisk) -> Self {
+        let graphs = if m.graphs.is_empty() {
+            m.graph.into_iter().collect()
+        } else {
+            m.graphs
+        };
+        DenseMeta {
+            model: m.model,
+            rows: m.rows,
+            params: m.params,
+            chunks: m.chunks,
+            graphs,
+            dead: m.dead,
+        }
+    }
 }
 
 /// One chunk of rows: `vectors-<stem>.bin` and `docmap-<stem>.bin`.
@@ -212,16 +268,28 @@ impl Chunk {
     }
 }
 
-/// The graph: the hnsw_rs dump (to extend it) and its flat links (to search it), and how
-/// many rows it covers.
+/// One graph segment: the hnsw_rs dump (to extend it) and its flat links (to search it),
+/// over rows `start..end` (local id = row − start).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GraphInfo {
     pub basename: String,
     pub links: String,
-    pub rows: usize,
+    #[serde(default)]
+    pub start: usize,
+    /// One past the last row (`rows` in indexes from before segments, which start at 0).
+    #[serde(alias = "rows")]
+    pub end: usize,
 }
 
 impl GraphInfo {
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
     fn files(&self) -> [String; 3] {
         [
             format!("{}.hnsw.graph", self.basename),
@@ -275,7 +343,7 @@ impl DenseWriter {
                 rows: 0,
                 params,
                 chunks: Vec::new(),
-                graph: None,
+                graphs: Vec::new(),
                 dead: 0,
             },
             dead: Vec::new(),
@@ -294,7 +362,7 @@ impl DenseWriter {
             .iter()
             .flat_map(|c| [c.vectors(), c.docmap(), c.int8()])
             .collect();
-        if let Some(g) = &meta.graph {
+        for g in &meta.graphs {
             names.extend(g.files());
         }
         for name in names {
@@ -403,14 +471,14 @@ impl DenseWriter {
 
     /// Rows not yet in the graph.
     pub fn tail(&self) -> usize {
-        self.meta.rows - self.meta.graph.as_ref().map_or(0, |g| g.rows)
+        self.meta.rows - self.meta.graph_rows()
     }
 
     /// Writes tombstones and `dense.json`; with `extend_graph`, first inserts the tail into the
     /// graph (loaded from the linked dump, or new) and dumps it under a new name.
     pub fn finish(mut self, extend_graph: bool) -> Result<DenseMeta, DenseError> {
-        if extend_graph && self.tail() > 0 {
-            self.extend_graph()?;
+        if extend_graph {
+            self.extend_graph_to(self.meta.rows)?;
         }
         let tpath = self.dir.join(TOMBSTONES);
         let mut w = BufWriter::new(File::create(&tpath).map_err(io("writing", &tpath))?);
@@ -434,68 +502,78 @@ impl DenseWriter {
         Ok(self.meta)
     }
 
-    fn extend_graph(&mut self) -> Result<(), DenseError> {
+    /// Takes rows up to `until` into the graph: the last segment is filled while it has
+    /// room (its dump loaded and extended), then new segments of at most `segment_rows` are
+    /// built, each from its own rows only.
+    fn extend_graph_to(&mut self, until: usize) -> Result<(), DenseError> {
+        let cap = self.meta.params.segment_rows.max(1);
+        while self.meta.graph_rows() < until.min(self.meta.rows) {
+            let from = self.meta.graph_rows();
+            let open = self.meta.graphs.last().filter(|g| g.len() < cap).cloned();
+            let start = open.as_ref().map_or(from, |g| g.start);
+            let end = (start + cap).min(until).min(self.meta.rows);
+            self.build_segment(open, start, from, end)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts rows `from..end` into the segment starting at `start`: `open` (its dump
+    /// loaded) or a new one.
+    fn build_segment(
+        &mut self,
+        open: Option<GraphInfo>,
+        start: usize,
+        from: usize,
+        end: usize,
+    ) -> Result<(), DenseError> {
         let dir = self.dir.clone();
         let invalid = |reason: String| DenseError::Invalid {
             dir: dir.clone(),
             reason,
         };
         let dim = self.meta.model.dim;
-        let from = self.meta.graph.as_ref().map_or(0, |g| g.rows);
         // The graph is built on the int8 copies `append` wrote.
-        let mut tail: Vec<i8> = Vec::with_capacity((self.meta.rows - from) * dim);
-        let mut start = 0;
-        for c in &self.meta.chunks {
-            let end = start + c.rows;
-            if end > from {
-                let q = read_all(&self.dir.join(c.int8()))?;
-                let skip = from.saturating_sub(start) * dim;
-                tail.extend(q[skip.min(q.len())..].iter().map(|&b| b as i8));
-            }
-            start = end;
-        }
-        let data: Vec<(&[i8], usize)> = tail.chunks_exact(dim).zip(from..).collect();
+        let rows = self.read_int8_rows(from, end)?;
+        let data: Vec<(&[i8], usize)> = rows.chunks_exact(dim).zip(from - start..).collect();
         let params = self.meta.params;
-        let stem = format!("graph-{:06}", self.meta.chunks.len());
-        let links = format!("links-{:06}.bin", self.meta.chunks.len());
+        let (stem, links) = self.fresh_graph_names(start);
         let links_path = self.dir.join(&links);
-        let rows = self.meta.rows;
-        let old = self.meta.graph.clone();
-        let basename = match &old {
-            None => {
-                let hnsw: Hnsw<i8, I8Cosine> = Hnsw::new(
-                    params.m,
-                    self.meta.rows.max(1),
-                    16,
-                    params.ef_construction,
-                    I8Cosine,
-                );
-                hnsw.parallel_insert_slice(&data);
-                crate::links::write(&hnsw, rows, &links_path)?;
-                hnsw.file_dump(&self.dir, &stem)
-            }
-            Some(g) => {
-                let mut loader = HnswIo::new(&self.dir, &g.basename);
-                let hnsw: Hnsw<i8, I8Cosine> = loader
-                    .load_hnsw()
-                    .map_err(|e| invalid(format!("loading the HNSW graph: {e}")))?;
-                hnsw.parallel_insert_slice(&data);
-                crate::links::write(&hnsw, rows, &links_path)?;
-                hnsw.file_dump(&self.dir, &stem)
-            }
-        }
-        .map_err(|e| invalid(format!("writing the HNSW graph: {e}")))?;
-        // The linked dump of the last generation is not part of this one.
-        if let Some(g) = old {
+        // Outlives the graph it loads (hnsw_rs borrows from its loader).
+        let mut loader = open.as_ref().map(|g| HnswIo::new(&self.dir, &g.basename));
+        let hnsw: Hnsw<i8, I8Cosine> = match (&open, loader.as_mut()) {
+            (None, _) | (_, None) => Hnsw::new(
+                params.m,
+                (end - start).max(1),
+                16,
+                params.ef_construction,
+                I8Cosine,
+            ),
+            (Some(g), Some(loader)) => loader
+                .load_hnsw()
+                .map_err(|e| invalid(format!("loading the HNSW graph {}: {e}", g.basename)))?,
+        };
+        hnsw.parallel_insert_slice(&data);
+        drop(data);
+        drop(rows);
+        crate::links::write(&hnsw, end - start, &links_path)?;
+        let basename = hnsw
+            .file_dump(&self.dir, &stem)
+            .map_err(|e| invalid(format!("writing the HNSW graph: {e}")))?;
+        drop(hnsw);
+        // The extended segment's old dump (linked from the last generation, or written
+        // earlier in this one) is not part of this generation.
+        if let Some(g) = &open {
             for name in g.files() {
                 let p = self.dir.join(name);
                 std::fs::remove_file(&p).map_err(io("removing", &p))?;
             }
+            self.meta.graphs.pop();
         }
         let graph = GraphInfo {
             basename,
             links,
-            rows: self.meta.rows,
+            start,
+            end,
         };
         for name in graph.files() {
             let p = self.dir.join(name);
@@ -503,7 +581,106 @@ impl DenseWriter {
                 .and_then(|f| f.sync_all())
                 .map_err(io("syncing", &p))?;
         }
-        self.meta.graph = Some(graph);
+        self.meta.graphs.push(graph);
+        Ok(())
+    }
+
+    /// Names for a new segment's dump and links that no file in the folder has (segments
+    /// adopted from another generation keep theirs).
+    fn fresh_graph_names(&self, start: usize) -> (String, String) {
+        let chunks = self.meta.chunks.len();
+        (0..)
+            .map(|n| {
+                let tag = if n == 0 {
+                    format!("{chunks:06}-{start:010}")
+                } else {
+                    format!("{chunks:06}-{start:010}-{n}")
+                };
+                (format!("graph-{tag}"), format!("links-{tag}.bin"))
+            })
+            .find(|(stem, links)| {
+                !self.dir.join(links).exists()
+                    && !self.dir.join(format!("{stem}.hnsw.graph")).exists()
+                    && !self.dir.join(format!("{stem}.hnsw.data")).exists()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The int8 copies of rows `from..end`, read from their chunks (only those bytes: a
+    /// chunk may hold millions of rows).
+    fn read_int8_rows(&self, from: usize, end: usize) -> Result<Vec<i8>, DenseError> {
+        use std::io::{Seek, SeekFrom};
+        let dim = self.meta.model.dim;
+        let mut out = vec![0u8; (end - from) * dim];
+        let mut filled = 0;
+        let mut chunk_start = 0;
+        for c in &self.meta.chunks {
+            let chunk_end = chunk_start + c.rows;
+            let (a, b) = (from.max(chunk_start), end.min(chunk_end));
+            if a < b {
+                let path = self.dir.join(c.int8());
+                let mut f = File::open(&path).map_err(io("reading", &path))?;
+                f.seek(SeekFrom::Start(((a - chunk_start) * dim) as u64))
+                    .map_err(io("reading", &path))?;
+                let bytes = (b - a) * dim;
+                f.read_exact(&mut out[filled..filled + bytes])
+                    .map_err(io("reading", &path))?;
+                filled += bytes;
+            }
+            chunk_start = chunk_end;
+        }
+        if filled != out.len() {
+            return Err(DenseError::Invalid {
+                dir: self.dir.clone(),
+                reason: format!("rows {from}..{end} are not all in the chunks"),
+            });
+        }
+        Ok(out.into_iter().map(|b| b as i8).collect())
+    }
+
+    /// Makes `graph`, a segment of the dense index in `base`, this index's segment over the
+    /// rows just appended (its last `graph.len()` rows, which must be the same vectors in
+    /// the same order): its files are hard-linked, not rebuilt. Rows before them that no
+    /// segment covers yet are first taken into the graph. What `medlit compact` keeps of
+    /// a segment that lost no row.
+    pub fn adopt_segment(&mut self, base: &Path, graph: &GraphInfo) -> Result<(), DenseError> {
+        let start = self
+            .meta
+            .rows
+            .checked_sub(graph.len())
+            .ok_or_else(|| DenseError::Invalid {
+                dir: self.dir.clone(),
+                reason: format!(
+                    "a segment of {} rows adopted into {} rows",
+                    graph.len(),
+                    self.meta.rows
+                ),
+            })?;
+        self.extend_graph_to(start)?;
+        if self.meta.graph_rows() != start {
+            return Err(DenseError::Invalid {
+                dir: self.dir.clone(),
+                reason: format!(
+                    "a segment adopted at row {start}, but the graph reaches row {}",
+                    self.meta.graph_rows()
+                ),
+            });
+        }
+        for name in graph.files() {
+            let (from, to) = (base.join(&name), self.dir.join(&name));
+            if to.exists() {
+                return Err(DenseError::Invalid {
+                    dir: self.dir.clone(),
+                    reason: format!("{name} already exists"),
+                });
+            }
+            std::fs::hard_link(&from, &to).map_err(io("linking", &to))?;
+        }
+        self.meta.graphs.push(GraphInfo {
+            start,
+            end: self.meta.rows,
+            ..graph.clone()
+        });
         Ok(())
     }
 }
@@ -550,7 +727,8 @@ pub struct DenseIndex {
     rows: Vec<RowRef>,
     /// One bit per row: set when tombstoned.
     dead: Vec<u64>,
-    graph: Option<crate::links::Links>,
+    /// The graph segments: first row, links.
+    graphs: Vec<(usize, crate::links::Links)>,
 }
 
 impl DenseIndex {
@@ -611,26 +789,27 @@ impl DenseIndex {
             }
             dead[t / 64] |= 1 << (t % 64);
         }
-        let graph = match &meta.graph {
-            None => None,
-            Some(g) if g.rows > meta.rows => {
+        let mut graphs = Vec::with_capacity(meta.graphs.len());
+        let mut next = 0;
+        for g in &meta.graphs {
+            if g.start != next || g.end <= g.start || g.end > meta.rows {
                 return Err(invalid(format!(
-                    "the graph covers {} rows of {}",
-                    g.rows, meta.rows
-                )))
+                    "graph segment {} covers rows {}..{}: segments must follow each other from row 0 within {} rows",
+                    g.basename, g.start, g.end, meta.rows
+                )));
             }
-            Some(g) => {
-                let links = crate::links::Links::open(&dir.join(&g.links))?;
-                if links.rows() != g.rows {
-                    return Err(invalid(format!(
-                        "the graph's links cover {} rows, dense.json says {}",
-                        links.rows(),
-                        g.rows
-                    )));
-                }
-                Some(links)
+            let links = crate::links::Links::open(&dir.join(&g.links))?;
+            if links.rows() != g.len() {
+                return Err(invalid(format!(
+                    "the links of graph segment {} cover {} rows, dense.json says {}",
+                    g.basename,
+                    links.rows(),
+                    g.len()
+                )));
             }
-        };
+            graphs.push((g.start, links));
+            next = g.end;
+        }
         Ok(Self {
             meta,
             vectors,
@@ -638,7 +817,7 @@ impl DenseIndex {
             starts,
             rows,
             dead,
-            graph,
+            graphs,
         })
     }
 
@@ -646,14 +825,14 @@ impl DenseIndex {
         &self.meta
     }
 
-    /// Points in the HNSW graph (`meta().graph.rows` in a whole index).
+    /// Points in the HNSW graph segments (`meta().graph_rows()` in a whole index).
     pub fn graph_points(&self) -> usize {
-        self.graph.as_ref().map_or(0, |g| g.rows())
+        self.graphs.iter().map(|(_, g)| g.rows()).sum()
     }
 
-    /// Rows in the graph; the rest are searched exactly.
-    fn graph_rows(&self) -> usize {
-        self.meta.graph.as_ref().map_or(0, |g| g.rows)
+    /// Graph segments.
+    pub fn segments(&self) -> usize {
+        self.graphs.len()
     }
 
     pub fn row(&self, id: usize) -> Option<RowRef> {
@@ -705,29 +884,35 @@ impl DenseIndex {
         query: &[f32],
         k: usize,
         ef: Option<usize>,
-        keep: impl Fn(usize) -> bool,
+        keep: impl Fn(usize) -> bool + Sync,
     ) -> Vec<(usize, f32)> {
+        use rayon::prelude::*;
         let ef = ef.unwrap_or(self.meta.params.ef_search).max(k);
-        let graph_rows = self.graph_rows();
-        let mut out: Vec<(usize, f32)> = match &self.graph {
-            None => Vec::new(),
-            Some(g) => {
-                // The graph ranks by int8 distances: take more candidates than asked and let
-                // the exact f32 re-scoring choose.
-                let wanted = (2 * k).max(k + 10).min(ef);
-                let q = QueryCosine::new(quantize(query));
-                g.search(
-                    wanted,
-                    ef,
-                    |row| q.distance(self.vector_i8(row as usize)),
-                    |row| self.is_dead(row as usize) || !keep(row as usize),
-                )
-                .into_iter()
-                .map(|(row, _)| row as usize)
-                .filter(|&id| id < graph_rows && !self.is_dead(id))
-                .map(|id| (id, dot(query, self.vector(id))))
-                .collect()
-            }
+        let graph_rows = self.meta.graph_rows();
+        // The graph ranks by int8 distances: take more candidates than asked and let the
+        // exact f32 re-scoring choose. Each segment may hold all k of the best.
+        let wanted = (2 * k).max(k + 10).min(ef);
+        let q = QueryCosine::new(quantize(query));
+        let segment = |(start, g): &(usize, crate::links::Links)| -> Vec<(usize, f32)> {
+            g.search(
+                wanted,
+                ef,
+                |local| q.distance(self.vector_i8(start + local as usize)),
+                |local| {
+                    let row = start + local as usize;
+                    self.is_dead(row) || !keep(row)
+                },
+            )
+            .into_iter()
+            .map(|(local, _)| start + local as usize)
+            .filter(|&id| id < graph_rows && !self.is_dead(id))
+            .map(|id| (id, dot(query, self.vector(id))))
+            .collect()
+        };
+        let mut out: Vec<(usize, f32)> = if self.graphs.len() > 1 {
+            self.graphs.par_iter().flat_map_iter(segment).collect()
+        } else {
+            self.graphs.iter().flat_map(segment).collect()
         };
         out.extend(
             (graph_rows..self.meta.rows)
@@ -1020,10 +1205,7 @@ mod tests {
         w.append(&rows(300..500), &vs[300..500]).unwrap();
         assert_eq!(w.tail(), 200);
         let meta = w.finish(false).unwrap();
-        assert_eq!(
-            (meta.rows, meta.dead, meta.graph.unwrap().rows),
-            (500, 1, 300)
-        );
+        assert_eq!((meta.rows, meta.dead, meta.graph_rows()), (500, 1, 300));
         let idx = DenseIndex::open(&g2, &m).unwrap();
         assert_eq!(
             idx.search(&vs[420], 3, None)[0].0,
@@ -1043,7 +1225,7 @@ mod tests {
         assert!(w.live_rows_of(&HashSet::from([7])).unwrap().is_empty());
         w.append(&rows(500..600), &vs[500..600]).unwrap();
         let meta = w.finish(true).unwrap();
-        assert_eq!(meta.graph.as_ref().unwrap().rows, 600);
+        assert_eq!(meta.graph_rows(), 600);
         let idx = DenseIndex::open(&g3, &m).unwrap();
         assert_eq!(idx.graph_points(), 600);
         for probe in [3, 333, 450, 599] {
@@ -1056,5 +1238,176 @@ mod tests {
             assert_eq!(std::fs::read(&p).unwrap(), bytes, "{}", p.display());
         }
         DenseIndex::open(&g1, &m).unwrap();
+    }
+
+    fn segmented(segment_rows: usize) -> HnswParams {
+        HnswParams {
+            segment_rows,
+            ..HnswParams::default()
+        }
+    }
+
+    fn recall_at_10(idx: &DenseIndex, queries: &[Vec<f32>]) -> f64 {
+        let (mut found, mut total) = (0, 0);
+        for q in queries {
+            let want = idx.exact(q, 10);
+            let got = idx.search(q, 10, None);
+            total += want.len();
+            found += want
+                .iter()
+                .filter(|w| got.iter().any(|g| g.0 == w.0))
+                .count();
+        }
+        found as f64 / total as f64
+    }
+
+    /// Segments of bounded size, consecutive from row 0: each built from its own rows, the
+    /// last filled before a new one starts, and the merged search as good as one graph's.
+    #[test]
+    fn the_graph_is_built_in_bounded_segments_and_searched_across_them() {
+        let root = tempfile::tempdir().unwrap();
+        let m = model(24);
+        let vs = vectors(1000, 24, 5);
+        let (g1, g2) = (root.path().join("g1"), root.path().join("g2"));
+        let meta = write(&g1, &m, &rows(0..750), &vs[..750], segmented(200)).unwrap();
+        let spans: Vec<_> = meta.graphs.iter().map(|g| (g.start, g.end)).collect();
+        assert_eq!(spans, [(0, 200), (200, 400), (400, 600), (600, 750)]);
+        let idx = DenseIndex::open(&g1, &m).unwrap();
+        assert_eq!((idx.segments(), idx.graph_points()), (4, 750));
+        for probe in [0, 199, 200, 401, 749] {
+            assert_eq!(idx.search(&vs[probe], 1, None)[0].0, probe, "row {probe}");
+        }
+        let queries = vectors(40, 24, 77);
+        let one = tempfile::tempdir().unwrap();
+        write(one.path(), &m, &rows(0..750), &vs[..750], segmented(10_000)).unwrap();
+        let single = DenseIndex::open(one.path(), &m).unwrap();
+        assert_eq!(single.segments(), 1);
+        let (seg, whole) = (
+            recall_at_10(&idx, &queries),
+            recall_at_10(&single, &queries),
+        );
+        assert!(
+            seg >= 0.95 && seg >= whole - 0.02,
+            "segments {seg}, one graph {whole}"
+        );
+
+        // The next generation fills the last segment (150 → 200 rows), then starts another.
+        let mut w = DenseWriter::from_base(&g2, &g1, &m).unwrap();
+        w.append(&rows(750..1000), &vs[750..1000]).unwrap();
+        let meta = w.finish(true).unwrap();
+        let spans: Vec<_> = meta.graphs.iter().map(|g| (g.start, g.end)).collect();
+        assert_eq!(spans[3..], [(600, 800), (800, 1000)]);
+        let idx = DenseIndex::open(&g2, &m).unwrap();
+        for probe in [3, 650, 799, 800, 999] {
+            assert_eq!(idx.search(&vs[probe], 1, None)[0].0, probe, "row {probe}");
+        }
+        // The last generation still opens: its own last segment's files are untouched.
+        let old = DenseIndex::open(&g1, &m).unwrap();
+        assert_eq!(old.search(&vs[700], 1, None)[0].0, 700);
+    }
+
+    /// A segment adopted by a new index over the same rows at another start searches as it
+    /// did; rows before it that no segment covered are built into segments first.
+    #[test]
+    fn an_adopted_segment_keeps_its_graph_at_a_new_start() {
+        let root = tempfile::tempdir().unwrap();
+        let m = model(16);
+        let vs = vectors(500, 16, 9);
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        let meta = write(&a, &m, &rows(0..500), &vs, segmented(250)).unwrap();
+        let second = meta.graphs[1].clone();
+        // b: 100 rows of the first segment, then the second segment whole.
+        let mut w = DenseWriter::create(&b, &m, segmented(250)).unwrap();
+        w.append(&rows(0..100), &vs[..100]).unwrap();
+        w.append(&rows(250..500), &vs[250..500]).unwrap();
+        w.adopt_segment(&a, &second).unwrap();
+        let meta = w.finish(true).unwrap();
+        let spans: Vec<_> = meta.graphs.iter().map(|g| (g.start, g.end)).collect();
+        assert_eq!(spans, [(0, 100), (100, 350)]);
+        assert_eq!(meta.graphs[1].links, second.links);
+        let idx = DenseIndex::open(&b, &m).unwrap();
+        for (row, original) in [(0, 0), (99, 99), (100, 250), (349, 499)] {
+            assert_eq!(idx.search(&vs[original], 1, None)[0].0, row);
+        }
+        // Adopting a segment larger than the rows there is refused.
+        let c = root.path().join("c");
+        let mut w = DenseWriter::create(&c, &m, segmented(250)).unwrap();
+        w.append(&rows(0..10), &vs[..10]).unwrap();
+        assert!(w.adopt_segment(&a, &second).is_err());
+    }
+
+    /// `dense.json` of an index from before segments: one `graph` from row 0.
+    #[test]
+    fn an_index_from_before_segments_reads_as_one_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = model(16);
+        let vs = vectors(300, 16, 3);
+        write(dir.path(), &m, &rows(0..300), &vs, HnswParams::default()).unwrap();
+        let path = dir.path().join(META);
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let g = v["graphs"][0].clone();
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("graphs");
+        obj.insert(
+            "graph".into(),
+            serde_json::json!({"basename": g["basename"], "links": g["links"], "rows": 300}),
+        );
+        obj["params"]
+            .as_object_mut()
+            .unwrap()
+            .remove("segment_rows");
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        let idx = DenseIndex::open(dir.path(), &m).unwrap();
+        assert_eq!((idx.segments(), idx.graph_points()), (1, 300));
+        assert_eq!(idx.meta().params.segment_rows, DEFAULT_SEGMENT_ROWS);
+        assert_eq!(idx.search(&vs[123], 1, None)[0].0, 123);
+    }
+
+    /// `medlit compact`'s dense rewrite: full segments that lost no row keep their graph
+    /// files; a segment with tombstones and a small last one are rebuilt from their live
+    /// rows, pooled with their neighbours'.
+    #[test]
+    fn compaction_keeps_clean_segments_and_rebuilds_the_rest() {
+        let root = tempfile::tempdir().unwrap();
+        let m = model(16);
+        let vs = vectors(430, 16, 21);
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        let mut w = DenseWriter::create(&a, &m, segmented(100)).unwrap();
+        w.append(&rows(0..430), &vs).unwrap();
+        w.tombstone(&[120, 150, 199]);
+        let before = w.finish(true).unwrap();
+        let spans = |meta: &DenseMeta| -> Vec<(usize, usize)> {
+            meta.graphs.iter().map(|g| (g.start, g.end)).collect()
+        };
+        assert_eq!(
+            spans(&before),
+            [(0, 100), (100, 200), (200, 300), (300, 400), (400, 430)]
+        );
+        let old = DenseIndex::open(&a, &m).unwrap();
+        let after = crate::compact::rewrite_dense(&old, &a, &b).unwrap();
+        assert_eq!(
+            spans(&after),
+            [(0, 100), (100, 197), (197, 297), (297, 397), (397, 427)]
+        );
+        let links = |meta: &DenseMeta, i: usize| meta.graphs[i].links.clone();
+        for (new, old) in [(0, 0), (2, 2), (3, 3)] {
+            assert_eq!(
+                links(&after, new),
+                links(&before, old),
+                "kept segment {old}"
+            );
+        }
+        assert_ne!(links(&after, 1), links(&before, 1));
+        assert_eq!((after.rows, after.dead), (427, 0));
+        let idx = DenseIndex::open(&b, &m).unwrap();
+        // Row r of the old index is row r − (tombstones before it) of the new one.
+        for (old_row, new_row) in [(5, 5), (121, 120), (200, 197), (350, 347), (429, 426)] {
+            assert_eq!(idx.search(&vs[old_row], 1, None)[0].0, new_row);
+            assert_eq!(idx.row(new_row).unwrap().pmid, old_row as u64);
+        }
+        assert!(idx.exact(&vs[150], 427).iter().all(|h| h.1 < 0.9999));
+        drop(old);
+        DenseIndex::open(&a, &m).unwrap();
     }
 }

@@ -128,6 +128,9 @@ pub struct DenseSummary {
     /// Passages in the HNSW graph; the rest are searched exactly.
     #[serde(default)]
     pub graph_rows: u64,
+    /// Graph segments over those passages (0 in indexes from before segments: read `dense.json`).
+    #[serde(default)]
+    pub graph_segments: u64,
 }
 
 /// One input file as it was when indexed.

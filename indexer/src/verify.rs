@@ -93,7 +93,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, IndexError> {
             Ok(index) => {
                 let meta = index.meta();
                 let rows = meta.rows;
-                let graph_rows = meta.graph.as_ref().map_or(0, |g| g.rows);
+                let graph_rows = meta.graph_rows();
                 let points = index.graph_points();
                 check(
                     "dense count",

@@ -239,6 +239,11 @@ pub struct EmbedArgs {
     /// HNSW: candidate list length at query time (stored in the index as its default)
     #[arg(long, default_value_t = 96)]
     pub ef_search: usize,
+    /// HNSW: most passages in one graph segment. Building a segment holds its graph in
+    /// memory (about 5 KB a passage at the peak), so this bounds indexing memory; searches
+    /// walk every segment. Recorded in a new index; an existing index keeps its own
+    #[arg(long, default_value_t = medlit_indexer::dense::DEFAULT_SEGMENT_ROWS as u64, value_name = "PASSAGES", value_parser = clap::value_parser!(u64).range(1000..))]
+    pub segment_rows: u64,
 }
 
 /// How hybrid search fuses the BM25 and dense lists.

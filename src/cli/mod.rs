@@ -92,7 +92,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check an index: file checksums, document counts, unique PMIDs, dense rows
     Verify(VerifyArgs),
-    /// Rewrite the index without deleted documents and tombstoned passages (graph rebuilt)
+    /// Rewrite the index without deleted documents and tombstoned passages (graph segments that
+    /// lost a passage or are under half full rebuilt and merged; the others kept)
     Compact(CompactArgs),
     /// Write a synthetic PubMed corpus recombined from real abstracts (for scale tests)
     Synth(SynthArgs),

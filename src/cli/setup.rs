@@ -251,6 +251,7 @@ pub fn dense_options(
             m: args.hnsw_m,
             ef_construction: args.ef_construction,
             ef_search: args.ef_search,
+            segment_rows: usize::try_from(args.segment_rows).unwrap_or(usize::MAX),
         },
     })
 }

@@ -1,4 +1,5 @@
-//! `medlit compact`: drop deleted documents and tombstoned passages, rebuild the graph.
+//! `medlit compact`: drop deleted documents and tombstoned passages; graph segments that lost
+//! a passage, or are under half full, are rebuilt and merged.
 use anyhow::{Context, Result};
 
 use crate::cli::setup;
@@ -21,8 +22,12 @@ pub fn run(args: &CompactArgs) -> Result<()> {
     );
     if r.passages_before > 0 {
         println!(
-            "dense  {} passages -> {} ({} tombstoned dropped), graph rebuilt",
-            r.passages_before, r.passages_after, r.dead_dropped
+            "dense  {} passages -> {} ({} tombstoned dropped), graph segments {} -> {}",
+            r.passages_before,
+            r.passages_after,
+            r.dead_dropped,
+            r.graph_segments_before,
+            r.graph_segments_after
         );
     }
     println!("seconds {:.1}", r.seconds);
