@@ -3,7 +3,8 @@
   load EXPORT_DIR SHARD_DIR      create a shard from `medlit export qdrant`'s output
   query SHARD_DIR BODIES OUT     run each line of BODIES (a `POST .../points/query` body,
                                  as medlit sends it) and write one JSON line of results each
-  serve SHARD_DIR PORT           answer `POST /collections/NAME/points/query` on 127.0.0.1
+  serve SHARD_DIR PORT [NAME]    answer `POST /collections/NAME/points/query` on 127.0.0.1
+                                 (NAME: medlit); another collection is a 404, as in Qdrant
 
 Only what medlit sends is translated: a nearest query on a named dense or sparse vector, or
 prefetches fused by RRF (`{"rrf": {"k": K, "weights": [...]}}`), `limit`, `with_payload`
@@ -145,7 +146,7 @@ def query(shard_dir, bodies, out):
     print(json.dumps({"queries": n}))
 
 
-def serve(shard_dir, port):
+def serve(shard_dir, port, collection="medlit"):
     shard = q.EdgeShard.load(shard_dir)
 
     class Handler(BaseHTTPRequestHandler):
@@ -153,6 +154,10 @@ def serve(shard_dir, port):
             parts = self.path.strip("/").split("/")
             if len(parts) != 4 or parts[0] != "collections" or parts[2:] != ["points", "query"]:
                 return self.reply(404, {"status": {"error": f"no route {self.path}"}})
+            if parts[1] != collection:
+                return self.reply(
+                    404, {"status": {"error": f"Not found: Collection `{parts[1]}` doesn't exist!"}}
+                )
             try:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length))

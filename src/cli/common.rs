@@ -246,6 +246,36 @@ pub struct EmbedArgs {
     pub segment_rows: u64,
 }
 
+/// Where search candidates come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetrievalArg {
+    /// This index's BM25 and dense lists
+    Local,
+    /// A Qdrant server holding this index's `medlit export qdrant` collection
+    Qdrant,
+}
+
+/// `--retrieval`: this index, or a Qdrant server beyond one machine.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Retrieval backend")]
+pub struct RetrievalArgs {
+    /// Where candidates come from: `local` (this index) or `qdrant` (a Qdrant server loaded
+    /// from `medlit export qdrant`; the question is still embedded and analysed here, the
+    /// answers, safety and citation checks stay local, and the local index still holds the
+    /// articles' records)
+    #[arg(long, value_enum, default_value_t = RetrievalArg::Local)]
+    pub retrieval: RetrievalArg,
+    /// The Qdrant server's REST address (with --retrieval qdrant), e.g. http://127.0.0.1:6333
+    #[arg(long, value_name = "URL", required_if_eq("retrieval", "qdrant"))]
+    pub qdrant_url: Option<String>,
+    /// The collection the export was loaded into
+    #[arg(long, value_name = "NAME", default_value = "medlit")]
+    pub qdrant_collection: String,
+    /// Seconds a Qdrant request may take, answer included
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub qdrant_timeout: u64,
+}
+
 /// How hybrid search fuses the BM25 and dense lists.
 #[derive(Debug, Args, Clone, Copy)]
 #[command(next_help_heading = "Fusion tuning (hybrid mode)")]

@@ -31,6 +31,8 @@ pub struct SearchArgs {
     pub export: ExportRefsArgs,
     #[command(flatten)]
     pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +69,8 @@ pub struct AskArgs {
     pub export: ExportRefsArgs,
     #[command(flatten)]
     pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +116,8 @@ pub struct ServeArgs {
     pub generate: GenerateArgs,
     #[command(flatten)]
     pub fusion: FusionArgs,
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
     #[command(flatten)]
     pub index: IndexDirArg,
 }

@@ -85,6 +85,29 @@ pub fn sibling_exe(name: &str, missing: &str) -> Result<PathBuf> {
     Ok(exe)
 }
 
+/// Sends the retriever's candidate searches to Qdrant when `--retrieval qdrant` says so.
+/// The question is still embedded here: that needs the local index's dense half (its model).
+pub fn use_retrieval(retriever: &mut Retriever, args: &crate::cli::RetrievalArgs) -> Result<()> {
+    if args.retrieval == crate::cli::RetrievalArg::Local {
+        return Ok(());
+    }
+    let url = args
+        .qdrant_url
+        .as_deref()
+        .context("--retrieval qdrant needs --qdrant-url")?;
+    if retriever.dense.is_none() {
+        bail!(
+            "--retrieval qdrant embeds the question with the index's model, but this index is keyword-only; use the hybrid index the collection was exported from"
+        );
+    }
+    retriever.remote = Some(crate::retrieve::qdrant::QdrantRemote::new(
+        url,
+        &args.qdrant_collection,
+        std::time::Duration::from_secs(args.qdrant_timeout.max(1)),
+    )?);
+    Ok(())
+}
+
 /// The index in `dir` opened for searching, and the search mode `arg` means for it.
 pub fn retriever(dir: &Path, arg: SearchModeArg, fusion: &FusionArgs) -> Result<(Retriever, Mode)> {
     let r = open_retriever(dir, arg != SearchModeArg::Bm25, fusion)?;
@@ -464,6 +487,7 @@ pub fn open_retriever(
             depth: fusion.depth,
             dense_weight: fusion.dense_weight,
         },
+        remote: None,
     })
 }
 

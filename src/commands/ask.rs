@@ -12,6 +12,7 @@ use crate::render::{answer_report, AnswerJson};
 pub fn run(args: &AskArgs) -> Result<()> {
     let export = super::references::ExportTarget::from_args(&args.export)?;
     let mut p = Pipeline::open(&args.index, args.mode, &args.fusion, &args.generate, args.k)?;
+    crate::cli::setup::use_retrieval(&mut p.retriever, &args.retrieval)?;
     let opts = p
         .defaults
         .options(p.mode, None, None, args.filters.filters());

@@ -18,7 +18,12 @@ pub struct SearchJson<'a> {
 pub fn run(args: &SearchArgs) -> Result<()> {
     let export = super::references::ExportTarget::from_args(&args.export)?;
     let dir = setup::index_dir(&args.index)?;
-    let retriever = setup::open_retriever(&dir, args.mode != SearchModeArg::Bm25, &args.fusion)?;
+    let mut retriever = setup::open_retriever(
+        &dir,
+        args.mode != SearchModeArg::Bm25 || args.retrieval.qdrant_url.is_some(),
+        &args.fusion,
+    )?;
+    setup::use_retrieval(&mut retriever, &args.retrieval)?;
     let mode = match args.mode {
         SearchModeArg::Auto => retriever.default_mode(),
         SearchModeArg::Bm25 => Mode::Bm25,

@@ -11,7 +11,8 @@ use crate::serve::queue::Queue;
 use crate::serve::{serve, AppState, Limits};
 
 pub fn run(args: &ServeArgs) -> Result<()> {
-    let p = Pipeline::open(&args.index, args.mode, &args.fusion, &args.generate, None)?;
+    let mut p = Pipeline::open(&args.index, args.mode, &args.fusion, &args.generate, None)?;
+    crate::cli::setup::use_retrieval(&mut p.retriever, &args.retrieval)?;
     let model = p.generator.name().to_string();
     let mode = p.mode;
     let retriever = Arc::new(p.retriever);

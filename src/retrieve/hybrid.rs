@@ -52,12 +52,19 @@ pub enum RetrieveError {
     NoDense(Mode),
     #[error(transparent)]
     Filter(#[from] FilterError),
+    #[error(transparent)]
+    Remote(#[from] super::qdrant::QdrantError),
+    #[error(transparent)]
+    Embed(#[from] medlit_indexer::embed::EmbedError),
 }
 
 pub struct Retriever {
     pub bm25: Bm25Searcher,
     pub dense: Option<DenseSearcher>,
     pub fusion: Fusion,
+    /// Candidates from a Qdrant server instead of this index's lists (`--retrieval qdrant`):
+    /// the index still embeds and analyses the question and holds the articles' records.
+    pub remote: Option<super::qdrant::QdrantRemote>,
 }
 
 impl Retriever {
@@ -93,6 +100,7 @@ impl Retriever {
         let tags_only = self.bm25.analyse(query).is_empty() && !filters.is_empty();
         match mode {
             _ if tags_only => self.bm25_hits(query, k, filters),
+            _ if self.remote.is_some() => self.remote_hits(query, k, mode, filters),
             Mode::Bm25 => self.bm25_hits(query, k, filters),
             Mode::Dense | Mode::Hybrid => {
                 let dense = self.dense.as_ref().ok_or(RetrieveError::NoDense(mode))?;
@@ -133,6 +141,63 @@ impl Retriever {
                 Ok(hits)
             }
         }
+    }
+
+    /// [`search`](Self::search) with the candidates from Qdrant: its passages, an article at
+    /// its best one, filtered by this index's filters (applied to what Qdrant returned, so a
+    /// selective filter can leave fewer than `k`).
+    fn remote_hits(
+        &self,
+        query: &str,
+        k: usize,
+        mode: Mode,
+        filters: &Filters,
+    ) -> Result<Vec<Hit>, RetrieveError> {
+        let allowed = self.bm25.allowed_pmids(filters)?;
+        let depth = match &allowed {
+            Some(_) => self.fusion.depth.max(k) * 4,
+            None => k,
+        };
+        let best = self.remote_articles(query, depth, mode)?;
+        let best: Vec<_> = best
+            .into_iter()
+            .filter(|p| allowed.as_ref().is_none_or(|a| a.contains(&p.pmid)))
+            .collect();
+        let scored: Vec<(u64, f32)> = best.iter().map(|p| (p.pmid, p.score)).collect();
+        let mut hits = self.bm25.hits_for(query, &scored)?;
+        hits.truncate(k);
+        for (i, h) in hits.iter_mut().enumerate() {
+            h.rank = i + 1;
+            if let Some(p) = best.iter().find(|p| p.pmid == h.pmid) {
+                if mode == Mode::Dense {
+                    h.similarity = Some(p.score);
+                }
+                if mode != Mode::Bm25 {
+                    h.passage = p.text.clone();
+                }
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Qdrant's best `k` articles for `query`, each at its best passage.
+    fn remote_articles(
+        &self,
+        query: &str,
+        k: usize,
+        mode: Mode,
+    ) -> Result<Vec<super::qdrant::RemotePoint>, RetrieveError> {
+        let Some(remote) = &self.remote else {
+            return Ok(Vec::new());
+        };
+        let terms = self.bm25.analyse(query);
+        let vector = match (mode, &self.dense) {
+            (Mode::Bm25, _) => Vec::new(),
+            (_, Some(d)) => d.embedder().embed_one(query)?,
+            (_, None) => return Err(RetrieveError::NoDense(mode)),
+        };
+        let points = remote.passages(&vector, &terms, mode, &self.fusion, k)?;
+        Ok(super::qdrant::best_passages(points))
     }
 
     fn bm25_hits(
@@ -190,6 +255,11 @@ impl Retriever {
     /// The `k` best PMIDs for `query`, best first: ranking only, no snippets or stored
     /// documents. What evaluation and benchmarks measure.
     pub fn rank(&self, query: &str, k: usize, mode: Mode) -> Result<Vec<u64>, RetrieveError> {
+        if self.remote.is_some() {
+            let mut best = self.remote_articles(query, k, mode)?;
+            best.truncate(k);
+            return Ok(best.into_iter().map(|p| p.pmid).collect());
+        }
         if mode == Mode::Bm25 {
             return Ok(self
                 .bm25

@@ -6,6 +6,7 @@
 //!   has-abstract) from flags or PubMed field tags in the query.
 //! - [`fuse`]: reciprocal rank fusion of the BM25 and dense lists.
 //! - [`hybrid`]: the search modes (bm25, dense, hybrid) over one index.
+//! - [`qdrant`]: the candidates from a Qdrant server holding the index's export instead.
 //! - [`hit`]: `Hit`, one search result.
 //! - [`query_syntax`]: quoted phrases (required) and NOT / -word (excluded) in a query.
 
@@ -15,6 +16,7 @@ pub mod filter;
 pub mod fuse;
 pub mod hit;
 pub mod hybrid;
+pub mod qdrant;
 pub mod query_syntax;
 
 pub use bm25::{Bm25Searcher, YearRange};

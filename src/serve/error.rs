@@ -139,6 +139,8 @@ impl From<&RetrieveError> for ApiError {
             }
             RetrieveError::Filter(_) => ApiError::bad_request(message).with_param("q"),
             RetrieveError::Bm25(SearchError::NoFilterFields(_)) => ApiError::bad_request(message),
+            // The Qdrant server behind this one failed or could not be reached.
+            RetrieveError::Remote(_) => ApiError::new(StatusCode::BAD_GATEWAY, message),
             _ => ApiError::internal(message),
         }
     }
