@@ -5,7 +5,8 @@
 //!   flags into the engine's parts (retriever, generator, screener, defaults: a `Pipeline`).
 //! - [`commands`]: one module per subcommand (`fetch`, `index`, `search`, `ask`, `demo`,
 //!   `serve`, `verify`, `eval`, `policy`, …; `bench` runs the medlit-bench binary).
-//! - [`retrieve`]: BM25, dense and hybrid (reciprocal rank fusion) search over the index.
+//! - [`retrieve`]: BM25, dense and hybrid (reciprocal rank fusion) search over the index, or
+//!   the candidates from a Qdrant server holding its export (`--retrieval qdrant`).
 //! - [`prompt`]: prompt templates and filling them with question and evidence.
 //! - [`generate`]: the `medlit-generate` crate, re-exported (Gemma decoders on candle,
 //!   tokenizers, sampling, span decoding, int8 kernels).

@@ -58,8 +58,9 @@ struct SizePoint {
     /// touched: page cache the system can evict).
     search_anon_mb: f64,
     search_file_mb: f64,
-    /// Graph segments the dense half was built in (rows per segment: `segment_rows`).
+    /// Graph segments the dense half was built in, of at most `segment_rows` passages.
     segments: usize,
+    segment_rows: usize,
     /// Dense recall@10 of the graph search against exact search, over the query vectors.
     dense_recall_at_10: f64,
 }
@@ -439,6 +440,7 @@ fn measure(
         search_anon_mb,
         search_file_mb,
         segments: meta.graphs.len(),
+        segment_rows: meta.params.segment_rows,
         dense_recall_at_10: child.dense_recall_at_10,
     })
 }
@@ -616,11 +618,31 @@ fn extrapolate(points: &[SizePoint], cores: usize) -> Option<Extrapolation> {
         citations: PUBMED_CITATIONS,
         disk_gb: per.total * PUBMED_CITATIONS / 1e9,
         search_ram_gb: per_citation(&|p| p.search_anon_mb) * 1e6 * PUBMED_CITATIONS / 1e9,
-        index_ram_gb: per_citation(&|p| p.hnsw_peak_rss_mb) * 1e6 * PUBMED_CITATIONS / 1e9,
+        index_ram_gb: graph_build_peak_gb(b, per_citation(&|p| p.hnsw_peak_rss_mb)),
         disk_bytes_per_citation: per,
         phases,
         dominant,
     })
+}
+
+/// The graph build's peak at PubMed's size: a graph is built one segment at a time, so the
+/// peak grows with the corpus only until the segments are full. Measured at the largest size:
+/// with a full segment, that peak (the rest grows by the docmap's bytes a passage); below
+/// one, scaled up to a full segment; and never above the linear extrapolation.
+fn graph_build_peak_gb(largest: &SizePoint, mb_per_citation: f64) -> f64 {
+    let linear = mb_per_citation * PUBMED_CITATIONS / 1e3;
+    let passages = largest.passages.max(1) as f64;
+    let segment = largest.segment_rows.max(1) as f64;
+    let per_passage_gb = largest.hnsw_peak_rss_mb / 1e3 / passages;
+    let bounded = if passages >= segment {
+        largest.hnsw_peak_rss_mb / 1e3
+    } else {
+        per_passage_gb * segment
+    };
+    let rows_at_pubmed = passages / largest.indexed.max(1) as f64 * PUBMED_CITATIONS;
+    // The writer's PMID per row (8 bytes) and the docmap it reads (12) grow with the corpus.
+    let growing = 20.0 * (rows_at_pubmed - passages).max(0.0) / 1e9;
+    (bounded + growing).min(linear)
 }
 
 fn plot(points: &[SizePoint], dir: &Path) -> Result<Vec<PathBuf>> {
@@ -762,8 +784,11 @@ fn print_text(r: &ScaleBench) {
             e.disk_gb, d.total, d.bm25, d.vectors, d.graph, d.docmap
         );
         println!(
-            "  RAM: search {:.0} GB anonymous (plus page cache for the mapped files), graph build peak {:.0} GB; dominant cost: {}",
-            e.search_ram_gb, e.index_ram_gb, e.dominant
+            "  RAM: search {:.0} GB anonymous (plus page cache for the mapped files), graph build peak {:.1} GB (segments of {} passages); dominant cost: {}",
+            e.search_ram_gb,
+            e.index_ram_gb,
+            r.sizes.last().map_or(0, |p| p.segment_rows),
+            e.dominant
         );
     }
     for p in &r.plots {

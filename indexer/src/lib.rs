@@ -15,17 +15,19 @@
 //!   load, every product on the int8 kernels, no padding, one batch per worker thread.
 //! - [`minilm_candle`]: the same model in f32 on candle's tensor operations, on any candle
 //!   device: the GPU encoder (`cuda` build), length-sorted padded batches.
-//! - [`dense`]: passage vectors (f32 and int8), docmap, tombstones and the HNSW graph (write,
-//!   extend, open, search, exact).
+//! - [`dense`]: passage vectors (f32 and int8), docmap, tombstones and the HNSW graph in
+//!   bounded segments (write, extend, adopt, open, search across segments, exact).
 //! - [`links`]: the graph's links written flat and searched memory-mapped.
 //! - [`bm25`]: the tantivy schema, analyzer and document conversion.
 //! - [`qdrant`]: the Qdrant export format (point ids, sparse BM25 term ids and weights, the
-//!   collection body), next to the analyser whose terms it hashes.
+//!   collection body) and the query bodies medlit sends, next to the analyser whose terms it
+//!   hashes.
 //! - [`layout`]: the index folder, its manifest and atomic generation switch.
 //! - [`plan`]: which files a run applies on top of which state (fresh, resumed, update;
 //!   skip already-applied files, refuse out-of-order ones).
 //! - [`build`]: `medlit index`: parallel parse, then one committed generation per file.
-//! - [`compact`]: `medlit compact`: merged segments, tombstones dropped, graph rebuilt.
+//! - [`compact`]: `medlit compact`: merged segments, tombstones dropped, clean graph
+//!   segments kept and the rest rebuilt and merged.
 //! - [`verify`]: `medlit verify`: checksums, counts and PMID uniqueness of an index.
 //! - [`error`]: the crate's error type.
 
