@@ -170,6 +170,7 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
     if let Some(index) = &args.search_child {
         return search_child(args, index);
     }
+    self_exe()?;
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
     sizes.dedup();
@@ -403,7 +404,7 @@ fn measure(
     // In a fresh process: memory freed by the graph build would otherwise be reused and hide
     // what an opened index holds.
     eprintln!("size {n}: searching in a fresh process");
-    let out = std::process::Command::new(std::env::current_exe()?)
+    let out = std::process::Command::new(self_exe()?)
         .args(["scale", "--queries"])
         .arg(queries.len().to_string())
         .arg("--search-child")
@@ -443,6 +444,16 @@ fn measure(
         segment_rows: meta.params.segment_rows,
         dense_recall_at_10: child.dense_recall_at_10,
     })
+}
+
+/// This benchmark's executable, as found when it started: a run lasts hours, and a rebuild
+/// meanwhile replaces the file, after which the running process's own path reads
+/// "… (deleted)" and cannot start the search process.
+fn self_exe() -> Result<PathBuf> {
+    static EXE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| std::env::current_exe().ok())
+        .clone()
+        .context("finding the medlit-bench executable")
 }
 
 /// Rows of synthetic vectors generated and appended at a time.
