@@ -5,7 +5,7 @@
 //! process (parse + BM25 + per-file commits; its peak RSS polled from /proc), embedding (the
 //! measured rate of the real model on real passages, times the passages of the size: embedding
 //! a million abstracts takes days here), the HNSW graph built for real over that many rows
-//! (real embeddings of a subsample, each row a noisy copy of one), disk per component, and
+//! (real embeddings of a subsample, each row a noisy mixture of two), disk per component, and
 //! search latency p50/p95 per mode with the resident memory of an opened index.
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -325,7 +325,7 @@ fn measure(
 
     eprintln!("size {n}: medlit index ({} files)", files.len());
     let mut cmd = std::process::Command::new(crate::medlit_exe()?);
-    // Keyword-only: the dense half is built below from noisy copies (embedding the corpus
+    // Keyword-only: the dense half is built below from noisy mixtures of real embeddings (embedding the corpus
     // for real would take days).
     cmd.args([
         "index",
@@ -352,7 +352,7 @@ fn measure(
     let indexed = report["indexed"].as_u64().unwrap_or(0);
 
     // The dense half: one row per passage of each live PMID, as the real splitter gives on
-    // average; each vector a noisy copy of a real embedding.
+    // average; each vector a noisy mixture of two real embeddings.
     let layout = IndexDir::new(index);
     let mut m = layout.manifest()?;
     let mut pmids = medlit_indexer::bm25::live_pmids(&layout.bm25_dir(&m))?;
@@ -379,7 +379,7 @@ fn measure(
     // peak is the graph build's, not a copy of every vector.
     let mut w = DenseWriter::create(&dense_dir, model, params)?;
     for (i, slice) in rows.chunks(VECTOR_SLICE).enumerate() {
-        let vectors = noisy_copies(base, i * VECTOR_SLICE, slice.len());
+        let vectors = synthetic_vectors(base, i * VECTOR_SLICE, slice.len());
         w.append(slice, &vectors)?;
     }
     reset_peak_rss();
@@ -459,10 +459,12 @@ fn self_exe() -> Result<PathBuf> {
 /// Rows of synthetic vectors generated and appended at a time.
 const VECTOR_SLICE: usize = 200_000;
 
-/// Unit vectors for rows `first..first + n`, row `i` a copy of `base[i % len]` plus noise of
-/// a fifth of its length (cosine ≈ 0.98 to its original): clusters the size of the
-/// replication, not duplicates.
-fn noisy_copies(base: &[Vec<f32>], first: usize, n: usize) -> Vec<Vec<f32>> {
+/// Unit vectors for rows `first..first + n`: row `i` a random mixture of two real embeddings,
+/// `w·a + (1 − w)·b` with `w` uniform, plus noise of a fifth of its length. Copies of one
+/// vector (the first design) made clusters of a thousand near-ties at a million rows, where
+/// the exact top 10 is decided by the noise and recall against it measures nothing real;
+/// mixtures spread like a corpus: neighbours at every distance, few exact ties.
+fn synthetic_vectors(base: &[Vec<f32>], first: usize, n: usize) -> Vec<Vec<f32>> {
     let dim = base.first().map_or(0, Vec::len);
     let sigma = 0.2 / (dim.max(1) as f32).sqrt();
     (first..first + n)
@@ -473,14 +475,22 @@ fn noisy_copies(base: &[Vec<f32>], first: usize, n: usize) -> Vec<Vec<f32>> {
                 s ^= s << 13;
                 s ^= s >> 7;
                 s ^= s << 17;
-                // Sum of four uniforms: close enough to a normal for noise.
-                (0..4)
-                    .map(|_| ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5)
-                    .sum::<f32>()
+                s
             };
-            let mut v: Vec<f32> = base[i % base.len()]
+            let uniform = |x: u64| (x >> 40) as f32 / (1u64 << 24) as f32;
+            let (a, b) = (
+                &base[next() as usize % base.len()],
+                &base[next() as usize % base.len()],
+            );
+            let w = uniform(next());
+            let mut v: Vec<f32> = a
                 .iter()
-                .map(|x| x + sigma * 1.73 * next())
+                .zip(b)
+                .map(|(x, y)| {
+                    // Sum of four uniforms: close enough to a normal for noise.
+                    let noise: f32 = (0..4).map(|_| uniform(next()) - 0.5).sum();
+                    w * x + (1.0 - w) * y + sigma * 1.73 * noise
+                })
                 .collect();
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
             v.iter_mut().for_each(|x| *x /= norm);
