@@ -168,7 +168,9 @@ pub fn run(args: &BenchQdrantArgs) -> Result<()> {
         let items = read_qa(path).with_context(|| format!("reading {}", path.display()))?;
         let bodies = work.join("bodies.jsonl");
         let mut w = std::io::BufWriter::new(std::fs::File::create(&bodies)?);
-        let mut ours = Vec::with_capacity(items.len());
+        let mut exact_sets = Vec::with_capacity(items.len());
+        let mut bm25_lists = Vec::with_capacity(items.len());
+        let mut hybrid_lists = Vec::with_capacity(items.len());
         for item in &items {
             let v = dense.embedder().embed_one(&item.question)?;
             let terms = retriever.bm25.analyse(&item.question);
@@ -179,9 +181,9 @@ pub fn run(args: &BenchQdrantArgs) -> Result<()> {
                 .filter_map(|(row, _)| dense.index().row(row))
                 .map(|r| point_id(r.pmid, r.passage_no))
                 .collect();
-            let bm25 = retriever.rank(&item.question, 10, Mode::Bm25)?;
-            let fused = retriever.rank(&item.question, 10, Mode::Hybrid)?;
-            ours.push((exact, bm25, fused));
+            exact_sets.push(exact);
+            bm25_lists.push(retriever.rank(&item.question, 10, Mode::Bm25)?);
+            hybrid_lists.push(retriever.rank(&item.question, 10, Mode::Hybrid)?);
             for (shape, limit) in shapes {
                 serde_json::to_writer(&mut w, &query_body(&v, &terms, shape, limit, &[]))?;
                 writeln!(w)?;
@@ -218,7 +220,7 @@ pub fn run(args: &BenchQdrantArgs) -> Result<()> {
             .collect();
         let dense_agreement = |shape: usize| {
             let (mut equal, mut overlap) = (0usize, 0.0);
-            for (a, (exact, _, _)) in per(shape).zip(&ours) {
+            for (a, exact) in per(shape).zip(&exact_sets) {
                 let got: HashSet<u64> = a.points.iter().map(|p| p.id).collect();
                 equal += usize::from(got == *exact);
                 overlap += exact.intersection(&got).count() as f64 / exact.len().max(1) as f64;
@@ -228,8 +230,6 @@ pub fn run(args: &BenchQdrantArgs) -> Result<()> {
                 overlap_at_10: overlap / items.len().max(1) as f64,
             }
         };
-        let bm25_lists: Vec<Vec<u64>> = ours.iter().map(|o| o.1.clone()).collect();
-        let hybrid_lists: Vec<Vec<u64>> = ours.iter().map(|o| o.2.clone()).collect();
         let rank_agreement = |shape: usize, medlit: &[Vec<u64>]| {
             let n = items.len().max(1) as f64;
             let mut c = [0usize; 6];

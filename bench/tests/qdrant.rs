@@ -51,6 +51,20 @@ fn title_questions(index: &Path, pmids: &[String], out: &Path) {
     std::fs::write(out, lines.join("\n") + "\n").unwrap();
 }
 
+/// `medlit-bench qdrant --json` on one question file.
+fn bench_qdrant(questions: &Path, index: &Path, work: &Path) -> Value {
+    run_json(Command::new(env!("CARGO_BIN_EXE_medlit-bench")).args([
+        "qdrant",
+        "--json",
+        "--dataset",
+        questions.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+        "--work",
+        work.to_str().unwrap(),
+    ]))
+}
+
 #[test]
 fn qdrant_edge_finds_what_medlit_finds_on_the_exported_collection() {
     for kind in [
@@ -88,16 +102,7 @@ fn qdrant_edge_finds_what_medlit_finds_on_the_exported_collection() {
     let questions = tmp.path().join("titles.jsonl");
     title_questions(&index, &pmids, &questions);
     let work = tmp.path().join("work");
-    let v = run_json(Command::new(env!("CARGO_BIN_EXE_medlit-bench")).args([
-        "qdrant",
-        "--json",
-        "--dataset",
-        questions.to_str().unwrap(),
-        "--index",
-        index.to_str().unwrap(),
-        "--work",
-        work.to_str().unwrap(),
-    ]));
+    let v = bench_qdrant(&questions, &index, &work);
     assert_eq!(v["points"], built["passages"], "one point per passage: {v}");
     let d = &v["datasets"][0];
     let f = |path: &[&str]| -> f64 {
@@ -116,16 +121,7 @@ fn qdrant_edge_finds_what_medlit_finds_on_the_exported_collection() {
     assert!(f(&["hybrid", "same_first"]) >= 0.8, "{d}");
 
     // The shard is reused while the index's generation is the same.
-    let again = run_json(Command::new(env!("CARGO_BIN_EXE_medlit-bench")).args([
-        "qdrant",
-        "--json",
-        "--dataset",
-        questions.to_str().unwrap(),
-        "--index",
-        index.to_str().unwrap(),
-        "--work",
-        work.to_str().unwrap(),
-    ]));
+    let again = bench_qdrant(&questions, &index, &work);
     assert!(again["load_seconds"].is_null(), "{again}");
     assert_eq!(again["datasets"][0]["dense_exact"], d["dense_exact"]);
 

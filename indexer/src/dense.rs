@@ -1410,4 +1410,38 @@ mod tests {
         drop(old);
         DenseIndex::open(&a, &m).unwrap();
     }
+
+    /// A `dense.json` whose segments leave a gap, or whose links disagree with it, is refused
+    /// with the segment named; nothing is opened half.
+    #[test]
+    fn segments_that_do_not_follow_each_other_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = model(16);
+        let vs = vectors(300, 16, 4);
+        write(dir.path(), &m, &rows(0..300), &vs, segmented(100)).unwrap();
+        let path = dir.path().join(META);
+        let good = std::fs::read(&path).unwrap();
+        for (field, value, expected) in [
+            ("start", 150, "segments must follow each other"),
+            // Segment 1 then holds 150 rows by dense.json, 100 by its links.
+            ("end", 250, "cover 100 rows"),
+        ] {
+            let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+            v["graphs"][1][field] = serde_json::json!(value);
+            std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+            let Err(err) = DenseIndex::open(dir.path(), &m) else {
+                panic!("{field} {value} must be refused")
+            };
+            let text = err.to_string();
+            assert!(text.contains(expected) && text.contains("graph-"), "{text}");
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        v["graphs"][2]["end"] = serde_json::json!(290);
+        v["rows"] = serde_json::json!(300);
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        let Err(err) = DenseIndex::open(dir.path(), &m) else {
+            panic!("links of 100 rows under a segment of 90 must be refused")
+        };
+        assert!(err.to_string().contains("cover 100 rows"), "{err}");
+    }
 }
