@@ -392,7 +392,7 @@ fn measure(model: &Path, args: &BenchGenerateArgs, threads: usize) -> Result<Wor
     let prompt = repeat_to(gen.tokenizer.specials.bos, &body, p);
     Ok(WorkerReport {
         threads,
-        kernel: Kernel::selected().name().to_string(),
+        kernel: Kernel::selected().vector_level().name().to_string(),
         load_s,
         speed: speeds(&gen.model, &prompt, gen.prefill_chunk, g, args.runs)?,
         memory: Memory::now(),
@@ -439,7 +439,7 @@ fn measure_folder(
     };
     Ok(WorkerReport {
         threads,
-        kernel: Kernel::selected().name().to_string(),
+        kernel: Kernel::selected().vector_level().name().to_string(),
         load_s,
         speed: speeds(model, &prompt, 256, g, args.runs)?,
         // Read while the model is still held.
@@ -677,7 +677,7 @@ fn llama_tool(python: &str, quiet: bool, kernel: Kernel, target: &str) -> Result
         .root()
         .join("bench")
         .join("llama.cpp");
-    let best = Kernel::available()[0];
+    let (kernel, best) = (kernel.vector_level(), Kernel::available()[0].vector_level());
     let build_name = if kernel == best {
         "build".to_string()
     } else {
@@ -771,7 +771,7 @@ fn cpu_options(kernel: Kernel) -> Vec<String> {
         .find(|l| l.starts_with("flags"))
         .map(|l| l.split_whitespace().collect())
         .unwrap_or_default();
-    let best = Kernel::available()[0];
+    let (kernel, best) = (kernel.vector_level(), Kernel::available()[0].vector_level());
     if kernel != best {
         // The instruction sets above the forced path's level are left out.
         let keep: &[&str] = match kernel.name() {

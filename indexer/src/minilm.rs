@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use medlit_kernels::activation::gelu_erf_in_place;
+use medlit_kernels::amx_matmul::TileInt8Matrix;
 use medlit_kernels::attention::self_attention;
 use medlit_kernels::int8_matmul::{Int8Matrix, Kernel};
 
@@ -49,11 +50,17 @@ pub struct Int8Config {
 pub enum Precision {
     #[default]
     Int8,
+    /// The AMX path's numbers (one scale per 64 values of each weight and activation row), which
+    /// `Int8` uses when the AMX path runs; elsewhere through the portable loop, so that their
+    /// accuracy is tested on every CPU. Slow off AMX: not for indexing.
+    Int8Tile,
     F32Reference,
 }
 
 enum Weight {
     Int8(Int8Matrix),
+    /// One scale per 64 values of a row on both sides, for AMX's tile products.
+    Tile(TileInt8Matrix),
     /// `rows × cols`, for the reference.
     F32(candle_core::Tensor),
 }
@@ -72,6 +79,11 @@ impl Linear {
             Weight::Int8(w) => {
                 let mut out = vec![0f32; m * rows];
                 w.matmul_single_thread(x, m, &mut out);
+                out
+            }
+            Weight::Tile(w) => {
+                let mut out = vec![0f32; m * rows];
+                w.matmul_single_thread(Kernel::selected(), x, m, &mut out);
                 out
             }
             Weight::F32(w) => {
@@ -247,6 +259,12 @@ fn linear(
         b.extend(bias);
     }
     let w = match precision {
+        Precision::Int8Tile => {
+            Weight::Tile(TileInt8Matrix::from_f32(rows, cols, &w).map_err(model_error)?)
+        }
+        Precision::Int8 if Kernel::selected().is_amx() => {
+            Weight::Tile(TileInt8Matrix::from_f32(rows, cols, &w).map_err(model_error)?)
+        }
         Precision::Int8 => Weight::Int8(Int8Matrix::from_f32(rows, cols, &w).map_err(model_error)?),
         Precision::F32Reference => Weight::F32(
             candle_core::Tensor::from_vec(w, (rows, cols), &candle_core::Device::Cpu)

@@ -93,6 +93,46 @@ fn int8_vectors_are_closer_to_the_f32_model_than_onnx_runtimes() {
     );
 }
 
+/// The AMX path's numbers (one scale per 64 values of each row on both sides), checked on every
+/// CPU through the portable loop that computes them to the bit: 300 passages, as close to ONNX
+/// Runtime and to the f32 model as the block-scaled path is required to be.
+#[test]
+fn tile_int8_vectors_agree_with_onnx_runtime_and_the_f32_model() {
+    let mut cfg = int8_config();
+    cfg.precision = Precision::Int8Tile;
+    let mut per_row = MiniLmInt8::load(&cfg).expect("loading the per-row int8 encoder");
+    cfg.precision = Precision::F32Reference;
+    let mut reference = MiniLmInt8::load(&cfg).expect("loading the f32 reference");
+    let mut onnx = OnnxEmbedder::load(&config()).expect("loading MiniLM on ONNX Runtime");
+    let texts = passages(300, &per_row);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let ours = per_row.embed(&refs).unwrap();
+    let stats = |truth: &[Vec<f32>]| {
+        let c: Vec<f32> = ours.iter().zip(truth).map(|(a, b)| dot(a, b)).collect();
+        (
+            c.iter().sum::<f32>() / c.len() as f32,
+            c.iter().copied().fold(1f32, f32::min),
+        )
+    };
+    let (onnx_mean, onnx_worst) = stats(&onnx.embed(&refs).unwrap());
+    let (f32_mean, f32_worst) = stats(&reference.embed(&refs).unwrap());
+    eprintln!(
+        "AMX-layout int8 on 300 passages: cosine to ONNX Runtime mean {onnx_mean:.5} worst {onnx_worst:.5}; to the f32 model mean {f32_mean:.5} worst {f32_worst:.5}"
+    );
+    assert!(
+        onnx_mean >= 0.996,
+        "mean cosine to ONNX Runtime {onnx_mean}"
+    );
+    assert!(
+        onnx_worst >= 0.994,
+        "worst cosine to ONNX Runtime {onnx_worst}"
+    );
+    assert!(
+        f32_worst >= 0.995,
+        "worst cosine to the f32 model {f32_worst}"
+    );
+}
+
 #[test]
 fn damaged_weights_are_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

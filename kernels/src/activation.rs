@@ -92,7 +92,7 @@ pub fn gelu_erf_in_place(values: &mut [f32]) {
     match Kernel::selected() {
         // SAFETY: the AVX-512 path requires AVX-512F (Kernel::supported), every other path
         // but the portable one AVX2 and FMA.
-        Kernel::Avx512Vnni => return unsafe { gelu_erf_avx512(values) },
+        Kernel::Amx | Kernel::Avx512Vnni => return unsafe { gelu_erf_avx512(values) },
         Kernel::AvxVnni | Kernel::Avx2 => return unsafe { gelu_erf_avx2(values) },
         Kernel::Portable => {}
     }

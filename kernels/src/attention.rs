@@ -23,7 +23,7 @@ pub fn self_attention<const D: usize>(
     match kernel {
         // SAFETY: Kernel::supported admits the AVX-512 VNNI path only with AVX-512F, and every
         // other x86 path but the portable one only with AVX2 and FMA.
-        Kernel::Avx512Vnni => unsafe { attention_avx512::<D>(heads, qkv, lens, ctx) },
+        Kernel::Amx | Kernel::Avx512Vnni => unsafe { attention_avx512::<D>(heads, qkv, lens, ctx) },
         Kernel::Portable => attention_blocks::<D, 4, 4, false>(heads, qkv, lens, ctx),
         _ => unsafe { attention_avx2::<D>(heads, qkv, lens, ctx) },
     }

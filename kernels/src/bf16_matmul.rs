@@ -97,7 +97,7 @@ impl Bf16Matrix {
                     _ if m < 4 => {}
                     // SAFETY: Kernel::supported admits the AVX-512 path only with AVX-512F, and
                     // every other x86 path but the portable one only with AVX2 and FMA.
-                    Kernel::Avx512Vnni => {
+                    Kernel::Amx | Kernel::Avx512Vnni => {
                         while r + 4 <= end {
                             unsafe { self.rows_against_all_avx512::<4>(r, x, m, &shared) };
                             r += 4;

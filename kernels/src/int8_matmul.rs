@@ -33,7 +33,7 @@ pub enum Int8Error {
     Unsupported(candle_core::quantized::GgmlDType),
     #[error("rows of {0} values are not whole 32-value blocks")]
     Width(usize),
-    #[error("{KERNEL_ENV}={0}: not a kernel (portable, avx2, avxvnni, avx512vnni)")]
+    #[error("{KERNEL_ENV}={0}: not a kernel (portable, avx2, avxvnni, avx512vnni, amx)")]
     UnknownKernel(String),
     #[error("{KERNEL_ENV}={0}: this CPU lacks the instructions of that kernel")]
     UnsupportedKernel(&'static str),
@@ -273,7 +273,7 @@ impl Int8Matrix {
         match kernel {
             // SAFETY: the AVX-512 path requires AVX-512F and BW (Kernel::supported), every
             // other path but the portable one AVX2, FMA and F16C.
-            Kernel::Avx512Vnni => {
+            Kernel::Amx | Kernel::Avx512Vnni => {
                 unsafe { quantize_avx512(x, &mut act) };
                 return act;
             }
@@ -304,7 +304,7 @@ impl Int8Matrix {
             // SAFETY (each x86 arm): `Kernel::available` lists a variant only when the CPU has
             // its features; the slices hold whole tiles and whole activation rows.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => unsafe {
+            Kernel::Amx | Kernel::Avx512Vnni => unsafe {
                 vnni512::tile(qs, scales, act, &rows, self.blocks, out)
             },
             #[cfg(target_arch = "x86_64")]
@@ -392,6 +392,11 @@ fn decode_q5_0(raw: &[u8], values: &mut [i8; BLOCK]) {
 /// the same integer dot products, so they differ only in the rounding of the f32 scaling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
+    /// Intel's AMX tile unit (Sapphire Rapids and later) for the encoder's products
+    /// ([`crate::amx_matmul`]); the block-scaled products here, the decoder's, and everything
+    /// else run the AVX-512 VNNI path, which every AMX CPU has.
+    #[cfg(target_arch = "x86_64")]
+    Amx,
     /// 512-bit VNNI: one instruction multiplies 4 columns of 16 rows (Intel since Ice Lake,
     /// AMD Zen 4).
     #[cfg(target_arch = "x86_64")]
@@ -416,6 +421,8 @@ impl Kernel {
     pub fn all() -> Vec<Kernel> {
         vec![
             #[cfg(target_arch = "x86_64")]
+            Kernel::Amx,
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni,
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni,
@@ -428,6 +435,8 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             #[cfg(target_arch = "x86_64")]
+            Kernel::Amx => "amx",
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => "avx512vnni",
             #[cfg(target_arch = "x86_64")]
             Kernel::AvxVnni => "avxvnni",
@@ -437,16 +446,38 @@ impl Kernel {
         }
     }
 
+    /// The path of the vector instructions this path runs everything but the encoder's
+    /// products on: AVX-512 VNNI for AMX, itself otherwise.
+    pub fn vector_level(self) -> Kernel {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx => Kernel::Avx512Vnni,
+            other => other,
+        }
+    }
+
+    /// Whether this is the AMX path (false on every target without one).
+    pub fn is_amx(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self == Kernel::Amx
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// Whether this CPU can run the path.
     pub fn supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
             let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+            let vnni512 = avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vnni");
             match self {
-                Kernel::Avx512Vnni => {
-                    avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vnni")
-                }
+                Kernel::Amx => vnni512 && crate::amx_matmul::amx_usable(),
+                Kernel::Avx512Vnni => vnni512,
                 Kernel::AvxVnni => avx2 && has!("avxvnni"),
                 Kernel::Avx2 => avx2,
                 Kernel::Portable => true,
@@ -484,12 +515,22 @@ impl Kernel {
         static SELECTED: OnceLock<Kernel> = OnceLock::new();
         *SELECTED.get_or_init(|| match Self::check_env() {
             Ok(Some(k)) => k,
-            Ok(None) => Self::available()[0],
+            Ok(None) => Self::automatic(),
             Err(e) => {
                 tracing::warn!("{e}; using the fastest path this CPU has");
-                Self::available()[0]
+                Self::automatic()
             }
         })
+    }
+
+    /// The path taken when none is asked for: the fastest this CPU runs, except AMX, which
+    /// runs only when asked for (`MEDLIT_KERNEL=amx`) until its speed has been measured on an
+    /// AMX machine against the AVX-512 VNNI path (README, "bench embed").
+    pub fn automatic() -> Kernel {
+        Self::available()
+            .into_iter()
+            .find(|k| !k.is_amx())
+            .unwrap_or(Kernel::Portable)
     }
 
     /// `MEDLIT_KERNEL` read and checked: none set, a path this CPU runs, or why not.
@@ -517,6 +558,7 @@ pub fn cpu_features() -> Vec<&'static str> {
             ("avx512f", has!("avx512f")),
             ("avx512bw", has!("avx512bw")),
             ("avx512vnni", has!("avx512vnni")),
+            ("amx_int8", crate::amx_matmul::amx_usable()),
         ] {
             if on {
                 out.push(name);

@@ -6,6 +6,9 @@
 //! - [`int8_matmul`]: int8 matrix products over 32-value blocks with f16 scales (GGUF Q8_0 and
 //!   Q5_0 matrices, or f32 weights quantised at load): one tile layout, paths for AVX-512 VNNI,
 //!   AVX-VNNI, AVX2 and a portable one; the [`int8_matmul::Kernel`] switch.
+//! - [`amx_matmul`]: int8 products on Intel's AMX tile unit with one scale per 64 values of
+//!   each weight and activation row (the encoder's dense layers on the opt-in `amx` path),
+//!   and the portable loop it is checked against to the bit.
 //! - [`bf16_matmul`]: products of bf16 weights with f32 activations, widened in registers
 //!   (candle's CPU backend widens every weight to f32 on every call); register tiles for
 //!   prefill in AVX-512 and AVX2, rows streamed for decode, and a portable path, under the
@@ -15,6 +18,7 @@
 //! - `shared_out`: the output matrix the threads of one product write at disjoint positions.
 //! - [`attention`]: f32 self-attention of unpadded passages in register blocks (the encoder's).
 pub mod activation;
+pub mod amx_matmul;
 pub mod attention;
 pub mod bf16_matmul;
 pub mod int8_matmul;

@@ -57,7 +57,7 @@ impl EncoderArg {
         use crate::generate::int8_matmul::Kernel;
         match self {
             EncoderArg::Auto => match Kernel::selected().name() {
-                "avx512vnni" | "avxvnni" => EncoderArg::Int8,
+                "amx" | "avx512vnni" | "avxvnni" => EncoderArg::Int8,
                 _ => EncoderArg::Onnx,
             },
             other => other,
