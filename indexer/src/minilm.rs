@@ -259,13 +259,12 @@ fn linear(
         b.extend(bias);
     }
     let w = match precision {
-        Precision::Int8Tile => {
+        Precision::Int8 if !Kernel::selected().is_amx() => {
+            Weight::Int8(Int8Matrix::from_f32(rows, cols, &w).map_err(model_error)?)
+        }
+        Precision::Int8 | Precision::Int8Tile => {
             Weight::Tile(TileInt8Matrix::from_f32(rows, cols, &w).map_err(model_error)?)
         }
-        Precision::Int8 if Kernel::selected().is_amx() => {
-            Weight::Tile(TileInt8Matrix::from_f32(rows, cols, &w).map_err(model_error)?)
-        }
-        Precision::Int8 => Weight::Int8(Int8Matrix::from_f32(rows, cols, &w).map_err(model_error)?),
         Precision::F32Reference => Weight::F32(
             candle_core::Tensor::from_vec(w, (rows, cols), &candle_core::Device::Cpu)
                 .map_err(model_error)?,

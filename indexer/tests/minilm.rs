@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assets, config, int8_config};
+use common::{assets, config, cosines, int8_config};
 use medlit_indexer::embed::{dot, Embedder, OnnxEmbedder};
 use medlit_indexer::minilm::{MiniLmInt8, Precision};
 use medlit_indexer::passages;
@@ -74,15 +74,8 @@ fn int8_vectors_are_closer_to_the_f32_model_than_onnx_runtimes() {
     let texts = passages(300, &ours);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let truth = reference.embed(&refs).unwrap();
-    let stats = |v: &[Vec<f32>]| {
-        let c: Vec<f32> = v.iter().zip(&truth).map(|(a, b)| dot(a, b)).collect();
-        (
-            c.iter().sum::<f32>() / c.len() as f32,
-            c.iter().copied().fold(1f32, f32::min),
-        )
-    };
-    let (int8_mean, int8_worst) = stats(&ours.embed(&refs).unwrap());
-    let (onnx_mean, onnx_worst) = stats(&onnx.embed(&refs).unwrap());
+    let (int8_mean, int8_worst) = cosines(&ours.embed(&refs).unwrap(), &truth);
+    let (onnx_mean, onnx_worst) = cosines(&onnx.embed(&refs).unwrap(), &truth);
     eprintln!(
         "cosine to the f32 model on 300 passages: int8 mean {int8_mean:.5} worst {int8_worst:.5}; ONNX Runtime mean {onnx_mean:.5} worst {onnx_worst:.5}"
     );
@@ -100,22 +93,15 @@ fn int8_vectors_are_closer_to_the_f32_model_than_onnx_runtimes() {
 fn tile_int8_vectors_agree_with_onnx_runtime_and_the_f32_model() {
     let mut cfg = int8_config();
     cfg.precision = Precision::Int8Tile;
-    let mut per_row = MiniLmInt8::load(&cfg).expect("loading the per-row int8 encoder");
+    let mut tiled = MiniLmInt8::load(&cfg).expect("loading the AMX-layout int8 encoder");
     cfg.precision = Precision::F32Reference;
     let mut reference = MiniLmInt8::load(&cfg).expect("loading the f32 reference");
     let mut onnx = OnnxEmbedder::load(&config()).expect("loading MiniLM on ONNX Runtime");
-    let texts = passages(300, &per_row);
+    let texts = passages(300, &tiled);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let ours = per_row.embed(&refs).unwrap();
-    let stats = |truth: &[Vec<f32>]| {
-        let c: Vec<f32> = ours.iter().zip(truth).map(|(a, b)| dot(a, b)).collect();
-        (
-            c.iter().sum::<f32>() / c.len() as f32,
-            c.iter().copied().fold(1f32, f32::min),
-        )
-    };
-    let (onnx_mean, onnx_worst) = stats(&onnx.embed(&refs).unwrap());
-    let (f32_mean, f32_worst) = stats(&reference.embed(&refs).unwrap());
+    let ours = tiled.embed(&refs).unwrap();
+    let (onnx_mean, onnx_worst) = cosines(&ours, &onnx.embed(&refs).unwrap());
+    let (f32_mean, f32_worst) = cosines(&ours, &reference.embed(&refs).unwrap());
     eprintln!(
         "AMX-layout int8 on 300 passages: cosine to ONNX Runtime mean {onnx_mean:.5} worst {onnx_worst:.5}; to the f32 model mean {f32_mean:.5} worst {f32_worst:.5}"
     );

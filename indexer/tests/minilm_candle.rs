@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assets, config, int8_config};
+use common::{assets, config, cosines, int8_config};
 use medlit_indexer::embed::{dot, Embedder, OnnxEmbedder};
 use medlit_indexer::minilm::{MiniLmInt8, Precision};
 use medlit_indexer::minilm_candle::{CandleConfig, MiniLmCandle};
@@ -53,14 +53,6 @@ fn passages(n: usize, step: usize, encoder: &dyn Embedder) -> Vec<String> {
         }
     }
     out
-}
-
-fn cosines(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f32, f32) {
-    let c: Vec<f32> = a.iter().zip(b).map(|(x, y)| dot(x, y)).collect();
-    (
-        c.iter().sum::<f32>() / c.len() as f32,
-        c.iter().copied().fold(1f32, f32::min),
-    )
 }
 
 #[test]

@@ -366,15 +366,7 @@ mod tests {
     use super::*;
 
     fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
+        crate::test_noise::noise(n, seed, 0.5)
     }
 
     /// Each path on this CPU equals the f64 reference of the same widened weights, for widths

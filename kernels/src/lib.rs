@@ -17,9 +17,12 @@
 //!   BERT encoders) without a libm call per value.
 //! - `shared_out`: the output matrix the threads of one product write at disjoint positions.
 //! - [`attention`]: f32 self-attention of unpadded passages in register blocks (the encoder's).
+//! - `test_noise` (tests only): the reproducible inputs the kernels' tests share.
 pub mod activation;
 pub mod amx_matmul;
 pub mod attention;
 pub mod bf16_matmul;
 pub mod int8_matmul;
 mod shared_out;
+#[cfg(test)]
+mod test_noise;

@@ -56,8 +56,8 @@ impl EncoderArg {
     pub fn resolve(self) -> EncoderArg {
         use crate::generate::int8_matmul::Kernel;
         match self {
-            EncoderArg::Auto => match Kernel::selected().name() {
-                "amx" | "avx512vnni" | "avxvnni" => EncoderArg::Int8,
+            EncoderArg::Auto => match Kernel::selected().vector_level().name() {
+                "avx512vnni" | "avxvnni" => EncoderArg::Int8,
                 _ => EncoderArg::Onnx,
             },
             other => other,

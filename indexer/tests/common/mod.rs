@@ -1,5 +1,5 @@
-//! Shared by the indexer's tests that need the fetched assets: where they are, and the
-//! embedder's configuration.
+//! Shared by the indexer's tests that need the fetched assets: where they are, the
+//! embedder's configuration, and how two encoders' vectors are compared.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use medlit_corpus::fetch::ensure_embedded;
 use medlit_corpus::{AssetKind, DataManifest};
-use medlit_indexer::embed::OnnxConfig;
+use medlit_indexer::embed::{dot, OnnxConfig};
 use medlit_indexer::minilm::Int8Config;
 
 /// The corpus, the embedding model, its tokenizer and ONNX Runtime, fetched through the same
@@ -68,4 +68,13 @@ pub fn int8_config() -> Int8Config {
         batch_size: 16,
         precision: Default::default(),
     }
+}
+
+/// Mean and worst cosine of paired unit vectors.
+pub fn cosines(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f32, f32) {
+    let c: Vec<f32> = a.iter().zip(b).map(|(x, y)| dot(x, y)).collect();
+    (
+        c.iter().sum::<f32>() / c.len() as f32,
+        c.iter().copied().fold(1f32, f32::min),
+    )
 }
