@@ -51,10 +51,13 @@ fn int8_vectors_agree_with_onnx_runtime_on_1000_real_passages() {
     );
     let below = cosines.iter().filter(|&&c| c < 0.995).count();
     eprintln!("{below} of 1000 below 0.995");
-    // The goal is 0.995 for every passage; measured: mean 0.9966, worst 0.9947 (README). Both
+    // The goal is 0.995 for every passage; measured: mean 0.9992, worst 0.9987 (README). Both
     // sides approximate the f32 model (ONNX Runtime's export has int8 weights too).
-    assert!(mean >= 0.996, "mean cosine {mean}");
-    assert!(worst >= 0.994, "worst cosine {worst}");
+    assert_eq!(
+        below, 0,
+        "passages below 0.995 (mean {mean}, worst {worst})"
+    );
+    assert!(mean >= 0.998, "mean cosine {mean}");
     for v in &a {
         assert_eq!(v.len(), 384);
         assert!((dot(v, v) - 1.0).abs() < 1e-4);
@@ -64,8 +67,12 @@ fn int8_vectors_agree_with_onnx_runtime_on_1000_real_passages() {
     assert_eq!(alone[0], a[0]);
 }
 
+/// Per-row weight scales put the int8 encoder beside ONNX Runtime's export (cosine 0.999 to
+/// it): as far from the f32 model as ONNX Runtime is, within a thousandth. (Per-32 weight
+/// blocks were closer to the f32 model, 0.9988 mean, but 576 of 1,000 passages fell below
+/// 0.995 to ONNX Runtime, and the product ran 12% slower.)
 #[test]
-fn int8_vectors_are_closer_to_the_f32_model_than_onnx_runtimes() {
+fn int8_vectors_are_as_close_to_the_f32_model_as_onnx_runtimes() {
     let mut cfg = int8_config();
     let mut ours = MiniLmInt8::load(&cfg).expect("loading the int8 encoder");
     cfg.precision = Precision::F32Reference;
@@ -79,10 +86,10 @@ fn int8_vectors_are_closer_to_the_f32_model_than_onnx_runtimes() {
     eprintln!(
         "cosine to the f32 model on 300 passages: int8 mean {int8_mean:.5} worst {int8_worst:.5}; ONNX Runtime mean {onnx_mean:.5} worst {onnx_worst:.5}"
     );
-    assert!(int8_worst >= 0.995, "int8 worst {int8_worst}");
+    assert!(int8_worst >= 0.994, "int8 worst {int8_worst}");
     assert!(
-        int8_mean > onnx_mean,
-        "int8 {int8_mean} vs ONNX Runtime {onnx_mean}"
+        int8_mean >= onnx_mean - 0.001 && int8_worst >= onnx_worst - 0.002,
+        "int8 {int8_mean}/{int8_worst} vs ONNX Runtime {onnx_mean}/{onnx_worst}"
     );
 }
 

@@ -4,8 +4,11 @@
 //!
 //! Module map:
 //! - [`int8_matmul`]: int8 matrix products over 32-value blocks with f16 scales (GGUF Q8_0 and
-//!   Q5_0 matrices, or f32 weights quantised at load): one tile layout, paths for AVX-512 VNNI,
-//!   AVX-VNNI, AVX2 and a portable one; the [`int8_matmul::Kernel`] switch.
+//!   Q5_0 matrices) or one f32 scale per row (f32 weights quantised at load), activations per
+//!   32 values: one tile layout, paths for AVX-512 VNNI, AVX-VNNI, AVX2 and a portable one
+//!   (the activation quantiser too); the [`int8_matmul::Kernel`] switch.
+//! - `int8_row_scaled`: the tile products of int8 matrices with one scale per row (f32
+//!   weights quantised per output channel: the encoder's), on the same paths.
 //! - [`amx_matmul`]: int8 products on Intel's AMX tile unit with one scale per 64 values of
 //!   each weight and activation row (the encoder's dense layers on the opt-in `amx` path),
 //!   and the portable loop it is checked against to the bit.
@@ -23,6 +26,7 @@ pub mod amx_matmul;
 pub mod attention;
 pub mod bf16_matmul;
 pub mod int8_matmul;
+mod int8_row_scaled;
 mod shared_out;
 #[cfg(test)]
 mod test_noise;

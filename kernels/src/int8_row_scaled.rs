@@ -1,0 +1,294 @@
+//! The tile products of an [`Int8Matrix`](crate::int8_matmul::Int8Matrix) whose weights have
+//! one scale per row: each 32-value block's i32 sums scaled by the activations' block scale
+//! only, the row scales applied once per output at the end. The block-scaled form pays a
+//! scale load, an f16 conversion and a product of the two scales per block besides; in the
+//! encoder, whose products are all of this form, that work was as large as the multiply-adds.
+//!
+//! Same tile layout, activation quantiser and paths as the block-scaled kernels.
+use crate::int8_matmul::{Kernel, Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
+
+/// `out[j][r] = scale(r) · Σ_b scale(row_j, b) · Σ_c w[r][b, c] · q(row_j)[b, c]` for the tile's 16 rows
+/// `r` and activation rows `rows`.
+#[inline]
+pub(crate) fn tile<const R: usize>(
+    kernel: Kernel,
+    qs: &[u8],
+    row_scales: &[f32; TILE],
+    act: &Quantized,
+    rows: &[usize; R],
+    blocks: usize,
+    out: &mut [[f32; TILE]; R],
+) {
+    assert!(qs.len() >= blocks * TILE_BLOCK_BYTES, "a whole tile");
+    let cols = blocks * BLOCK;
+    assert!(
+        rows.iter().all(|&i| (i + 1) * cols <= act.q.len()),
+        "whole activation rows"
+    );
+    match kernel {
+        // SAFETY (each x86 arm): `Kernel::available` lists a variant only when the CPU has its
+        // features; the slices hold a whole tile and whole activation rows (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Amx | Kernel::Avx512Vnni => unsafe {
+            vnni512::tile(qs, row_scales, act, rows, blocks, out)
+        },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::AvxVnni => unsafe { avxvnni::tile(qs, row_scales, act, rows, blocks, out) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { avx2::tile(qs, row_scales, act, rows, blocks, out) },
+        Kernel::Portable => portable_tile(qs, row_scales, act, rows, blocks, out),
+    }
+}
+
+/// Plain Rust for any target, and the reference the other paths are tested against: the
+/// weights' `+128` is taken off per value, so no offset is needed.
+fn portable_tile<const R: usize>(
+    qs: &[u8],
+    row_scales: &[f32; TILE],
+    act: &Quantized,
+    rows: &[usize; R],
+    blocks: usize,
+    out: &mut [[f32; TILE]; R],
+) {
+    const LANES: usize = TILE * 4;
+    let cols = blocks * BLOCK;
+    for (o, &i) in out.iter_mut().zip(rows) {
+        let mut acc = [0f32; TILE];
+        for b in 0..blocks {
+            let w = &qs[b * TILE_BLOCK_BYTES..][..TILE_BLOCK_BYTES];
+            let x = &act.q[i * cols + b * BLOCK..][..BLOCK];
+            // Two column groups at a time in i16 lanes, as in the block-scaled loop: each
+            // product is within 128 × 127, two of them within i16.
+            let mut lanes = [0i32; LANES];
+            for (wp, xp) in w.chunks_exact(2 * LANES).zip(x.chunks_exact(8)) {
+                let mut pair = [0i16; LANES];
+                for (wg, xg) in wp.chunks_exact(LANES).zip(xp.chunks_exact(4)) {
+                    let x4 = [xg[0], xg[1], xg[2], xg[3]].map(i16::from);
+                    for (p4, w4) in pair.chunks_exact_mut(4).zip(wg.chunks_exact(4)) {
+                        for c in 0..4 {
+                            p4[c] += (i16::from(w4[c]) - 128) * x4[c];
+                        }
+                    }
+                }
+                for (l, p) in lanes.iter_mut().zip(pair) {
+                    *l += i32::from(p);
+                }
+            }
+            let xd = act.scale[i * blocks + b];
+            for (r, a) in acc.iter_mut().enumerate() {
+                let s: i32 = lanes[4 * r..4 * r + 4].iter().sum();
+                *a += s as f32 * xd;
+            }
+        }
+        for (o, (a, d)) in o.iter_mut().zip(acc.iter().zip(row_scales)) {
+            *o = a * d;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni512 {
+    use super::{Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
+    use std::arch::x86_64::*;
+
+    /// One weight load feeds `R` multiply-adds; per block and row, the `+128` offset off,
+    /// one conversion and one multiply-add with the broadcast scale. No software prefetch:
+    /// a tile (16 rows of the encoder's 384 or 1,536 values) stays in the first-level cache
+    /// while every activation row passes it.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX-512 VNNI; `qs` holds `blocks` blocks of one tile
+    /// and `act` every row named in `rows`.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn tile<const R: usize>(
+        qs: &[u8],
+        row_scales: &[f32; TILE],
+        act: &Quantized,
+        rows: &[usize; R],
+        blocks: usize,
+        out: &mut [[f32; TILE]; R],
+    ) {
+        let cols = blocks * BLOCK;
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..blocks {
+            let mut isum = [_mm512_setzero_si512(); R];
+            let w = qs.as_ptr().add(b * TILE_BLOCK_BYTES);
+            for g in 0..BLOCK / 4 {
+                let wv = _mm512_loadu_si512(w.add(g * TILE * 4) as *const _);
+                for j in 0..R {
+                    let x = act.q.as_ptr().add(rows[j] * cols + b * BLOCK + g * 4);
+                    let xv = _mm512_set1_epi32(std::ptr::read_unaligned(x as *const i32));
+                    isum[j] = _mm512_dpbusd_epi32(isum[j], wv, xv);
+                }
+            }
+            for j in 0..R {
+                let k = rows[j] * blocks + b;
+                let s = _mm512_sub_epi32(isum[j], _mm512_set1_epi32(*act.offset.get_unchecked(k)));
+                let d = _mm512_set1_ps(*act.scale.get_unchecked(k));
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc[j]);
+            }
+        }
+        let ws = _mm512_loadu_ps(row_scales.as_ptr());
+        for j in 0..R {
+            _mm512_storeu_ps(out[j].as_mut_ptr(), _mm512_mul_ps(acc[j], ws));
+        }
+    }
+}
+
+/// The 256-bit paths: a tile's 16 rows are two halves of 8 (the low and high 32 bytes of each
+/// 64-byte column group), each run over the whole row of blocks in turn so that the `R`
+/// accumulator chains fit the 16 ymm registers. `$step` sums one column group's products
+/// (from the running sum, 32 stored weight bytes and the broadcast activations); `$offset`
+/// says whether the stored weights' `+128` is taken off afterwards.
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile_256 {
+    ($features:literal, |$sum:ident, $w:ident, $x:ident| $step:block, $offset:literal) => {
+        /// # Safety
+        /// The CPU must have the features named; `qs` holds `blocks` blocks of one tile and
+        /// `act` every row named in `rows`.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn tile<const R: usize>(
+            qs: &[u8],
+            row_scales: &[f32; TILE],
+            act: &Quantized,
+            rows: &[usize; R],
+            blocks: usize,
+            out: &mut [[f32; TILE]; R],
+        ) {
+            let cols = blocks * BLOCK;
+            for half in 0..2 {
+                let mut acc = [_mm256_setzero_ps(); R];
+                for b in 0..blocks {
+                    let mut isum = [_mm256_setzero_si256(); R];
+                    let w = qs.as_ptr().add(b * TILE_BLOCK_BYTES + half * 32);
+                    for g in 0..BLOCK / 4 {
+                        let $w = _mm256_loadu_si256(w.add(g * TILE * 4) as *const __m256i);
+                        for j in 0..R {
+                            let x = act.q.as_ptr().add(rows[j] * cols + b * BLOCK + g * 4);
+                            let $x = _mm256_set1_epi32(std::ptr::read_unaligned(x as *const i32));
+                            let $sum = isum[j];
+                            isum[j] = $step;
+                        }
+                    }
+                    for j in 0..R {
+                        let k = rows[j] * blocks + b;
+                        let s = if $offset {
+                            _mm256_sub_epi32(
+                                isum[j],
+                                _mm256_set1_epi32(*act.offset.get_unchecked(k)),
+                            )
+                        } else {
+                            isum[j]
+                        };
+                        let d = _mm256_set1_ps(*act.scale.get_unchecked(k));
+                        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[j]);
+                    }
+                }
+                let ws = _mm256_loadu_ps(row_scales.as_ptr().add(half * 8));
+                for j in 0..R {
+                    _mm256_storeu_ps(out[j].as_mut_ptr().add(half * 8), _mm256_mul_ps(acc[j], ws));
+                }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avxvnni {
+    use super::{Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
+    use std::arch::x86_64::*;
+
+    tile_256!(
+        "avx2,fma,avxvnni",
+        |sum, w, x| { _mm256_dpbusd_avx_epi32(sum, w, x) },
+        true
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
+    use std::arch::x86_64::*;
+
+    tile_256!(
+        "avx2,fma",
+        |sum, w, x| {
+            // Stored as w + 128: flipping the top bit gives w as i8. maddubs takes an unsigned
+            // and a signed operand, so |w| × (x with w's sign): its i16 pair sums stay within
+            // 2 × 128 × 127, short of saturation.
+            let wv = _mm256_xor_si256(w, _mm256_set1_epi8(-128));
+            let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(x, wv));
+            _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+        },
+        false
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::int8_matmul::{Int8Matrix, Kernel};
+    use crate::test_noise::noise;
+
+    /// The f32 product of the dequantised matrix with the quantised activations is what every
+    /// path computes; here against the plain f32 product, within the rounding of both sides.
+    #[test]
+    fn per_row_weights_multiply_within_their_rounding_on_every_path() {
+        let (rows, cols, m) = (40, 384, 7);
+        let w = noise(rows * cols, 11, 0.5);
+        let mut x = noise(m * cols, 12, 2.0);
+        // BERT's outlier dimensions: a few values far above the rest of their block.
+        for i in 0..m {
+            x[i * cols + 5 + 37 * i] = 60.0;
+        }
+        let q = Int8Matrix::from_f32_per_row(rows, cols, &w).unwrap();
+        let mut portable = vec![0f32; m * rows];
+        q.matmul_on_kernel(Kernel::Portable, &x, m, &mut portable);
+        for i in 0..m {
+            for r in 0..rows {
+                let exact: f32 = (0..cols).map(|c| x[i * cols + c] * w[r * cols + c]).sum();
+                let norm: f32 = (0..cols)
+                    .map(|c| (x[i * cols + c] * w[r * cols + c]).abs())
+                    .sum();
+                let got = portable[i * rows + r];
+                assert!(
+                    (got - exact).abs() <= 0.02 * norm,
+                    "row {i}, out {r}: {got} vs {exact} (|terms| {norm})"
+                );
+            }
+        }
+        for kernel in Kernel::available() {
+            let mut out = vec![0f32; m * rows];
+            q.matmul_on_kernel(kernel, &x, m, &mut out);
+            let largest = portable.iter().fold(1e-6f32, |a, v| a.max(v.abs()));
+            for (f, s) in out.iter().zip(&portable) {
+                assert!(
+                    (f - s).abs() <= 1e-5 * largest,
+                    "{f} vs {s} on {}",
+                    kernel.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn per_row_rows_dequantise_to_their_values() {
+        let (rows, cols) = (17, 64);
+        let w = noise(rows * cols, 3, 1.0);
+        let q = Int8Matrix::from_f32_per_row(rows, cols, &w).unwrap();
+        let mut row = vec![0f32; cols];
+        for r in 0..rows {
+            q.row(r, &mut row);
+            let amax = w[r * cols..][..cols]
+                .iter()
+                .fold(0f32, |a, v| a.max(v.abs()));
+            for (got, want) in row.iter().zip(&w[r * cols..][..cols]) {
+                assert!(
+                    (got - want).abs() <= amax / 254.0 * 1.001,
+                    "{got} vs {want}"
+                );
+            }
+        }
+        assert!(Int8Matrix::from_f32_per_row(2, 40, &[0.0; 80]).is_err());
+        assert!(Int8Matrix::from_f32_per_row(2, 64, &[0.0; 100]).is_err());
+    }
+}
