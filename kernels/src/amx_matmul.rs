@@ -41,17 +41,7 @@ impl TileInt8Matrix {
     /// Quantises a row-major f32 matrix per 64 values of a row: scale `max |x| / 127`, values
     /// rounded to nearest. `cols` must be a multiple of 64 (the encoder's are 384 and 1,536).
     pub fn from_f32(rows: usize, cols: usize, data: &[f32]) -> Result<Self, Int8Error> {
-        if !cols.is_multiple_of(K_STEP) {
-            return Err(Int8Error::Width(cols));
-        }
-        if data.len() != rows * cols {
-            return Err(Int8Error::Size {
-                rows,
-                cols,
-                got: data.len() * 4,
-                want: rows * cols * 4,
-            });
-        }
+        crate::int8_matmul::check_f32_shape(rows, cols, data, K_STEP)?;
         let rows_padded = rows.div_ceil(PASS) * PASS;
         let steps = cols / K_STEP;
         let mut packed = vec![0i8; rows_padded * cols];

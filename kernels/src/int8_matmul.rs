@@ -137,17 +137,7 @@ impl Int8Matrix {
     /// Quantises a row-major f32 matrix (`rows × cols`) as GGUF's Q8_0 does: per 32 values of a
     /// row, the scale `max |x| / 127` (stored f16) and `round(x / scale)`.
     pub fn from_f32(rows: usize, cols: usize, data: &[f32]) -> Result<Self, Int8Error> {
-        if !cols.is_multiple_of(BLOCK) {
-            return Err(Int8Error::Width(cols));
-        }
-        if data.len() != rows * cols {
-            return Err(Int8Error::Size {
-                rows,
-                cols,
-                got: data.len() * 4,
-                want: rows * cols * 4,
-            });
-        }
+        check_f32_shape(rows, cols, data, BLOCK)?;
         let mut raw = Vec::with_capacity(rows * cols / BLOCK * 34);
         for block in data.chunks_exact(BLOCK) {
             let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -173,17 +163,7 @@ impl Int8Matrix {
     /// scale alone, the weights' scale applied once per output (the encoder's products: half
     /// the f32 work per block of the block-scaled form).
     pub fn from_f32_per_row(rows: usize, cols: usize, data: &[f32]) -> Result<Self, Int8Error> {
-        if !cols.is_multiple_of(BLOCK) {
-            return Err(Int8Error::Width(cols));
-        }
-        if data.len() != rows * cols {
-            return Err(Int8Error::Size {
-                rows,
-                cols,
-                got: data.len() * 4,
-                want: rows * cols * 4,
-            });
-        }
+        check_f32_shape(rows, cols, data, BLOCK)?;
         let blocks = cols / BLOCK;
         let tiles = rows.div_ceil(TILE);
         let mut qs = vec![128u8; tiles * blocks * TILE_BLOCK_BYTES];
@@ -393,6 +373,27 @@ fn round_even(x: f32) -> f32 {
 }
 
 const ROUNDER_BITS: i32 = 0x4B40_0000;
+
+/// That `data` holds a `rows × cols` f32 matrix whose rows are whole blocks of `block` values.
+pub(crate) fn check_f32_shape(
+    rows: usize,
+    cols: usize,
+    data: &[f32],
+    block: usize,
+) -> Result<(), Int8Error> {
+    if !cols.is_multiple_of(block) {
+        return Err(Int8Error::Width(cols));
+    }
+    if data.len() != rows * cols {
+        return Err(Int8Error::Size {
+            rows,
+            cols,
+            got: data.len() * 4,
+            want: rows * cols * 4,
+        });
+    }
+    Ok(())
+}
 
 /// As [`quantize_avx512`], a block in four 256-bit registers.
 #[cfg(target_arch = "x86_64")]
@@ -718,11 +719,9 @@ pub fn cpu_features() -> Vec<&'static str> {
     }
 }
 
-/// The same arithmetic in plain Rust, written for the compiler to vectorise on any target: the
-/// 64 bytes of a column group are 64 lanes (row `k / 4`, column `k % 4`) multiplied by the
-/// group's 4 activations repeated, summed over the block's 8 groups; the rows' sums come out
-/// of their 4 lanes at the end of the block. The weights' `+128` is taken off
-/// per value, so no offset is needed. Also the reference the other paths are tested against.
+/// The same arithmetic in plain Rust, written for the compiler to vectorise on any target
+/// ([`portable_block_dot`] per block, no offset needed). Also the reference the other paths
+/// are tested against.
 fn portable_tile<const R: usize>(
     qs: &[u8],
     scales: &[f16],
@@ -731,7 +730,6 @@ fn portable_tile<const R: usize>(
     blocks: usize,
     out: &mut [[f32; TILE]; R],
 ) {
-    const LANES: usize = TILE * 4;
     let cols = blocks * BLOCK;
     // Converted once for the `R` rows: without F16C each conversion is a dozen instructions,
     // more than the block's multiply-adds.
@@ -739,26 +737,10 @@ fn portable_tile<const R: usize>(
     for (o, &i) in out.iter_mut().zip(rows) {
         let mut acc = [0f32; TILE];
         for b in 0..blocks {
-            let w = &qs[b * TILE_BLOCK_BYTES..][..TILE_BLOCK_BYTES];
-            let x = &act.q[i * cols + b * BLOCK..][..BLOCK];
-            // Two groups at a time in i16 lanes (every target multiplies i16; SSE2 has no i32
-            // multiply): each product is within 128 × 127, two of them within i16.
-            let mut lanes = [0i32; LANES];
-            for (wp, xp) in w.chunks_exact(2 * LANES).zip(x.chunks_exact(8)) {
-                let mut pair = [0i16; LANES];
-                for (wg, xg) in wp.chunks_exact(LANES).zip(xp.chunks_exact(4)) {
-                    let x4 = [xg[0], xg[1], xg[2], xg[3]].map(i16::from);
-                    for (p4, w4) in pair.chunks_exact_mut(4).zip(wg.chunks_exact(4)) {
-                        for c in 0..4 {
-                            p4[c] += (i16::from(w4[c]) - 128) * x4[c];
-                        }
-                    }
-                }
-                for (l, p) in lanes.iter_mut().zip(pair) {
-                    *l += i32::from(p);
-                }
-            }
-            let isum: [i32; TILE] = std::array::from_fn(|r| lanes[4 * r..4 * r + 4].iter().sum());
+            let isum = portable_block_dot(
+                &qs[b * TILE_BLOCK_BYTES..][..TILE_BLOCK_BYTES],
+                &act.q[i * cols + b * BLOCK..][..BLOCK],
+            );
             let xd = act.scale[i * blocks + b];
             for (r, (a, s)) in acc.iter_mut().zip(isum).enumerate() {
                 *a += s as f32 * (scales[b * TILE + r] * xd);
@@ -766,6 +748,32 @@ fn portable_tile<const R: usize>(
         }
         *o = acc;
     }
+}
+
+/// One block of a tile against one block of activations, in i32 per row of the tile: the 64
+/// bytes of a column group are 64 lanes (row `k / 4`, column `k % 4`) multiplied by the
+/// group's 4 activations repeated, the weights' `+128` taken off per value. Two groups at a
+/// time in i16 lanes (every target multiplies i16; SSE2 has no i32 multiply): each product is
+/// within 128 × 127, two of them within i16.
+#[inline(always)]
+pub(crate) fn portable_block_dot(w: &[u8], x: &[i8]) -> [i32; TILE] {
+    const LANES: usize = TILE * 4;
+    let mut lanes = [0i32; LANES];
+    for (wp, xp) in w.chunks_exact(2 * LANES).zip(x.chunks_exact(8)) {
+        let mut pair = [0i16; LANES];
+        for (wg, xg) in wp.chunks_exact(LANES).zip(xp.chunks_exact(4)) {
+            let x4 = [xg[0], xg[1], xg[2], xg[3]].map(i16::from);
+            for (p4, w4) in pair.chunks_exact_mut(4).zip(wg.chunks_exact(4)) {
+                for c in 0..4 {
+                    p4[c] += (i16::from(w4[c]) - 128) * x4[c];
+                }
+            }
+        }
+        for (l, p) in lanes.iter_mut().zip(pair) {
+            *l += i32::from(p);
+        }
+    }
+    std::array::from_fn(|r| lanes[4 * r..4 * r + 4].iter().sum())
 }
 
 /// The one-activation-row (decode) loop of the 256-bit paths, which differ only in how a

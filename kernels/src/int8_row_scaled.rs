@@ -5,7 +5,7 @@
 //! encoder, whose products are all of this form, that work was as large as the multiply-adds.
 //!
 //! Same tile layout, activation quantiser and paths as the block-scaled kernels.
-use crate::int8_matmul::{Kernel, Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
+use crate::int8_matmul::{portable_block_dot, Kernel, Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
 
 /// `out[j][r] = scale(r) · Σ_b scale(row_j, b) · Σ_c w[r][b, c] · q(row_j)[b, c]` for the tile's 16 rows
 /// `r` and activation rows `rows`.
@@ -40,8 +40,8 @@ pub(crate) fn tile<const R: usize>(
     }
 }
 
-/// Plain Rust for any target, and the reference the other paths are tested against: the
-/// weights' `+128` is taken off per value, so no offset is needed.
+/// Plain Rust for any target, and the reference the other paths are tested against (the
+/// block dot products are the block-scaled loop's, which need no offset).
 fn portable_tile<const R: usize>(
     qs: &[u8],
     row_scales: &[f32; TILE],
@@ -50,33 +50,16 @@ fn portable_tile<const R: usize>(
     blocks: usize,
     out: &mut [[f32; TILE]; R],
 ) {
-    const LANES: usize = TILE * 4;
     let cols = blocks * BLOCK;
     for (o, &i) in out.iter_mut().zip(rows) {
         let mut acc = [0f32; TILE];
         for b in 0..blocks {
-            let w = &qs[b * TILE_BLOCK_BYTES..][..TILE_BLOCK_BYTES];
-            let x = &act.q[i * cols + b * BLOCK..][..BLOCK];
-            // Two column groups at a time in i16 lanes, as in the block-scaled loop: each
-            // product is within 128 × 127, two of them within i16.
-            let mut lanes = [0i32; LANES];
-            for (wp, xp) in w.chunks_exact(2 * LANES).zip(x.chunks_exact(8)) {
-                let mut pair = [0i16; LANES];
-                for (wg, xg) in wp.chunks_exact(LANES).zip(xp.chunks_exact(4)) {
-                    let x4 = [xg[0], xg[1], xg[2], xg[3]].map(i16::from);
-                    for (p4, w4) in pair.chunks_exact_mut(4).zip(wg.chunks_exact(4)) {
-                        for c in 0..4 {
-                            p4[c] += (i16::from(w4[c]) - 128) * x4[c];
-                        }
-                    }
-                }
-                for (l, p) in lanes.iter_mut().zip(pair) {
-                    *l += i32::from(p);
-                }
-            }
+            let isum = portable_block_dot(
+                &qs[b * TILE_BLOCK_BYTES..][..TILE_BLOCK_BYTES],
+                &act.q[i * cols + b * BLOCK..][..BLOCK],
+            );
             let xd = act.scale[i * blocks + b];
-            for (r, a) in acc.iter_mut().enumerate() {
-                let s: i32 = lanes[4 * r..4 * r + 4].iter().sum();
+            for (a, s) in acc.iter_mut().zip(isum) {
                 *a += s as f32 * xd;
             }
         }
