@@ -776,6 +776,22 @@ pub(crate) fn portable_block_dot(w: &[u8], x: &[i8]) -> [i32; TILE] {
     std::array::from_fn(|r| lanes[4 * r..4 * r + 4].iter().sum())
 }
 
+/// One column group's products added to `sum` on AVX2 without VNNI, from 32 stored weight
+/// bytes and the broadcast activations. Stored as w + 128: flipping the top bit gives w as
+/// i8. `maddubs` takes an unsigned and a signed operand, so |w| × (x with w's sign): its i16
+/// pair sums stay within 2 × 128 × 127, short of saturation. (A macro: a helper function
+/// without the callers' target features might not inline its intrinsics.)
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2_group_dot {
+    ($sum:expr, $w:expr, $x:expr) => {{
+        let wv = _mm256_xor_si256($w, _mm256_set1_epi8(-128));
+        let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8($x, wv));
+        _mm256_add_epi32($sum, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2_group_dot;
+
 /// The one-activation-row (decode) loop of the 256-bit paths, which differ only in how a
 /// column group's products are summed (`$step`, from the running sum, 32 stored weight
 /// bytes and the broadcast activations) and whether the `+128` of the stored weights is
@@ -897,12 +913,7 @@ mod avx2 {
     }
     one_row_256!(
         "avx2,fma,f16c",
-        |sum, w, x| {
-            // As in `tile`: flip the stored w + 128 back to w, then |w| × (x with w's sign).
-            let wv = _mm256_xor_si256(w, _mm256_set1_epi8(-128));
-            let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(x, wv));
-            _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
-        },
+        |sum, w, x| { avx2_group_dot!(sum, w, x) },
         false
     );
 }

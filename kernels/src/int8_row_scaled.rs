@@ -195,14 +195,7 @@ mod avx2 {
 
     tile_256!(
         "avx2,fma",
-        |sum, w, x| {
-            // Stored as w + 128: flipping the top bit gives w as i8. maddubs takes an unsigned
-            // and a signed operand, so |w| × (x with w's sign): its i16 pair sums stay within
-            // 2 × 128 × 127, short of saturation.
-            let wv = _mm256_xor_si256(w, _mm256_set1_epi8(-128));
-            let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(x, wv));
-            _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
-        },
+        |sum, w, x| { crate::int8_matmul::avx2_group_dot!(sum, w, x) },
         false
     );
 }
