@@ -135,6 +135,7 @@ fn search_and_ask_take_unquoted_words_and_bad_values_exit_2() {
     assert_eq!(words["query"], "brucella rifampin mice");
     for bad in [
         vec!["search", "x", "--k", "0"],
+        vec!["search", "x", "--search-ef", "0"],
         vec!["search", ""],
         vec!["search"],
         vec!["ask", "why", "-k", "0"],

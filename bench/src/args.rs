@@ -46,10 +46,58 @@ pub enum BenchCommand {
     /// Index time per phase, disk per component, memory and search latency at growing
     /// synthetic corpus sizes, plotted (PNG), with the extrapolation to all of PubMed
     Scale(BenchScaleArgs),
+    /// Dense graph recall@10 against exact search and walk p50/p95, one graph against the
+    /// same rows in segments, at several query-time ef, in one run
+    Graph(BenchGraphArgs),
     /// `medlit export qdrant` loaded into Qdrant's own engine (qdrant-edge, in process) and
     /// queried with the bodies medlit sends a Qdrant server: dense, sparse BM25 and hybrid
     /// agreement with medlit's retrieval on the same questions
     Qdrant(BenchQdrantArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Rows are noisy mixtures of two real MiniLM vectors (of --embed-sample abstracts \
+recombined from the fetched sample, as `bench scale` builds them); queries are real titles, \
+embedded once. Both layouts hold the same rows and are built here, one after the other (build \
+time and peak RSS each; `--segments 2` of 500k rows are two graphs of 250k); then every --ef is timed on both, query by query in turn, so a change \
+in the machine's speed meets both alike. Timed: the graph search of a query vector (walk, \
+exact re-scoring, merge of segments), not the query's embedding. Index flags (--hnsw-m, \
+--ef-construction) set the graphs' build."
+)]
+pub struct BenchGraphArgs {
+    /// Rows (passages) in the index
+    #[arg(long, value_parser = parse_count, default_value = "500k")]
+    pub rows: usize,
+    /// Segments of the segmented layout, of equal size (the single layout has one graph;
+    /// `--segment-rows` is not used here)
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..))]
+    pub segments: u64,
+    /// Query-time candidate list lengths to measure
+    #[arg(long, value_delimiter = ',', default_value = "48,96,128,192,256,384")]
+    pub ef: Vec<usize>,
+    /// Queries (titles of real articles)
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Abstracts embedded for real: the vectors the rows are mixed from
+    #[arg(long, default_value_t = 1000)]
+    pub embed_sample: usize,
+    /// Mix the rows from every vector of this index's dense half instead (e.g. the sample's
+    /// hybrid index: 78,537 real passages; a small pool makes tight clusters of near-ties)
+    #[arg(long, value_name = "INDEX")]
+    pub pool_index: Option<PathBuf>,
+    /// Work folder [default: $MEDLIT_HOME/bench/graph]; its `single` and `segmented`
+    /// folders are rebuilt by each run
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Keep the two indexes (removed at the end otherwise)
+    #[arg(long)]
+    pub keep: bool,
+    #[command(flatten)]
+    pub embed: EmbedArgs,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

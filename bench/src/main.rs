@@ -10,6 +10,7 @@
 //! - [`generate`]: prefill and decode speed against llama.cpp's llama-bench (built here).
 //! - [`serve`]: load on a real `medlit serve`.
 //! - [`scale`]: index time, disk, memory and latency at growing synthetic sizes, extrapolated.
+//! - [`graph`]: the dense graph's recall and walk time, one graph against segments, per ef.
 //! - [`plot`]: the PNG line charts of `scale` (an encoder of our own, no plotting crate).
 //! - [`peer`]: the peers' virtual environments and child processes.
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use clap::Parser;
 mod args;
 mod embed;
 mod generate;
+mod graph;
 mod ingest;
 mod ingest_compare;
 mod peer;
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         BenchCommand::Generate(a) => generate::run(a),
         BenchCommand::Serve(a) => serve::run(a),
         BenchCommand::Scale(a) => scale::run(a),
+        BenchCommand::Graph(a) => graph::run(a),
         BenchCommand::Qdrant(a) => qdrant::run(a),
     };
     match result {

@@ -188,46 +188,12 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // The real model on real passages: its rate, and the vectors the graphs are built from.
-    let seeds_dir = work.join("synth-seed");
-    let seed_corpus = medlit::commands::synth::synthesise(
-        &sources,
-        &medlit_corpus::synth::SynthOptions {
-            records: args.embed_sample.max(1),
-            per_file: args.embed_sample.max(1),
-            ..Default::default()
-        },
-        &seeds_dir,
-    )?;
-    let mut embedder = dense.embedder.load().context("loading the embedder")?;
-    let mut texts = Vec::new();
-    let mut abstracts = 0u64;
-    for f in &seed_corpus.files {
-        for r in parse_file(f)?.records {
-            if let Record::Article(a) = r {
-                abstracts += 1;
-                let split = medlit_indexer::passages::split(
-                    &a,
-                    medlit_indexer::passages::window_budget(dense.embedder.max_tokens()),
-                    &mut |t| embedder.count_tokens(t),
-                );
-                texts.extend(split.into_iter().map(|p| p.embedding_text()));
-            }
-        }
-    }
-    let passages_per_abstract = texts.len() as f64 / abstracts.max(1) as f64;
-    eprintln!(
-        "embedding {} real passages of {abstracts} synthetic abstracts to measure the rate",
-        texts.len()
-    );
-    let started = Instant::now();
-    let mut base = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(64) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        base.extend(embedder.embed(&refs)?);
-    }
-    let embed_rate = base.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    let model = embedder.info().clone();
-    drop(embedder);
+    let Seeds {
+        base,
+        model,
+        embed_rate,
+        passages_per_abstract,
+    } = seeds(&work, &sources, args.embed_sample, &dense)?;
 
     let queries = queries(&sources, args.queries)?;
     let mut points = Vec::new();
@@ -286,8 +252,70 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
     Ok(())
 }
 
+/// Real MiniLM vectors of real passages, the rows' raw material, and the model's rate.
+pub(crate) struct Seeds {
+    pub base: Vec<Vec<f32>>,
+    pub model: medlit_indexer::embed::ModelInfo,
+    pub embed_rate: f64,
+    pub passages_per_abstract: f64,
+}
+
+/// Embeds the passages of `sample` synthetic abstracts (recombined from `sources`, written
+/// under `work`) with the configured encoder.
+pub(crate) fn seeds(
+    work: &Path,
+    sources: &[PathBuf],
+    sample: usize,
+    dense: &medlit_indexer::DenseOptions,
+) -> Result<Seeds> {
+    let seeds_dir = work.join("synth-seed");
+    let seed_corpus = medlit::commands::synth::synthesise(
+        sources,
+        &medlit_corpus::synth::SynthOptions {
+            records: sample.max(1),
+            per_file: sample.max(1),
+            ..Default::default()
+        },
+        &seeds_dir,
+    )?;
+    let mut embedder = dense.embedder.load().context("loading the embedder")?;
+    let mut texts = Vec::new();
+    let mut abstracts = 0u64;
+    for f in &seed_corpus.files {
+        for r in parse_file(f)?.records {
+            if let Record::Article(a) = r {
+                abstracts += 1;
+                let split = medlit_indexer::passages::split(
+                    &a,
+                    medlit_indexer::passages::window_budget(dense.embedder.max_tokens()),
+                    &mut |t| embedder.count_tokens(t),
+                );
+                texts.extend(split.into_iter().map(|p| p.embedding_text()));
+            }
+        }
+    }
+    let passages_per_abstract = texts.len() as f64 / abstracts.max(1) as f64;
+    eprintln!(
+        "embedding {} real passages of {abstracts} synthetic abstracts to measure the rate",
+        texts.len()
+    );
+    let started = Instant::now();
+    let mut base = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        base.extend(embedder.embed(&refs)?);
+    }
+    let embed_rate = base.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    Ok(Seeds {
+        base,
+        model: embedder.info().clone(),
+        embed_rate,
+        passages_per_abstract,
+    })
+}
+
 /// Titles of real articles: real query text, not tuned to the synthetic corpus.
-fn queries(sources: &[PathBuf], n: usize) -> Result<Vec<String>> {
+pub(crate) fn queries(sources: &[PathBuf], n: usize) -> Result<Vec<String>> {
     let parsed = parse_file(&sources[0])?;
     let titles: Vec<String> = parsed
         .records
@@ -457,14 +485,14 @@ fn self_exe() -> Result<PathBuf> {
 }
 
 /// Rows of synthetic vectors generated and appended at a time.
-const VECTOR_SLICE: usize = 200_000;
+pub(crate) const VECTOR_SLICE: usize = 200_000;
 
 /// Unit vectors for rows `first..first + n`: row `i` a random mixture of two real embeddings,
 /// `w·a + (1 − w)·b` with `w` uniform, plus noise of a fifth of its length. Copies of one
 /// vector (the first design) made clusters of a thousand near-ties at a million rows, where
 /// the exact top 10 is decided by the noise and recall against it measures nothing real;
 /// mixtures spread like a corpus: neighbours at every distance, few exact ties.
-fn synthetic_vectors(base: &[Vec<f32>], first: usize, n: usize) -> Vec<Vec<f32>> {
+pub(crate) fn synthetic_vectors(base: &[Vec<f32>], first: usize, n: usize) -> Vec<Vec<f32>> {
     let dim = base.first().map_or(0, Vec::len);
     let sigma = 0.2 / (dim.max(1) as f32).sqrt();
     (first..first + n)
@@ -531,7 +559,7 @@ fn wait_with_peak(mut child: std::process::Child) -> Result<(std::process::Outpu
     ))
 }
 
-fn self_kb(field: &str) -> u64 {
+pub(crate) fn self_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|t| proc_kb(&t, field))
@@ -539,7 +567,7 @@ fn self_kb(field: &str) -> u64 {
 }
 
 /// Starts a new high-water mark of resident memory (Linux: `5` in `clear_refs`).
-fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

@@ -293,6 +293,11 @@ pub struct FusionArgs {
     /// ONNX Runtime threads for the query embedding
     #[arg(long, default_value_t = 2)]
     pub query_threads: usize,
+    /// HNSW candidate list length per graph segment at query time: higher finds more of the
+    /// exact nearest passages and costs graph time [default: the index's, set by `medlit
+    /// index --ef-search`; see `medlit bench graph` for the trade-off]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub search_ef: Option<usize>,
 }
 
 /// A count of at least one (`--k 0` is a usage error, exit 2).

@@ -475,7 +475,9 @@ pub fn open_retriever(
             fusion.query_threads,
             256,
         );
-        Some(DenseSearcher::open(dir, &candidates).context("opening the dense index")?)
+        let mut d = DenseSearcher::open(dir, &candidates).context("opening the dense index")?;
+        d.set_search_ef(fusion.search_ef);
+        Some(d)
     } else {
         None
     };

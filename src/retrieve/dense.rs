@@ -35,6 +35,8 @@ const EXACT_FILTERED_ROWS: usize = 20_000;
 pub struct DenseSearcher {
     embedder: Arc<SharedEmbedder>,
     index: DenseIndex,
+    /// HNSW candidate list length per segment, when not the index's stored one.
+    search_ef: Option<usize>,
 }
 
 impl DenseSearcher {
@@ -70,7 +72,19 @@ impl DenseSearcher {
         Ok(Self {
             embedder: Arc::new(SharedEmbedder::new(embedder)),
             index,
+            search_ef: None,
         })
+    }
+
+    /// Walks each graph segment with a candidate list of `ef` (at least the rows asked for)
+    /// instead of the index's stored `ef_search`: recall against latency, see `bench graph`.
+    pub fn set_search_ef(&mut self, ef: Option<usize>) {
+        self.search_ef = ef;
+    }
+
+    /// The candidate list length searches use.
+    pub fn search_ef(&self) -> usize {
+        self.search_ef.unwrap_or(self.index.meta().params.ef_search)
     }
 
     /// The query embedder, for the other users of query vectors in this process (the safety
@@ -109,7 +123,10 @@ impl DenseSearcher {
         let mut best: std::collections::HashMap<u64, DenseHit> = std::collections::HashMap::new();
         for &row in &own {
             let v = self.index.vector(row).to_vec();
-            for (id, score) in self.index.search(&v, k * 3 + own.len(), None) {
+            for (id, score) in self
+                .index
+                .search(&v, k * 3 + own.len(), Some(self.search_ef()))
+            {
                 let Some(r) = self.index.row(id) else {
                     continue;
                 };
@@ -149,7 +166,7 @@ impl DenseSearcher {
         let q = self.embedder.embed_one(query)?;
         // Articles have several passages: ask for more rows than articles wanted.
         let rows = match allowed {
-            None => self.index.search(&q, k * 3, None),
+            None => self.index.search(&q, k * 3, Some(self.search_ef())),
             Some(set) => {
                 let kept: Vec<usize> = (0..self.index.rows())
                     .filter(|&i| self.index.row(i).is_some_and(|r| set.contains(&r.pmid)))
@@ -158,7 +175,7 @@ impl DenseSearcher {
                 if kept.len() <= EXACT_FILTERED_ROWS || share < 0.05 {
                     self.index.exact_rows(&q, &kept, k * 3)
                 } else {
-                    let ef = self.index.meta().params.ef_search.max(k * 3);
+                    let ef = self.search_ef().max(k * 3);
                     let widened = ((ef as f64 / share).ceil() as usize).min(ef * 8);
                     self.index.search_where(&q, k * 3, Some(widened), |i| {
                         self.index.row(i).is_some_and(|r| set.contains(&r.pmid))
