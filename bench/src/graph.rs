@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::args::BenchGraphArgs;
 use crate::scale::{
-    queries, reset_peak_rss, seeds, self_kb, synthetic_vectors, Seeds, VECTOR_SLICE,
+    queries, reset_peak_rss, seeds, self_kb, synthetic_vectors, work_dir, Seeds, VECTOR_SLICE,
 };
 use medlit::commands::print_json;
 use medlit::eval::retrieval::percentile;
@@ -79,11 +79,7 @@ pub fn run(args: &BenchGraphArgs) -> Result<()> {
     if args.ef.is_empty() || args.ef.contains(&0) {
         bail!("--ef needs candidate list lengths above 0 (e.g. 96,192,384)");
     }
-    let work = match &args.work {
-        Some(w) => w.clone(),
-        None => medlit::cli::setup::home()?.root().join("bench/graph"),
-    };
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let work = work_dir(args.work.as_deref(), "graph")?;
     let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
     let sources = medlit::cli::setup::corpus_files(&manifest)?;
     let dense = medlit::cli::setup::dense_options(&manifest, &args.embed)?;

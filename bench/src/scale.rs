@@ -177,11 +177,7 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
     if sizes.is_empty() || sizes[0] == 0 {
         bail!("--sizes needs at least one size above 0 (e.g. 50k,200k,1M)");
     }
-    let work = match &args.work {
-        Some(w) => w.clone(),
-        None => medlit::cli::setup::home()?.root().join("bench/scale"),
-    };
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let work = work_dir(args.work.as_deref(), "scale")?;
     let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
     let sources = medlit::cli::setup::corpus_files(&manifest)?;
     let dense = medlit::cli::setup::dense_options(&manifest, &args.embed)?;
@@ -250,6 +246,16 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
     }
     print_text(&report);
     Ok(())
+}
+
+/// `--work`, else `$MEDLIT_HOME/bench/NAME`, created.
+pub(crate) fn work_dir(work: Option<&Path>, name: &str) -> Result<PathBuf> {
+    let work = match work {
+        Some(w) => w.to_path_buf(),
+        None => medlit::cli::setup::home()?.root().join("bench").join(name),
+    };
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    Ok(work)
 }
 
 /// Real MiniLM vectors of real passages, the rows' raw material, and the model's rate.
