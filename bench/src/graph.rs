@@ -80,6 +80,12 @@ pub fn run(args: &BenchGraphArgs) -> Result<()> {
         bail!("--ef needs candidate list lengths above 0 (e.g. 96,192,384)");
     }
     let work = work_dir(args.work.as_deref(), "graph")?;
+    let single_dir = work.join("single");
+    let segmented_dir = work.join("segmented");
+    // Checked before the hours of building: a run only ever clears its own output.
+    for dir in [&single_dir, &segmented_dir] {
+        ensure_ours(dir)?;
+    }
     let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
     let sources = medlit::cli::setup::corpus_files(&manifest)?;
     let dense = medlit::cli::setup::dense_options(&manifest, &args.embed)?;
@@ -100,8 +106,6 @@ pub fn run(args: &BenchGraphArgs) -> Result<()> {
         segment_rows: args.rows,
         ..dense.params
     };
-    let single_dir = work.join("single");
-    let segmented_dir = work.join("segmented");
     let single = build(&single_dir, &base, &model, params, args.rows)?;
     let segmented = build(
         &segmented_dir,
@@ -148,7 +152,7 @@ pub fn run(args: &BenchGraphArgs) -> Result<()> {
         rows: args.rows,
         pool: base.len(),
         queries: query_vectors.len(),
-        params: dense.params,
+        params,
         single,
         segmented,
         sweep,
@@ -226,6 +230,27 @@ fn pool_of(dir: &Path, manifest: &medlit_corpus::DataManifest, titles: &[String]
         .map(|t| embedder.embed_one(t))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((base, index.meta().model.clone(), query_vectors))
+}
+
+/// Refuses a layout folder that holds anything but a `dense` folder (what an earlier run
+/// leaves): `--work` may name a folder of the user's, and `build` clears this one.
+fn ensure_ours(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        if e.file_name() != "dense" || !e.path().is_dir() {
+            bail!(
+                "{} holds {:?}, which no `bench graph` run wrote: it is left as it is; name \
+                 another --work folder",
+                dir.display(),
+                e.file_name()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Writes `rows` synthetic rows in `dir/dense` and builds their graph; time and peak memory.

@@ -77,4 +77,57 @@ fn too_few_rows_one_segment_or_a_zero_ef_is_refused() {
     let out = bench(&["graph", "--ef", "0,96"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ef"));
+    let out = bench(&["graph", "--segment-rows", "5000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--segments N splits --rows"));
+}
+
+/// `--work` may be a folder of the user's: a `single` or `segmented` folder there that an
+/// earlier run did not write is refused before anything is built, and left as it was.
+#[test]
+fn a_work_folder_it_did_not_write_is_left_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let mine = work.path().join("segmented");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "a user's notes").unwrap();
+    let out = bench(&[
+        "graph",
+        "--rows",
+        "4000",
+        "--work",
+        work.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("which no `bench graph` run wrote") && err.contains("notes.txt"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "a user's notes"
+    );
+    assert!(!work.path().join("single").exists(), "nothing built");
+}
+
+#[test]
+fn a_pool_index_without_a_dense_half_is_named() {
+    let work = tempfile::tempdir().unwrap();
+    let not_an_index = work.path().join("nothing-here");
+    std::fs::create_dir(&not_an_index).unwrap();
+    let out = bench(&[
+        "graph",
+        "--rows",
+        "4000",
+        "--queries",
+        "5",
+        "--pool-index",
+        not_an_index.to_str().unwrap(),
+        "--work",
+        work.path().join("w").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing-here"), "{err}");
+    assert!(!work.path().join("w/single").exists(), "nothing built");
 }
