@@ -87,7 +87,8 @@ pub struct BenchGraphArgs {
     #[arg(long, value_name = "INDEX")]
     pub pool_index: Option<PathBuf>,
     /// Work folder [default: $MEDLIT_HOME/bench/graph]; its `single` and `segmented`
-    /// folders are rebuilt by each run
+    /// folders are rebuilt by each run. A folder of yours must be new or empty (a run marks
+    /// it, and later runs reuse it)
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
     /// Keep the two indexes (removed at the end otherwise)
@@ -106,7 +107,8 @@ pub struct BenchQdrantArgs {
     #[arg(long, value_name = "FILE", required = true)]
     pub dataset: Vec<PathBuf>,
     /// Work folder for the export and the shard [default: $MEDLIT_HOME/bench/qdrant]; both
-    /// are reused while the index's generation is the same
+    /// are reused while the index's generation is the same. A folder of yours must be new or
+    /// empty (a run marks it, and later runs reuse it)
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
     /// Python interpreter used to create the qdrant-edge virtual environment
@@ -162,7 +164,9 @@ pub struct BenchScaleArgs {
     /// Corpus sizes in citations
     #[arg(long, value_delimiter = ',', value_parser = parse_count, default_value = "50k,200k,1M")]
     pub sizes: Vec<usize>,
-    /// Work folder for corpora and indexes [default: $MEDLIT_HOME/bench/scale]
+    /// Work folder for corpora and indexes [default: $MEDLIT_HOME/bench/scale]; each size's
+    /// corpus and index are replaced by each run. A folder of yours must be new or empty (a
+    /// run marks it, and later runs reuse it)
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
     /// Where the PNG plots go [default: WORK/plots]

@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use crate::args::BenchGraphArgs;
 use crate::scale::{
-    queries, reset_peak_rss, seeds, self_kb, synthetic_vectors, work_dir, Seeds, VECTOR_SLICE,
+    queries, reset_peak_rss, seeds, self_kb, synthetic_vectors, Seeds, VECTOR_SLICE,
 };
+use crate::workdir::work_dir;
 use medlit::commands::print_json;
 use medlit::eval::retrieval::percentile;
 
@@ -82,10 +83,6 @@ pub fn run(args: &BenchGraphArgs) -> Result<()> {
     let work = work_dir(args.work.as_deref(), "graph")?;
     let single_dir = work.join("single");
     let segmented_dir = work.join("segmented");
-    // Checked before the hours of building: a run only ever clears its own output.
-    for dir in [&single_dir, &segmented_dir] {
-        ensure_ours(dir)?;
-    }
     let manifest = medlit::cli::setup::manifest(&medlit::cli::ManifestArg::default())?;
     let sources = medlit::cli::setup::corpus_files(&manifest)?;
     let dense = medlit::cli::setup::dense_options(&manifest, &args.embed)?;
@@ -230,27 +227,6 @@ fn pool_of(dir: &Path, manifest: &medlit_corpus::DataManifest, titles: &[String]
         .map(|t| embedder.embed_one(t))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((base, index.meta().model.clone(), query_vectors))
-}
-
-/// Refuses a layout folder that holds anything but a `dense` folder (what an earlier run
-/// leaves): `--work` may name a folder of the user's, and `build` clears this one.
-fn ensure_ours(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    for e in entries {
-        let e = e.with_context(|| format!("reading {}", dir.display()))?;
-        if e.file_name() != "dense" || !e.path().is_dir() {
-            bail!(
-                "{} holds {:?}, which no `bench graph` run wrote: it is left as it is; name \
-                 another --work folder",
-                dir.display(),
-                e.file_name()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Writes `rows` synthetic rows in `dir/dense` and builds their graph; time and peak memory.

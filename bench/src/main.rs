@@ -13,6 +13,7 @@
 //! - [`graph`]: the dense graph's recall and walk time, one graph against segments, per ef.
 //! - [`plot`]: the PNG line charts of `scale` (an encoder of our own, no plotting crate).
 //! - [`peer`]: the peers' virtual environments and child processes.
+//! - [`workdir`]: the `--work` folder, taken only when new, empty or a benchmark's own.
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -30,6 +31,7 @@ mod qdrant;
 mod scale;
 mod search;
 mod serve;
+mod workdir;
 
 use args::{BenchCommand, Cli};
 

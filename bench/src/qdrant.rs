@@ -143,11 +143,7 @@ pub fn run(args: &BenchQdrantArgs) -> Result<()> {
             dir.display()
         );
     };
-    let work = match &args.work {
-        Some(w) => w.clone(),
-        None => medlit::cli::setup::home()?.root().join("bench/qdrant"),
-    };
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let work = crate::workdir::work_dir(args.work.as_deref(), "qdrant")?;
     let (py, script) = shim(&args.python, &work)?;
     let (shard, points, load_seconds) = load_shard(&dir, &work, &py, &script)?;
 

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::args::BenchScaleArgs;
 use crate::plot::{Chart, Series};
+use crate::workdir::work_dir;
 use medlit::commands::print_json;
 use medlit::eval::retrieval::percentile;
 use medlit::generate::device::proc_kb;
@@ -246,16 +247,6 @@ pub fn run(args: &BenchScaleArgs) -> Result<()> {
     }
     print_text(&report);
     Ok(())
-}
-
-/// `--work`, else `$MEDLIT_HOME/bench/NAME`, created.
-pub(crate) fn work_dir(work: Option<&Path>, name: &str) -> Result<PathBuf> {
-    let work = match work {
-        Some(w) => w.to_path_buf(),
-        None => medlit::cli::setup::home()?.root().join("bench").join(name),
-    };
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    Ok(work)
 }
 
 /// Real MiniLM vectors of real passages, the rows' raw material, and the model's rate.

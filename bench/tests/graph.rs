@@ -3,16 +3,10 @@
 //! the machine: the layouts are what was asked, a wider candidate list finds at least as many
 //! of the exact neighbours on both, the wide list finds nearly all of them, and the timings
 //! and ratios are real numbers. Usage errors name the bad value.
-use std::process::Command;
-
 use serde_json::Value;
 
-fn bench(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_medlit-bench"))
-        .args(args)
-        .output()
-        .expect("running medlit-bench")
-}
+mod common;
+use common::bench;
 
 #[test]
 fn a_wider_list_finds_more_of_the_exact_neighbours_in_both_layouts() {
@@ -82,8 +76,8 @@ fn too_few_rows_one_segment_or_a_zero_ef_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--segments N splits --rows"));
 }
 
-/// `--work` may be a folder of the user's: a `single` or `segmented` folder there that an
-/// earlier run did not write is refused before anything is built, and left as it was.
+/// `--work` may be a folder of the user's: one that holds anything an earlier run did not
+/// mark is refused before anything is built, and left as it was.
 #[test]
 fn a_work_folder_it_did_not_write_is_left_alone() {
     let work = tempfile::tempdir().unwrap();
@@ -100,7 +94,7 @@ fn a_work_folder_it_did_not_write_is_left_alone() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("which no `bench graph` run wrote") && err.contains("notes.txt"),
+        err.contains("no `medlit bench` run made it") && err.contains("segmented"),
         "{err}"
     );
     assert_eq!(

@@ -11,16 +11,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-fn medlit_exe() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_medlit-bench"))
-        .with_file_name(format!("medlit{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        exe.is_file(),
-        "{} is missing: run `cargo build --release` (or the whole workspace's tests)",
-        exe.display()
-    );
-    exe
-}
+mod common;
+use common::medlit_exe;
 
 fn run_json(cmd: &mut Command) -> Value {
     let out = cmd.output().expect("starting the command");
