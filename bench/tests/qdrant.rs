@@ -6,7 +6,7 @@
 //! here: it is not in the package registries this project reaches), and `medlit search` and
 //! `medlit serve` with `--retrieval qdrant` against it.
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
