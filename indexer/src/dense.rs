@@ -28,6 +28,8 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
@@ -88,7 +90,6 @@ impl QueryCosine {
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::sync::OnceLock;
         static AVX2: OnceLock<bool> = OnceLock::new();
         if *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
             // SAFETY: the CPU has AVX2 (checked above).
@@ -908,25 +909,35 @@ impl DenseIndex {
             .map(|id| (id, dot(query, self.vector(id))))
             .collect()
         };
-        let mut out: Vec<(usize, f32)> = match self.graphs.split_first() {
-            None => Vec::new(),
-            Some((first, [])) => segment(first),
-            // The calling thread walks the first segment while the pool walks the rest: a
-            // `par_iter` from outside the pool hands every segment to the pool's workers and
-            // parks the caller, and a worker that is slow to wake leaves its segment to be
-            // walked after another, which doubled the tail (README, `bench graph`).
-            Some((first, rest)) => {
-                let mut parts = vec![Vec::new(); rest.len()];
-                let mine = rayon::in_place_scope(|scope| {
-                    for (part, g) in parts.iter_mut().zip(rest) {
-                        let segment = &segment;
-                        scope.spawn(move |_| *part = segment(g));
+        let mut out: Vec<(usize, f32)> = match self.graphs.as_slice() {
+            [] => Vec::new(),
+            [only] => segment(only),
+            // Segments are claimed one at a time from a shared counter by the calling thread
+            // and by as many pool tasks as there are other segments (at most one a worker).
+            // The caller never parks while work is left: a `par_iter` from outside the pool
+            // parked it, and a worker slow to wake then doubled the tail (README, `bench
+            // graph`); a task that wakes after the caller took its segment finds none left.
+            graphs => {
+                let next = AtomicUsize::new(0);
+                let parts: Vec<OnceLock<Vec<(usize, f32)>>> =
+                    graphs.iter().map(|_| OnceLock::new()).collect();
+                let walk = || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(g) = graphs.get(i) else { break };
+                    let _ = parts[i].set(segment(g));
+                };
+                let helpers = (graphs.len() - 1).min(rayon::current_num_threads());
+                rayon::in_place_scope(|scope| {
+                    for _ in 0..helpers {
+                        scope.spawn(|_| walk());
                     }
-                    segment(first)
+                    walk();
                 });
-                let mut out = mine;
-                out.extend(parts.into_iter().flatten());
-                out
+                parts
+                    .into_iter()
+                    .filter_map(OnceLock::into_inner)
+                    .flatten()
+                    .collect()
             }
         };
         out.extend(
