@@ -77,7 +77,7 @@ pub struct BenchGraphArgs {
     #[arg(long, value_delimiter = ',', default_value = "48,96,128,192,256,384")]
     pub ef: Vec<usize>,
     /// Queries (titles of real articles). The p95 is the 50th slowest of 1,000: of 200, a
-    /// handful of slow walks moved the segmented/single ratio between 0.97x and 1.45x from
+    /// handful of slow walks moved the segmented/single ratio between 0.97x and 1.46x from
     /// one pass to the next
     #[arg(long, default_value_t = 1000)]
     pub queries: usize,
