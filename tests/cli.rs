@@ -235,8 +235,8 @@ fn bad_manifest_is_named() {
     assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
 }
 
-/// The encoder id `--encoder auto` records on this CPU: medlit's int8 one on the VNNI paths,
-/// the ONNX export's elsewhere.
+/// The encoder id `--encoder auto` records on this CPU: medlit's int8 one on the VNNI and AVX2
+/// paths, the ONNX export's on the portable one.
 fn auto_encoder_id() -> &'static str {
     match medlit::cli::EncoderArg::Auto.resolve() {
         medlit::cli::EncoderArg::Onnx => "minilm-int8",

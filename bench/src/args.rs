@@ -297,7 +297,7 @@ pub struct BenchEmbedArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// medlit's encoder: its own int8 MiniLM (`MEDLIT_KERNEL` forces a kernel path), the ONNX
-    /// export on ONNX Runtime, or auto (as `medlit index` picks: int8 on the VNNI paths)
+    /// export on ONNX Runtime, or auto (as `medlit index` picks: int8 on the VNNI and AVX2 paths)
     #[arg(long, value_enum, default_value_t = medlit::cli::EncoderArg::Int8)]
     pub encoder: medlit::cli::EncoderArg,
     /// Where medlit's encoder runs: cpu, or cuda / cuda:N (a `--features cuda` build; the f32

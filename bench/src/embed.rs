@@ -147,7 +147,7 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
     let out = EmbedBench {
         encoder: encoder.kind(),
         device: args.device.clone(),
-        kernel: matches!(kind, EncoderArg::Int8).then(|| Kernel::selected().name()),
+        kernel: matches!(kind, EncoderArg::Int8).then(kernel_label),
         cpu_features: medlit::generate::int8_matmul::cpu_features(),
         passages: texts.len(),
         tokens,
@@ -185,4 +185,15 @@ pub fn run(args: &BenchEmbedArgs) -> Result<()> {
         println!("ratio (medlit / peer): {r:.2}x");
     }
     Ok(())
+}
+
+/// The int8 path as the JSON names it: `avx2-8bit` when `MEDLIT_AVX2_ACTIVATION_BITS=8` keeps
+/// the AVX2 feed-forward products at eight bits of activation.
+fn kernel_label() -> &'static str {
+    let kernel = Kernel::selected();
+    if kernel == Kernel::Avx2 && !medlit::generate::int8_matmul::narrow_activations_allowed() {
+        "avx2-8bit"
+    } else {
+        kernel.name()
+    }
 }

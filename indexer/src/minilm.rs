@@ -246,11 +246,24 @@ fn tensor(
         .collect())
 }
 
+/// How many bits a product's activations need on the AVX2 path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ActivationBits {
+    Eight,
+    /// Seven bits suffice (AVX2's products run 1.4× as fast). Measured per product kind on 1,000
+    /// sample passages (cosine to ONNX Runtime's vectors, mean/worst): eight bits everywhere
+    /// 0.99917/0.99873; seven in both feed-forward products 0.99841/0.99748; seven everywhere
+    /// 0.99777/0.99648, and 0.99310 worst to the f32 model, the query, key and value inputs
+    /// (layer-norm outputs with BERT's outlier dimensions) losing the most.
+    SevenOnAvx2,
+}
+
 fn linear(
     st: &safetensors::SafeTensors<'_>,
     names: &[String],
     cols: usize,
     precision: Precision,
+    bits: ActivationBits,
 ) -> Result<Linear, EmbedError> {
     let mut w = Vec::new();
     let mut b = Vec::new();
@@ -263,7 +276,11 @@ fn linear(
     }
     let w = match precision {
         Precision::Int8 if !Kernel::selected().is_amx() => {
-            Weight::Int8(Int8Matrix::from_f32_per_row(rows, cols, &w).map_err(model_error)?)
+            let m = Int8Matrix::from_f32_per_row(rows, cols, &w).map_err(model_error)?;
+            Weight::Int8(match bits {
+                ActivationBits::Eight => m,
+                ActivationBits::SevenOnAvx2 => m.with_narrow_activations_on_avx2(),
+            })
         }
         Precision::Int8 | Precision::Int8Tile => {
             Weight::Tile(TileInt8Matrix::from_f32(rows, cols, &w).map_err(model_error)?)
@@ -298,16 +315,23 @@ impl MiniLmInt8 {
         let vocab = st_rows(&st, "embeddings.word_embeddings")?;
         let token_type = tensor(&st, "embeddings.token_type_embeddings.weight", &[2, HIDDEN])?;
         let pr = cfg.precision;
+        use ActivationBits::{Eight, SevenOnAvx2 as Seven};
         let mut layers = Vec::with_capacity(LAYERS);
         for i in 0..LAYERS {
             let p = format!("encoder.layer.{i}");
             let qkv = ["query", "key", "value"].map(|n| format!("{p}.attention.self.{n}"));
             layers.push(Layer {
-                qkv: linear(&st, &qkv, HIDDEN, pr)?,
-                attn_out: linear(&st, &[format!("{p}.attention.output.dense")], HIDDEN, pr)?,
+                qkv: linear(&st, &qkv, HIDDEN, pr, Eight)?,
+                attn_out: linear(
+                    &st,
+                    &[format!("{p}.attention.output.dense")],
+                    HIDDEN,
+                    pr,
+                    Eight,
+                )?,
                 attn_norm: norm(&st, &format!("{p}.attention.output.LayerNorm"))?,
-                up: linear(&st, &[format!("{p}.intermediate.dense")], HIDDEN, pr)?,
-                down: linear(&st, &[format!("{p}.output.dense")], FFN, pr)?,
+                up: linear(&st, &[format!("{p}.intermediate.dense")], HIDDEN, pr, Seven)?,
+                down: linear(&st, &[format!("{p}.output.dense")], FFN, pr, Seven)?,
                 ffn_norm: norm(&st, &format!("{p}.output.LayerNorm"))?,
             });
         }

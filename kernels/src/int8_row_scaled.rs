@@ -5,7 +5,9 @@
 //! encoder, whose products are all of this form, that work was as large as the multiply-adds.
 //!
 //! Same tile layout, activation quantiser and paths as the block-scaled kernels.
-use crate::int8_matmul::{portable_block_dot, Kernel, Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
+use crate::int8_matmul::{
+    portable_block_dot, Kernel, Quantized, BLOCK, NARROW_RANGE, TILE, TILE_BLOCK_BYTES,
+};
 
 /// `out[j][r] = scale(r) · Σ_b scale(row_j, b) · Σ_c w[r][b, c] · q(row_j)[b, c]` for the tile's 16 rows
 /// `r` and activation rows `rows`.
@@ -34,6 +36,10 @@ pub(crate) fn tile<const R: usize>(
         },
         #[cfg(target_arch = "x86_64")]
         Kernel::AvxVnni => unsafe { avxvnni::tile(qs, row_scales, act, rows, blocks, out) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if act.limit <= NARROW_RANGE => unsafe {
+            avx2_narrow::tile(qs, row_scales, act, rows, blocks, out)
+        },
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => unsafe { avx2::tile(qs, row_scales, act, rows, blocks, out) },
         Kernel::Portable => portable_tile(qs, row_scales, act, rows, blocks, out),
@@ -200,6 +206,27 @@ mod avx2 {
     );
 }
 
+/// AVX2 on activations within ±[`NARROW_RANGE`]: `maddubs` takes the stored `w + 128` as its
+/// unsigned operand and the activations as the signed one, as VNNI's `dpbusd` does, and the
+/// offset comes off per block. Per 32 products and activation row: `maddubs`, `madd`, add,
+/// where the full-range step also needs the sign of every product (`sign`).
+#[cfg(target_arch = "x86_64")]
+mod avx2_narrow {
+    use super::{Quantized, BLOCK, TILE, TILE_BLOCK_BYTES};
+    use std::arch::x86_64::*;
+
+    tile_256!(
+        "avx2,fma",
+        |sum, w, x| {
+            _mm256_add_epi32(
+                sum,
+                _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)),
+            )
+        },
+        true
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use crate::int8_matmul::{Int8Matrix, Kernel};
@@ -242,6 +269,95 @@ mod tests {
                     "{f} vs {s} on {}",
                     kernel.name()
                 );
+            }
+        }
+    }
+
+    /// With narrow activations the AVX2 path multiplies the stored weights directly; every
+    /// path computes what the portable loop computes from that path's quantisation.
+    #[test]
+    fn narrow_activations_multiply_as_the_portable_loop_on_every_path() {
+        let (rows, cols, m) = (40, 384, 7);
+        let w = noise(rows * cols, 21, 0.5);
+        let mut x = noise(m * cols, 22, 2.0);
+        for i in 0..m {
+            x[i * cols + 3 + 41 * i] = -60.0;
+        }
+        let q = Int8Matrix::from_f32_per_row(rows, cols, &w)
+            .unwrap()
+            .with_narrow_activations_on_avx2();
+        for kernel in Kernel::available() {
+            let mut want = vec![0f32; m * rows];
+            q.matmul_reference_for(kernel, &x, m, &mut want);
+            let mut got = vec![0f32; m * rows];
+            q.matmul_on_kernel(kernel, &x, m, &mut got);
+            let largest = want.iter().fold(1e-6f32, |a, v| a.max(v.abs()));
+            for (g, s) in got.iter().zip(&want) {
+                assert!(
+                    (g - s).abs() <= 1e-5 * largest,
+                    "{g} vs {s} on {}",
+                    kernel.name()
+                );
+            }
+            // Within the rounding of both sides: each activation off by at most half its
+            // block's step (max |x| / 64 / 2), each weight by half its row's (max |w| / 127 / 2),
+            // and the scales' f16 rounding (2⁻¹¹ of each term).
+            if kernel != Kernel::Avx2 {
+                continue;
+            }
+            for i in 0..m {
+                let xr = &x[i * cols..][..cols];
+                for r in 0..rows {
+                    let wr = &w[r * cols..][..cols];
+                    let wstep = wr.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                    let bound: f32 = (0..cols)
+                        .map(|c| {
+                            let block = &xr[c / 32 * 32..][..32];
+                            let xstep = block.iter().fold(0f32, |a, v| a.max(v.abs())) / 64.0;
+                            (wr[c].abs() + wstep / 2.0) * xstep / 2.0
+                                + xr[c].abs() * wstep / 2.0
+                                + (xr[c] * wr[c]).abs() / 2048.0
+                        })
+                        .sum();
+                    let exact: f32 = (0..cols).map(|c| xr[c] * wr[c]).sum();
+                    let g = got[i * rows + r];
+                    assert!(
+                        (g - exact).abs() <= bound,
+                        "row {i}, out {r}: {g} vs {exact} (bound {bound})"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The extremes of both operands: weights at ±127 (stored 1 and 255) against activations
+    /// at ±64 in every column give `maddubs` pair sums of ±32,640, the most the narrow range
+    /// allows; one more step would saturate and the sums would differ from the portable loop's.
+    #[test]
+    fn narrow_activations_at_their_extremes_do_not_saturate() {
+        let (rows, cols, m) = (16, 64, 4);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|k| if (k / cols) % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let x: Vec<f32> = (0..m * cols)
+            .map(|k| if (k / cols) % 2 == 0 { 3.0 } else { -3.0 })
+            .collect();
+        let q = Int8Matrix::from_f32_per_row(rows, cols, &w)
+            .unwrap()
+            .with_narrow_activations_on_avx2();
+        for kernel in Kernel::available() {
+            let mut got = vec![0f32; m * rows];
+            q.matmul_on_kernel(kernel, &x, m, &mut got);
+            for i in 0..m {
+                for r in 0..rows {
+                    let want: f32 = (0..cols).map(|c| x[i * cols + c] * w[r * cols + c]).sum();
+                    let g = got[i * rows + r];
+                    assert!(
+                        (g - want).abs() <= 1e-3 * want.abs(),
+                        "row {i}, out {r}: {g} vs {want} on {}",
+                        kernel.name()
+                    );
+                }
             }
         }
     }

@@ -51,13 +51,14 @@ pub enum EncoderArg {
 }
 
 impl EncoderArg {
-    /// `Auto` decided for this CPU (and `MEDLIT_KERNEL`): int8 on the VNNI paths, where it is
-    /// the faster encoder, ONNX Runtime on the others.
+    /// `Auto` decided for this CPU (and `MEDLIT_KERNEL`): int8 on the VNNI and AVX2 paths, where
+    /// it is the faster encoder (AVX2: 1.45× the onnxruntime peer on an AVX2-only Zen 3, with
+    /// seven-bit feed-forward activations), ONNX Runtime on the portable path (0.10×).
     pub fn resolve(self) -> EncoderArg {
         use crate::generate::int8_matmul::Kernel;
         match self {
             EncoderArg::Auto => match Kernel::selected().vector_level().name() {
-                "avx512vnni" | "avxvnni" => EncoderArg::Int8,
+                "avx512vnni" | "avxvnni" | "avx2" => EncoderArg::Int8,
                 _ => EncoderArg::Onnx,
             },
             other => other,
@@ -206,9 +207,10 @@ pub enum SpanChoiceArg {
 #[derive(Debug, Args, Clone)]
 pub struct EmbedArgs {
     /// Passage encoder: medlit's int8 MiniLM (safetensors weights on the int8 kernels) or the
-    /// int8 ONNX export on ONNX Runtime; auto takes int8 on a CPU with VNNI (AVX-512 VNNI,
-    /// AVX-VNNI), where it measured 1.2–1.6× ONNX Runtime, and ONNX Runtime elsewhere (0.82×
-    /// on AVX2). The index records which; queries use the same one
+    /// int8 ONNX export on ONNX Runtime; auto takes int8 on a CPU with VNNI or AVX2, where it
+    /// measured faster than ONNX Runtime (1.5-2.5x with VNNI, 1.45x on an AVX2-only Zen 3), and
+    /// ONNX Runtime on other CPUs (ARM, old x86: 0.10x). The index records which; queries use
+    /// the same one
     #[arg(long, value_enum, default_value_t = EncoderArg::Auto)]
     pub encoder: EncoderArg,
     /// Where passages are embedded: cpu, or cuda / cuda:N for an NVIDIA GPU (a build with
