@@ -618,11 +618,26 @@ pub const KERNEL_ENV: &str = "MEDLIT_KERNEL";
 /// matrices that allow it ([`Int8Matrix::with_narrow_activations_on_avx2`]) take seven.
 pub const AVX2_BITS_ENV: &str = "MEDLIT_AVX2_ACTIVATION_BITS";
 
-/// Whether [`AVX2_BITS_ENV`] leaves narrow activations on; read once per process.
+/// Whether [`AVX2_BITS_ENV`] leaves narrow activations on; read once per process. A value
+/// other than 7 or 8 is logged and treated as unset, as a bad `MEDLIT_KERNEL` is.
 pub fn narrow_activations_allowed() -> bool {
     use std::sync::OnceLock;
     static ALLOWED: OnceLock<bool> = OnceLock::new();
-    *ALLOWED.get_or_init(|| std::env::var(AVX2_BITS_ENV).map_or(true, |v| v.trim() != "8"))
+    *ALLOWED.get_or_init(|| {
+        parse_avx2_bits(std::env::var(AVX2_BITS_ENV).ok().as_deref()).unwrap_or_else(|bad| {
+            tracing::warn!("{AVX2_BITS_ENV}={bad}: not 7 or 8; using seven where allowed");
+            true
+        })
+    })
+}
+
+/// `Ok(narrow allowed)` for unset, empty, `7` or `8`; `Err(value)` for anything else.
+fn parse_avx2_bits(value: Option<&str>) -> Result<bool, String> {
+    match value.map(str::trim) {
+        None | Some("") | Some("7") => Ok(true),
+        Some("8") => Ok(false),
+        Some(other) => Err(other.to_string()),
+    }
 }
 
 impl Kernel {
@@ -1114,6 +1129,16 @@ mod vnni512 {
 mod tests {
     use super::*;
     use candle_core::quantized::GgmlDType;
+
+    #[test]
+    fn the_avx2_bits_switch_takes_seven_or_eight_and_names_anything_else() {
+        assert_eq!(parse_avx2_bits(None), Ok(true));
+        assert_eq!(parse_avx2_bits(Some(" 7 ")), Ok(true));
+        assert_eq!(parse_avx2_bits(Some("")), Ok(true));
+        assert_eq!(parse_avx2_bits(Some("8")), Ok(false));
+        assert_eq!(parse_avx2_bits(Some("eight")), Err("eight".to_string()));
+        assert_eq!(parse_avx2_bits(Some("16")), Err("16".to_string()));
+    }
 
     #[test]
     fn an_f32_matrix_quantised_at_load_multiplies_within_its_rounding() {
