@@ -537,6 +537,32 @@ fn answers_on_the_hybrid_index(idx: &Path) {
         "--json",
     ];
     let r = ok_json(&ranker_args);
+    // Each answered question lists the candidates read, the chosen one being its answer: what
+    // a confidence signal for abstention is measured on (scripts/answerability_signal.py).
+    let mut listed = 0;
+    for item in r["items"].as_array().unwrap() {
+        let Some(candidates) = item["span_candidates"].as_array() else {
+            continue;
+        };
+        listed += 1;
+        let chosen: Vec<&Value> = candidates.iter().filter(|c| c["chosen"] == true).collect();
+        assert_eq!(chosen.len(), 1, "{item}");
+        if item["abstained"] == false {
+            let answer = item["answer"].as_str().unwrap();
+            assert!(
+                answer.contains(chosen[0]["text"].as_str().unwrap()),
+                "{item}"
+            );
+        }
+        for c in candidates {
+            let features = c["features"].as_array().unwrap();
+            assert_eq!(features.len(), 8, "{item}");
+            // The generator's log-probabilities: negative, and the mean over the span.
+            assert!(features[0].as_f64().unwrap() <= 0.0, "{item}");
+            assert!(features[1].as_f64().unwrap() <= 0.0, "{item}");
+        }
+    }
+    assert!(listed > 0, "{r}");
     let cv = &r["span_ranker"]["cross_validated"];
     let answered = cv["questions"].as_u64().unwrap();
     assert!(answered > 0 && answered <= 12, "{r}");

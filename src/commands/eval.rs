@@ -351,6 +351,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                                 .collect::<Vec<_>>(),
                         ),
                     ms: a.timings_ms.total,
+                    span_candidates: a.span_candidates.clone(),
                 }
             }
             None => {
@@ -388,6 +389,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                     p_answerable: judged.map(|j| j.probability),
                     cut_inside_word: false,
                     ms: t.elapsed().as_secs_f64() * 1000.0,
+                    span_candidates: Vec::new(),
                 }
             }
         };

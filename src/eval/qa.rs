@@ -71,6 +71,10 @@ pub struct QaOutcome {
     /// The answer is a copy of evidence text that starts or ends inside a word.
     pub cut_inside_word: bool,
     pub ms: f64,
+    /// The candidate spans read, with the generator's log-probabilities among their features
+    /// (when several were read): what a confidence signal for abstention can be measured on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub span_candidates: Vec<crate::answer::SpanCandidate>,
 }
 
 #[derive(Debug, Clone, Serialize)]
