@@ -12,7 +12,8 @@ Inputs, for one question set with both kinds (as policy/answerability_train.json
 It fits the same model as `eval answerability --fit` (logistic, standardised inputs, L2 0.05)
 on the seven signals alone and with the generator's signals added, cross-validated by article
 over several random fold assignments, and prints the decisions right, answerable abstained,
-unanswerable answered and log loss of each, then each generator signal's AUC alone.
+unanswerable answered and log loss of each, then each generator signal's AUC alone and the
+weights of a fit on every question.
 Standard library only.
 
   python3 scripts/answerability_signal.py SIGNALS ANSWERS SET [REPEATS]
@@ -46,10 +47,13 @@ def generator_signals(item):
             math.exp(value(chosen, 0) - top) / mass]
 
 
-def fit(rows, labels, iters=3000, rate=0.5):
+def fit(rows, labels, iters=4000, rate=0.5):
+    """src/logistic.rs's `fit`, step for step: its iterations, step size and scale rule."""
     n, d = len(rows), len(rows[0])
     mean = [sum(r[j] for r in rows) / n for j in range(d)]
-    scale = [max(1e-6, math.sqrt(sum((r[j] - mean[j]) ** 2 for r in rows) / n)) for j in range(d)]
+    spread = [math.sqrt(sum((r[j] - mean[j]) ** 2 for r in rows) / n) for j in range(d)]
+    # A feature constant over the data carries nothing: scale 1 keeps it harmless.
+    scale = [v if v > 1e-6 else 1.0 for v in spread]
     z = [[(r[j] - mean[j]) / scale[j] for j in range(d)] for r in rows]
     w, b = [0.0] * d, 0.0
     for _ in range(iters):
@@ -61,8 +65,8 @@ def fit(rows, labels, iters=3000, rate=0.5):
                 gw[j] += e * x[j]
         w = [w[j] - rate * (gw[j] / n + 2 * L2 * w[j]) for j in range(d)]
         b -= rate * gb / n
-    return lambda r: 1 / (1 + math.exp(-(b + sum((r[j] - mean[j]) / scale[j] * w[j]
-                                                  for j in range(d)))))
+    return (lambda r: 1 / (1 + math.exp(-(b + sum((r[j] - mean[j]) / scale[j] * w[j]
+                                                   for j in range(d)))))), w
 
 
 def cross_validated(rows, labels, keys, seed, k=5):
@@ -72,7 +76,7 @@ def cross_validated(rows, labels, keys, seed, k=5):
     p = [0.0] * len(labels)
     for f in range(k):
         train = [i for i in range(len(labels)) if fold[keys[i]] != f]
-        model = fit([rows[i] for i in train], [labels[i] for i in train])
+        model, _ = fit([rows[i] for i in train], [labels[i] for i in train])
         for i in range(len(labels)):
             if fold[keys[i]] == f:
                 p[i] = model(rows[i])
@@ -126,6 +130,11 @@ def main():
         auc = sum((a > b) + 0.5 * (a == b) for a in yes for b in no) / (len(yes) * len(no))
         print(f"{name:48s} median answerable {sorted(yes)[len(yes) // 2]:7.3f}, "
               f"unanswerable {sorted(no)[len(no) // 2]:7.3f}; AUC {auc:.3f}")
+    _, weights = fit([r[0] + r[1] for r in rows], labels)
+    print("standardised weights fitted on all questions, seven signals + all four generator "
+          "signals:")
+    for name, w in zip(SIGNALS + GENERATOR, weights):
+        print(f"  {name:48s} {w:7.3f}")
 
 
 if __name__ == "__main__":

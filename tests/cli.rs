@@ -557,7 +557,7 @@ fn answers_on_the_hybrid_index(idx: &Path) {
         for c in candidates {
             let features = c["features"].as_array().unwrap();
             assert_eq!(features.len(), 8, "{item}");
-            // The generator's log-probabilities: negative, and the mean over the span.
+            // The log-probabilities of the first token and of the span on average: never above 0.
             assert!(features[0].as_f64().unwrap() <= 0.0, "{item}");
             assert!(features[1].as_f64().unwrap() <= 0.0, "{item}");
         }

@@ -351,7 +351,7 @@ fn qa(args: &EvalQaArgs) -> Result<()> {
                                 .collect::<Vec<_>>(),
                         ),
                     ms: a.timings_ms.total,
-                    span_candidates: a.span_candidates.clone(),
+                    span_candidates: a.span_candidates,
                 }
             }
             None => {
