@@ -290,9 +290,19 @@ impl Int8Matrix {
         let act = self.quantize(kernel, x, m);
         let tiles = self.rows.div_ceil(TILE);
         let shared = SharedOut::new(out);
+        let pair_scales = self.pair_scales(kernel);
         let run = |range: std::ops::Range<usize>| {
-            for t in range {
-                self.tile_all_rows(kernel, t, &act, m, &shared);
+            let mut t = range.start;
+            while t < range.end {
+                if let Some(scales) =
+                    pair_scales.filter(|_| t + 1 < range.end && (t + 2) * TILE <= self.rows)
+                {
+                    self.tile_pair_all_rows(kernel, t, scales, &act, m, &shared);
+                    t += 2;
+                } else {
+                    self.tile_all_rows(kernel, t, &act, m, &shared);
+                    t += 1;
+                }
             }
         };
         match pool {
@@ -312,6 +322,71 @@ impl Int8Matrix {
                 self.tile_pass::<1>(kernel, t, act, i, out)
             };
         }
+    }
+
+    /// The row scales, when this matrix's tiles go two at a time on `kernel` (per-row scales
+    /// only).
+    fn pair_scales(&self, kernel: Kernel) -> Option<&[f32]> {
+        match &self.scales {
+            Scales::Rows(s) if crate::int8_row_scaled::pairs_on(kernel) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whole tiles `t` and `t + 1` against every activation row, as [`Self::tile_all_rows`].
+    fn tile_pair_all_rows(
+        &self,
+        kernel: Kernel,
+        t: usize,
+        scales: &[f32],
+        act: &Quantized,
+        m: usize,
+        out: &SharedOut,
+    ) {
+        let row_scales: &[f32; 2 * TILE] = scales[t * TILE..][..2 * TILE]
+            .try_into()
+            .unwrap_or(&[0.0; 2 * TILE]);
+        let mut i = 0;
+        while i < m {
+            i += if i + 4 <= m {
+                self.tile_pair_pass::<4>(kernel, t, row_scales, act, i, out)
+            } else {
+                self.tile_pair_pass::<1>(kernel, t, row_scales, act, i, out)
+            };
+        }
+    }
+
+    /// Whole tiles `t` and `t + 1` (per-row scales) against activation rows
+    /// `first..first + R`, written to `out`; returns `R`.
+    fn tile_pair_pass<const R: usize>(
+        &self,
+        kernel: Kernel,
+        t: usize,
+        row_scales: &[f32; 2 * TILE],
+        act: &Quantized,
+        first: usize,
+        out: &SharedOut,
+    ) -> usize {
+        let bytes = self.blocks * TILE_BLOCK_BYTES;
+        let qs = &self.qs[t * bytes..][..2 * bytes];
+        let rows: [usize; R] = std::array::from_fn(|j| first + j);
+        let mut lanes = [[0f32; 2 * TILE]; R];
+        crate::int8_row_scaled::tile_pair(
+            kernel,
+            qs,
+            row_scales,
+            act,
+            &rows,
+            self.blocks,
+            &mut lanes,
+        );
+        for (j, l) in lanes.iter().enumerate() {
+            // SAFETY: tiles `t` and `t + 1` own output columns t·TILE..(t + 2)·TILE of every
+            // row (whole: Self::matmul_on pairs only tiles inside `rows`), and each tile is
+            // computed by exactly one thread.
+            unsafe { out.write_tile((first + j) * self.rows + t * TILE, l) };
+        }
+        R
     }
 
     /// Tile `t` against activation rows `first..first + R`, written to `out`; returns `R`.
