@@ -499,13 +499,22 @@ mod tests {
         ];
         for kernel in Kernel::available() {
             let mut four = [[0f32; 2 * super::TILE]; 4];
-            super::tile_pair(kernel, &qs, &row_scales, &act, &[0, 1, 2, 3], blocks, &mut four);
+            super::tile_pair(
+                kernel,
+                &qs,
+                &row_scales,
+                &act,
+                &[0, 1, 2, 3],
+                blocks,
+                &mut four,
+            );
             let mut one = [[0f32; 2 * super::TILE]; 1];
             super::tile_pair(kernel, &qs, &row_scales, &act, &[4], blocks, &mut one);
             for (i, got) in four.iter().chain(&one).enumerate() {
                 for (h, w) in halves.iter().enumerate() {
-                    let scales: &[f32; super::TILE] =
-                        row_scales[h * super::TILE..][..super::TILE].try_into().unwrap();
+                    let scales: &[f32; super::TILE] = row_scales[h * super::TILE..][..super::TILE]
+                        .try_into()
+                        .unwrap();
                     let mut want = [[0f32; super::TILE]; 1];
                     super::tile(kernel, w, scales, &act, &[i], blocks, &mut want);
                     assert_eq!(

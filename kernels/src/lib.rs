@@ -9,7 +9,8 @@
 //!   (the activation quantiser too); the [`int8_matmul::Kernel`] switch.
 //! - `int8_row_scaled`: the tile products of int8 matrices with one scale per row (f32
 //!   weights quantised per output channel: the encoder's), on the same paths, plus AVX2's
-//!   narrow tile for activations within ±64 (no sign instruction per product).
+//!   narrow tile for activations within ±64 (no sign instruction per product), and the
+//!   AVX-512 VNNI pass over two adjacent tiles that shares each activation load.
 //! - [`amx_matmul`]: int8 products on Intel's AMX tile unit with one scale per 64 values of
 //!   each weight and activation row (the encoder's dense layers on the opt-in `amx` path),
 //!   and the portable loop it is checked against to the bit.
